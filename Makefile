@@ -1,0 +1,46 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up
+# everything it needs on a fresh machine first (a virtual environment with the
+# CPU build of torch, graphviz's `dot` when missing and we are root).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.graphexplain-installed
+
+.PHONY: demo test setup graphviz benchmark coverage docs clean
+
+demo: setup graphviz
+	$(BIN)/graphexplain trace examples/autograd_mean.py
+
+test: setup graphviz
+	$(BIN)/python -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,examples]'
+	touch $(STAMP)
+
+graphviz:
+	@if command -v dot >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing graphviz (the dot program)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq graphviz >/dev/null; \
+	else \
+		echo "graphviz's dot program is missing: install it (apt-get install graphviz, brew install graphviz)"; \
+		echo "to get PNG/SVG/PDF pictures; the DOT source and the walkthrough work without it."; \
+	fi
+
+docs: setup graphviz
+	$(BIN)/python docs/generate.py
+
+coverage: setup
+	$(BIN)/python benchmarks/coverage.py
+
+benchmark: setup
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) graphexplain-out *.egg-info

@@ -1,0 +1,1 @@
+collect_ignore = ["graphexplain/__main__.py", "examples", "benchmarks", "docs"]

@@ -1,0 +1,251 @@
+"""Catching the script's backward calls.
+
+While an `Interceptor` is active, ``Tensor.backward``, ``torch.autograd.backward``
+and ``torch.autograd.grad`` are wrapped: the wrapper captures the graph
+behind the call (a `PendingCall`), lets the *real* call run exactly as the
+script asked, with the same arguments, and returns its result untouched.
+An error torch raises is recorded with a plain-words explanation and then
+raised again, unchanged, for the script to see.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..model import Graph, Source
+from .naming import names_in_frame
+from .provenance import Recorder, SourceFinder
+from .snapshot import PendingCall, backward_order, gradient_edge
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which backward calls are explained in full: "first" (the default),
+    "last", "all", or a call number counted from 1."""
+
+    which: str = "first"
+
+    def wants(self, index: int) -> bool:
+        if self.which in ("all", "last"):
+            return True
+        if self.which == "first":
+            return index == 1
+        return index == int(self.which)
+
+    @classmethod
+    def parse(cls, text: str) -> "Selection":
+        text = str(text).strip().lower()
+        if text in ("first", "last", "all") or (text.isdigit() and int(text) >= 1):
+            return cls(text)
+        raise ValueError(f"--call takes first, last, all or a call number from 1, not {text!r}")
+
+
+@dataclass(frozen=True)
+class CallSummary:
+    """One line's worth of a call: enough to list it without explaining it."""
+
+    root: str
+    root_value: Optional[float]  # the loss, when the root is a single number
+    leaf_norms: Tuple[Tuple[str, float], ...] = ()
+
+
+@dataclass
+class CallRecord:
+    index: int
+    kind: str  # "backward" or "grad"
+    call: str
+    source: Optional[Source]
+    summary: CallSummary
+    graph: Optional[Graph] = None
+    error: Optional[str] = None  # torch's message, when the call raised
+    explanation: Optional[str] = None  # that message in plain words
+    capture_problem: Optional[str] = None
+
+
+# torch's error messages, in plain words. Substring → explanation.
+PLAIN_WORDS = {
+    "grad can be implicitly created only for scalar outputs":
+        "{root} has shape {shape}, not a single number, so backward() does not know how "
+        "to weigh its {numel} elements. Either reduce it to a scalar first ({root}.sum(), "
+        "{root}.mean()), or pass a gradient of the same shape, {root}.backward(v): torch then "
+        "computes the vector-Jacobian product vᵀ·J, and each leaf's .grad is that product.",
+    "does not require grad and does not have a grad_fn":
+        "{root} is not connected to any tensor with requires_grad=True (it was made from "
+        "constants, under torch.no_grad(), or from a detached tensor), so there is no graph to "
+        "run backward through.",
+    "Trying to backward through the graph a second time":
+        "This graph was already used by an earlier backward call, which freed the values it "
+        "saved. Pass retain_graph=True to the first call, or rebuild the graph (run the forward "
+        "pass again) before the second.",
+    "modified by an inplace operation":
+        "A tensor the backward pass needs was changed in place after the forward pass used it. "
+        "Use an out-of-place op (x = x + 1 instead of x += 1) or clone it first.",
+}
+
+
+def plain_words(message: str, root: Optional[torch.Tensor]) -> Optional[str]:
+    for fragment, explanation in PLAIN_WORDS.items():
+        if fragment in message:
+            shape = tuple(root.shape) if isinstance(root, torch.Tensor) else ()
+            numel = root.numel() if isinstance(root, torch.Tensor) else 0
+            return explanation.format(root="the output", shape=shape, numel=numel)
+    return None
+
+
+def _as_list(tensors) -> List:
+    if tensors is None:
+        return []
+    if isinstance(tensors, torch.Tensor) or isinstance(tensors, torch.autograd.graph.GradientEdge):
+        return [tensors]
+    return list(tensors)
+
+
+class Interceptor:
+    """Wraps torch's three backward entry points while active."""
+
+    def __init__(self, recorder: Optional[Recorder] = None, selection: Selection = Selection()):
+        self.recorder = recorder
+        self.selection = selection
+        self.finder = recorder.finder if recorder is not None else SourceFinder()
+        self.calls: List[CallRecord] = []
+        self._busy = False
+        self._originals = {}
+
+    def __enter__(self) -> "Interceptor":
+        tensor_backward = torch.Tensor.backward
+        autograd_backward = torch.autograd.backward
+        autograd_grad = torch.autograd.grad
+        self._originals = {
+            (torch.Tensor, "backward"): tensor_backward,
+            (torch.autograd, "backward"): autograd_backward,
+            (torch.autograd, "grad"): autograd_grad,
+        }
+        torch.Tensor.backward = self._wrap(tensor_backward, self._tensor_backward)
+        torch.autograd.backward = self._wrap(autograd_backward, self._autograd_backward)
+        torch.autograd.grad = self._wrap(autograd_grad, self._autograd_grad)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for (owner, name), original in self._originals.items():
+            setattr(owner, name, original)
+        self._originals = {}
+
+    def _wrap(self, original: Callable, describe: Callable) -> Callable:
+        signature = inspect.signature(original)
+        interceptor = self
+
+        def wrapper(*args, **kwargs):
+            if interceptor._busy:  # Tensor.backward calling autograd.backward
+                return original(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
+            return interceptor._intercept(original, args, kwargs, *describe(bound.arguments))
+
+        wrapper.__wrapped__ = original
+        wrapper.__doc__ = original.__doc__
+        wrapper.__name__ = original.__name__
+        return wrapper
+
+    # Each returns (kind, roots, grad_outputs, inputs or None).
+    @staticmethod
+    def _tensor_backward(arguments):
+        inputs = arguments.get("inputs")
+        return "backward", [arguments["self"]], [arguments.get("gradient")], \
+            (_as_list(inputs) or None)
+
+    @staticmethod
+    def _autograd_backward(arguments):
+        roots = _as_list(arguments["tensors"])
+        grads = _as_list(arguments.get("grad_tensors") or arguments.get("grad_variables"))
+        inputs = _as_list(arguments.get("inputs")) or None
+        return "backward", roots, grads + [None] * (len(roots) - len(grads)), inputs
+
+    @staticmethod
+    def _autograd_grad(arguments):
+        roots = _as_list(arguments["outputs"])
+        grads = _as_list(arguments.get("grad_outputs"))
+        return "grad", roots, grads + [None] * (len(roots) - len(grads)), _as_list(arguments["inputs"])
+
+    def _intercept(self, original, args, kwargs, kind, roots, grads, inputs):
+        index = len(self.calls) + 1
+        frame = self.finder.user_frame(sys._getframe(2))
+        source = self.finder.source(frame)
+        call = (source.expr or source.code) if source is not None else f"{kind}()"
+        pending, problem = None, None
+        self._busy = True
+        paused = self._pause(True)
+        try:
+            names = names_in_frame(frame)
+            if self.selection.wants(index) and all(isinstance(r, torch.Tensor) for r in roots):
+                try:
+                    pending = PendingCall(roots, grads, names, self.recorder, call,
+                                          source, inputs if kind == "grad" else None,
+                                          accumulates=kind == "backward")
+                    pending.register_hooks()
+                except Exception as error:  # never let our capture break the script
+                    pending, problem = None, f"{type(error).__name__}: {error}"
+            leaves = self._leaves(roots) if pending is None else None
+            try:
+                result = original(*args, **kwargs)
+            except BaseException as error:
+                if pending is not None:
+                    pending.remove_hooks()
+                root = roots[0] if roots and isinstance(roots[0], torch.Tensor) else None
+                self.calls.append(CallRecord(
+                    index, kind, call, source, self._summary(roots, [], names), None, str(error),
+                    plain_words(str(error), root), problem))
+                raise
+            graph = None
+            if pending is not None:
+                try:
+                    graph = pending.finish(result if kind == "grad" else None)
+                except Exception as error:
+                    problem = f"{type(error).__name__}: {error}"
+            leaf_tensors = pending.leaf_tensors if pending is not None else leaves
+            record = CallRecord(index, kind, call, source, self._summary(roots, leaf_tensors, names),
+                                graph, capture_problem=problem)
+            if self.selection.which == "last":
+                for earlier in self.calls:
+                    earlier.graph = None  # only the last one is kept
+            self.calls.append(record)
+            return result
+        finally:
+            self._pause(paused)
+            self._busy = False
+
+    def _pause(self, paused: bool) -> bool:
+        """Stop recording provenance for our own torch calls."""
+        if self.recorder is None:
+            return False
+        before = self.recorder.paused
+        self.recorder.paused = paused
+        return before
+
+    @staticmethod
+    def _leaves(roots) -> List[torch.Tensor]:
+        """The leaf tensors behind the roots, for a call listed but not
+        explained: a walk over the graph, nothing copied."""
+        try:
+            starts = [gradient_edge(r)[0] for r in roots if isinstance(r, torch.Tensor)]
+            return [node.variable for node in backward_order(starts)
+                    if type(node).__name__ == "AccumulateGrad"]
+        except Exception:
+            return []
+
+    @staticmethod
+    def _summary(roots, leaf_tensors, names) -> CallSummary:
+        root = roots[0] if roots and isinstance(roots[0], torch.Tensor) else None
+        value = float(root.detach().reshape(()).item()) if root is not None and root.numel() == 1 else None
+        norms = []
+        for position, tensor in enumerate(leaf_tensors):
+            if tensor is None or tensor.grad is None:
+                continue
+            name = names.tensor(tensor) or f"leaf {position + 1}"
+            norms.append((name, float(np.linalg.norm(tensor.grad.detach().double().cpu().numpy()))))
+        root_name = (names.tensor(root) or names.node(root.grad_fn)) if root is not None else ""
+        return CallSummary(root_name or "output", value, tuple(norms))

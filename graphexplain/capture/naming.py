@@ -1,0 +1,58 @@
+"""The user's names for tensors, nodes and modules, read from the frame that
+called backward: its local and global variables, and the parameters and
+submodules of every nn.Module found there (``model.lin.weight``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict
+
+import torch
+
+
+@dataclass
+class Names:
+    tensors: Dict[int, str] = field(default_factory=dict)  # id(tensor) → name
+    nodes: Dict[int, str] = field(default_factory=dict)  # id(grad_fn) → name
+    modules: Dict[int, str] = field(default_factory=dict)  # id(module) → qualified name
+    _keep: list = field(default_factory=list)  # keeps named objects alive, so ids stay theirs
+
+    def tensor(self, tensor) -> str:
+        return self.tensors.get(id(tensor), "")
+
+    def node(self, node) -> str:
+        return self.nodes.get(id(node), "")
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith("__")
+
+
+def names_in_frame(frame) -> Names:
+    """Names of everything tensor-like that the frame can see; locals win
+    over globals, and a plain name over a module attribute path."""
+    names = Names()
+    scopes = [frame.f_locals] if frame is not None else []
+    if frame is not None and frame.f_globals is not frame.f_locals:
+        scopes.append(frame.f_globals)
+    modules = []
+    for scope in scopes:
+        for name, value in list(scope.items()):
+            if not _visible(name):
+                continue
+            if isinstance(value, torch.Tensor):
+                names.tensors.setdefault(id(value), name)
+                names._keep.append(value)
+                if value.grad_fn is not None:
+                    names.nodes.setdefault(id(value.grad_fn), name)
+                    names._keep.append(value.grad_fn)
+            elif isinstance(value, torch.nn.Module):
+                modules.append((name, value))
+    for name, module in modules:
+        for sub_name, sub in module.named_modules():
+            names.modules.setdefault(id(sub), f"{name}.{sub_name}" if sub_name else name)
+            names._keep.append(sub)
+        for parameter_name, parameter in module.named_parameters():
+            names.tensors.setdefault(id(parameter), f"{name}.{parameter_name}")
+            names._keep.append(parameter)
+    return names

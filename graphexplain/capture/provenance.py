@@ -1,0 +1,238 @@
+"""Where each node came from: the line of code, its operands, its output.
+
+A `Recorder` is a `TorchFunctionMode` active while the user's script runs.
+It calls every torch function exactly as asked, and afterwards notes on the
+output's grad_fn node (``grad_fn.metadata``, which lives and dies with the
+node) the source line and expression, the operands, and a detached alias of
+the output. It never changes an argument or a result.
+
+Note [why provenance lives in grad_fn.metadata]
+A grad_fn cannot be weakly referenced, and keying a table by it would keep
+every graph of a training loop alive. The node's own metadata dict is freed
+with the node, so recording costs nothing once a graph is gone.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import re
+import sys
+import sysconfig
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from ..model import Source
+
+KEY = "graphexplain"
+_INTERNAL_WALK_LIMIT = 64  # nodes made inside one call (F.linear makes two)
+_ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z_0-9]*)\s*(?::[^=]+)?=(?!=)\s*(.+?)\s*(#.*)?$")
+
+
+@dataclass
+class Provenance:
+    source: Optional[Source]
+    assigned: Optional[str]  # `z` for the op that is all of `z = y * y * 2`'s right side
+    operands: Tuple[Any, ...] = ()  # the call's tensor and number arguments, in order
+    outputs: Dict[int, Tuple[torch.Tensor, int]] = field(default_factory=dict)
+    module: Any = None  # weakref to the innermost nn.Module running, if any
+    direct: bool = True  # False for nodes made inside the call (F.linear's TBackward0)
+    function: str = ""
+
+
+def _internal_roots() -> Tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__))}
+    roots |= {paths.get(key) for key in ("stdlib", "purelib", "platlib") if paths.get(key)}
+    return tuple(sorted(os.path.realpath(root) + os.sep for root in roots if root))
+
+
+class SourceFinder:
+    """Finds the innermost frame of the user's own code and the exact
+    expression it is evaluating (Python 3.11's instruction positions)."""
+
+    def __init__(self):
+        self._internal: Dict[Any, bool] = {}
+        self._roots = _internal_roots()
+        self._positions: Dict[Any, List] = {}
+
+    def is_internal(self, code) -> bool:
+        known = self._internal.get(code)
+        if known is None:
+            filename = code.co_filename
+            known = filename.startswith("<") or os.path.realpath(filename).startswith(self._roots)
+            self._internal[code] = known
+        return known
+
+    def user_frame(self, frame):
+        while frame is not None and self.is_internal(frame.f_code):
+            frame = frame.f_back
+        return frame
+
+    def source(self, frame) -> Optional[Source]:
+        if frame is None:
+            return None
+        code = frame.f_code
+        line = frame.f_lineno
+        text = linecache.getline(code.co_filename, line).rstrip("\n")
+        return Source(code.co_filename, line, text.strip(), self._expression(frame, text))
+
+    def _expression(self, frame, text: str) -> Optional[str]:
+        code = frame.f_code
+        if not hasattr(code, "co_positions"):
+            return None  # Python < 3.11: the line alone
+        positions = self._positions.get(code)
+        if positions is None:
+            positions = self._positions[code] = list(code.co_positions())
+        index = frame.f_lasti // 2
+        if index >= len(positions):
+            return None
+        start_line, end_line, start, end = positions[index]
+        if start_line != frame.f_lineno or end_line != start_line or start is None or end is None:
+            return None
+        # Columns are byte offsets into the UTF-8 line.
+        return text.encode("utf-8")[start:end].decode("utf-8", "replace").strip() or None
+
+
+def assigned_name(source: Optional[Source]) -> Optional[str]:
+    """`z` when the expression is the whole right side of `z = ...`."""
+    if source is None or source.expr is None:
+        return None
+    match = _ASSIGNMENT.match(source.code)
+    if match and match.group(2).strip() == source.expr:
+        return match.group(1)
+    return None
+
+
+def _tensors(result) -> List[torch.Tensor]:
+    if isinstance(result, torch.Tensor):
+        return [result]
+    if isinstance(result, (tuple, list)):
+        return [item for item in result if isinstance(item, torch.Tensor)]
+    return []
+
+
+def _operand(argument):
+    if isinstance(argument, torch.Tensor):
+        return argument.detach() if argument.requires_grad else argument
+    if isinstance(argument, (int, float)) and not isinstance(argument, bool):
+        return argument
+    return None
+
+
+class Recorder(TorchFunctionMode):
+    """Records provenance for every op while active.
+
+        with Recorder():
+            y = x * 2      # y.grad_fn.metadata["graphexplain"] now says where
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.finder = SourceFinder()
+        self.module_stack: List[Any] = []
+        self.constant_reasons: Dict[int, Tuple[Any, str]] = {}
+        self.paused = False  # set while graphexplain itself calls torch
+        self._hooks = []
+
+    # --- nn.Module tracking: which module's forward is running ---------------
+    def __enter__(self):
+        from torch.nn.modules import module as nn_module
+
+        self._hooks = [
+            nn_module.register_module_forward_pre_hook(self._enter_module),
+            nn_module.register_module_forward_hook(self._leave_module),
+        ]
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+        return super().__exit__(*exc)
+
+    def _enter_module(self, module, args):
+        self.module_stack.append(weakref.ref(module))
+
+    def _leave_module(self, module, args, output):
+        if self.module_stack:
+            self.module_stack.pop()
+
+    # --- the mode itself ----------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if self.paused:
+            return result
+        try:
+            self._record(func, args, kwargs or {}, result)
+        except Exception:  # provenance is a nicety; the script's run is not
+            pass
+        return result
+
+    def _record(self, func, args, kwargs, result) -> None:
+        outputs = _tensors(result)
+        if not outputs:
+            return
+        if not torch.is_grad_enabled() or func in (torch.Tensor.detach, torch.Tensor.requires_grad_):
+            self._note_constants(func, args, outputs)
+            return
+        made = [t for t in outputs if t.grad_fn is not None]
+        if not made:
+            return
+        frame = self.finder.user_frame(sys._getframe(2))
+        source = self.finder.source(frame)
+        module = self.module_stack[-1] if self.module_stack else None
+        operands = tuple(_operand(a) for a in args if _operand(a) is not None)
+        operands += tuple(_operand(v) for v in kwargs.values() if _operand(v) is not None)
+        name = getattr(func, "__name__", str(func))
+        for tensor in made:
+            node = tensor.grad_fn
+            record = node.metadata.get(KEY)
+            if record is None or not record.direct:
+                record = Provenance(source, assigned_name(source), operands, {}, module, True, name)
+                node.metadata[KEY] = record
+            nr = getattr(tensor, "output_nr", 0)
+            record.outputs.setdefault(nr, (tensor.detach(), tensor._version))
+            self._mark_inner_nodes(node, source, module, name)
+
+    def _mark_inner_nodes(self, node, source, module, name) -> None:
+        """Nodes the call made on the way (F.linear's TBackward0) share its
+        source line; they have no record of their own yet."""
+        pending = [next_node for next_node, _ in node.next_functions if next_node is not None]
+        for _ in range(_INTERNAL_WALK_LIMIT):
+            if not pending:
+                return
+            inner = pending.pop()
+            if KEY in inner.metadata or type(inner).__name__ == "AccumulateGrad":
+                continue
+            inner.metadata[KEY] = Provenance(source, None, (), {}, module, False, name)
+            pending.extend(n for n, _ in inner.next_functions if n is not None)
+
+    def _note_constants(self, func, args, outputs) -> None:
+        """Why a tensor is cut off from the graph, for the walkthrough."""
+        source = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if func is torch.Tensor.detach:
+            reason = "detached with .detach()"
+        elif func is torch.Tensor.requires_grad_:
+            if outputs[0].requires_grad:
+                return
+            reason = "requires_grad_(False)"
+        elif any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            reason = "computed under torch.no_grad()"
+        else:
+            return
+        del source
+        for tensor in outputs:
+            if not tensor.requires_grad:
+                key = id(tensor)
+                self.constant_reasons[key] = (weakref.ref(tensor, lambda _, k=key: self.constant_reasons.pop(k, None)), reason)
+
+    def constant_reason(self, tensor) -> Optional[str]:
+        entry = self.constant_reasons.get(id(tensor))
+        if entry is not None and entry[0]() is tensor:
+            return entry[1]
+        return None

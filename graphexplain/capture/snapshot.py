@@ -1,0 +1,409 @@
+"""The graph behind a backward call, copied out of torch into `model.Graph`.
+
+`PendingCall` is made just before the real backward runs: it walks the
+grad_fn graph from the roots, copies every value a node needs (saved tensors
+are freed by the backward pass), and registers a hook on each node that
+copies the gradients torch passes in and out. After the real backward,
+`finish()` removes the hooks and returns the immutable Graph.
+
+Note [why saved tensors may be None]
+torch saves only what a node's own backward formula needs: for ``y * 2``,
+MulBackward0 keeps ``other`` (the 2) but not ``self``, since no gradient
+flows to the 2. The operand's value then comes from the node that produced
+it, or from the call the recorder saw.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..model import Constant, Graph, Leaf, Node, Operand, Root, Source, Value, frozen_array
+from ..rules import lookup
+from .naming import Names
+from .provenance import KEY, Provenance, Recorder
+
+
+def to_numpy(tensor) -> Optional[np.ndarray]:
+    """A float64 copy of a tensor on the CPU, or None if it cannot be read."""
+    if not isinstance(tensor, torch.Tensor):
+        return None
+    try:
+        tensor = tensor.detach()
+        if tensor.is_complex():
+            tensor = tensor.real
+        if tensor.layout != torch.strided:
+            tensor = tensor.to_dense()
+        return frozen_array(tensor.to("cpu", torch.float64).numpy())
+    except Exception:  # meta tensors, quantized tensors, freed storage
+        return None
+
+
+def value_of(tensor) -> Optional[Value]:
+    if not isinstance(tensor, torch.Tensor):
+        if isinstance(tensor, (int, float)) and not isinstance(tensor, bool):
+            return Value.of(float(tensor), dtype=type(tensor).__name__)
+        return None
+    return Value(tuple(tensor.shape), str(tensor.dtype).replace("torch.", ""), to_numpy(tensor),
+                 str(tensor.device))
+
+
+def _plain(value: Any) -> Any:
+    """A saved non-tensor argument as plain Python (SymInts become ints)."""
+    if isinstance(value, (tuple, list)):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    try:
+        return int(value)
+    except Exception:
+        return str(value)
+
+
+def _saved(node) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+    """The node's saved attributes, split into parameters and tensors."""
+    params: Dict[str, Any] = {}
+    tensors: Dict[str, torch.Tensor] = {}
+    for attribute in dir(node):
+        if not attribute.startswith("_saved_"):
+            continue
+        try:
+            saved = getattr(node, attribute)
+        except Exception:  # freed by an earlier backward without retain_graph
+            continue
+        name = attribute[len("_saved_"):]
+        if isinstance(saved, torch.Tensor):
+            tensors[name] = saved
+        else:
+            params[name] = _plain(saved)
+    return params, tensors
+
+
+def _number_label(value) -> str:
+    """`2` for 2 and 2.0 alike (torch keeps a Python 2 as a float tensor)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return ""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def gradient_edge(tensor) -> Tuple[Any, int]:
+    """(node, output index) that a tensor's gradient flows into."""
+    if tensor.grad_fn is not None:
+        return tensor.grad_fn, tensor.output_nr
+    edge = torch.autograd.graph.get_gradient_edge(tensor)
+    return edge.node, edge.output_nr
+
+
+def backward_order(starts: Sequence[Any], stops: Sequence[Any] = ()) -> List[Any]:
+    """Reachable nodes, each before every node that feeds it (Kahn's
+    algorithm in discovery order, so the order is the same on every run)."""
+    stop_ids = {id(node) for node in stops}
+    consumers_left: Dict[int, int] = {}
+    seen: Dict[int, Any] = {}
+    stack = list(starts)
+    for node in starts:
+        seen.setdefault(id(node), node)
+    while stack:
+        node = stack.pop()
+        if id(node) in stop_ids:
+            continue
+        for child, _ in node.next_functions:
+            if child is None:
+                continue
+            consumers_left[id(child)] = consumers_left.get(id(child), 0) + 1
+            if id(child) not in seen:
+                seen[id(child)] = child
+                stack.append(child)
+    order, queue = [], []
+    for node in starts:
+        if consumers_left.get(id(node), 0) == 0 and all(n is not node for n in queue):
+            queue.append(node)
+    while queue:
+        node = queue.pop(0)
+        order.append(node)
+        if id(node) in stop_ids:
+            continue
+        for child, _ in node.next_functions:
+            if child is None:
+                continue
+            consumers_left[id(child)] -= 1
+            if consumers_left[id(child)] == 0:
+                queue.append(child)
+    return order
+
+
+class PendingCall:
+    """One backward call, between its capture and the end of the real backward."""
+
+    def __init__(self, roots: Sequence[torch.Tensor], grad_outputs: Sequence[Optional[torch.Tensor]],
+                 names: Names, recorder: Optional[Recorder], call: str, call_source: Optional[Source],
+                 inputs: Optional[Sequence[torch.Tensor]] = None, accumulates: bool = True):
+        self.names = names
+        self.recorder = recorder
+        self.call = call
+        self.call_source = call_source
+        self.accumulates = accumulates
+        self.inputs = list(inputs) if inputs is not None else None
+        root_edges = [gradient_edge(root) for root in roots]
+        input_edges = [gradient_edge(t) for t in self.inputs] if self.inputs is not None else []
+        stops = [node for node, _ in input_edges if type(node).__name__ != "AccumulateGrad"]
+        self.raw = backward_order([node for node, _ in root_edges], stops)
+        self.index = {id(node): i for i, node in enumerate(self.raw)}
+        self.torch_upstream: Dict[int, Tuple] = {}
+        self.torch_downstream: Dict[int, Tuple] = {}
+        self._hooks = []
+
+        self.node_names = self._name_nodes()
+        self.nodes = [self._node(i, node) for i, node in enumerate(self.raw)]
+        self.roots = [
+            Root(self.index[id(node)], nr, self._root_name(root, node), value_of(root),
+                 self._seed(root, grad))
+            for root, grad, (node, nr) in zip(roots, grad_outputs, root_edges)
+        ]
+        self.leaf_edges = input_edges if self.inputs is not None else [
+            (node, 0) for node in self.raw if type(node).__name__ == "AccumulateGrad"
+        ]
+        self.leaf_tensors = self.inputs if self.inputs is not None else [
+            node.variable for node, _ in self.leaf_edges
+        ]
+        self.grad_before = [
+            to_numpy(t.grad) if accumulates and t.is_leaf else None for t in self.leaf_tensors
+        ]
+        self.constants = self._constants()
+
+    # --- names ---------------------------------------------------------------
+    def _record(self, node) -> Optional[Provenance]:
+        try:
+            return node.metadata.get(KEY)
+        except Exception:
+            return None
+
+    def _name_nodes(self) -> List[str]:
+        """Each node's name: the variable that holds its output now, else the
+        variable its line assigned (unless that name now means another
+        node, as `z` does after `z = z.mean()`), else its source expression."""
+        names: List[str] = [""] * len(self.raw)
+        for i, node in enumerate(self.raw):
+            if type(node).__name__ == "AccumulateGrad":
+                names[i] = self.names.tensor(node.variable) or f"leaf{i}"
+            else:
+                names[i] = self.names.node(node)
+        taken = set(names)
+        for i, node in enumerate(self.raw):
+            record = self._record(node)
+            if names[i] or record is None or not record.direct:
+                continue
+            if record.assigned and record.assigned not in taken:
+                names[i] = record.assigned
+                taken.add(record.assigned)
+            elif record.source is not None and record.source.expr:
+                names[i] = record.source.expr
+        # Nodes made inside a call (F.linear's transpose) are named after what
+        # they apply to; their producers come later in backward order.
+        for i in reversed(range(len(self.raw))):
+            if not names[i]:
+                node = self.raw[i]
+                inner = [names[self.index[id(n)]] for n, _ in node.next_functions
+                         if n is not None and id(n) in self.index]
+                rule = lookup(type(node).__name__)
+                verb = _short_op(type(node).__name__)
+                names[i] = f"{verb}({', '.join(inner)})" if inner else (rule.title if rule else verb)
+        return names
+
+    def _root_name(self, root, node) -> str:
+        return self.names.tensor(root) or self.node_names[self.index[id(node)]]
+
+    def _module(self, record: Optional[Provenance]) -> Optional[str]:
+        if record is None or record.module is None:
+            return None
+        module = record.module()
+        if module is None:
+            return None
+        qualified = self.names.modules.get(id(module))
+        kind = type(module).__name__
+        return f"{qualified} ({kind})" if qualified else kind
+
+    # --- nodes ---------------------------------------------------------------
+    def _output_value(self, node, nr: int) -> Optional[Value]:
+        """The node's output number `nr`: its numbers when the recorder kept
+        them, else at least its shape and dtype."""
+        if type(node).__name__ == "AccumulateGrad":
+            return value_of(node.variable)
+        record = self._record(node)
+        if record is not None and nr in record.outputs:
+            tensor, version = record.outputs[nr]
+            if tensor._version == version:  # not modified in place since
+                return value_of(tensor)
+        try:
+            meta = node._input_metadata[nr]  # what the backward expects: the output's shape
+            return Value(tuple(meta.shape), str(meta.dtype).replace("torch.", ""), None, str(meta.device))
+        except Exception:
+            return None
+
+    @staticmethod
+    def _output_count(node, record) -> int:
+        try:
+            return len(node._input_metadata)
+        except Exception:
+            return 1 + max(record.outputs, default=0) if record is not None else 1
+
+    def _node(self, i: int, node) -> Node:
+        op = type(node).__name__
+        record = self._record(node)
+        params, saved = _saved(node)
+        rule = lookup(op)
+        if op == "AccumulateGrad":
+            value = value_of(node.variable)
+            operands = (Operand("self", self.node_names[i], value, None, 0, True),)
+            return Node(i, op, self.node_names[i], operands, (value,))
+        edges = node.next_functions
+        words = rule.inputs if rule is not None and len(rule.inputs) == len(edges) else \
+            tuple(f"input{k}" for k in range(len(edges)))
+        positions = (rule.inputs + rule.params) if rule is not None else words
+        record_operands = record.operands if record is not None and record.direct else ()
+        operands = []
+        for k, ((producer, nr), word) in enumerate(zip(edges, words)):
+            operands.append(self._operand(word, producer, nr, saved, record_operands,
+                                          positions.index(word) if word in positions else k))
+        if rule is not None:
+            self._fill_params(rule, params, saved, record_operands)
+        outputs = tuple(self._output_value(node, nr) for nr in range(self._output_count(node, record)))
+        if outputs and (outputs[0] is None or not outputs[0].known) and "result" in saved:
+            outputs = (value_of(saved["result"]),) + outputs[1:]
+        source = record.source if record is not None else None
+        return Node(i, op, self.node_names[i], tuple(operands), outputs, params, source,
+                    self._module(record))
+
+    @staticmethod
+    def _fill_params(rule, params, saved, record_operands) -> None:
+        """Number arguments the row treats as parameters (the 2 in ``2 - x``):
+        saved on the node when torch needs them, else as the call had them."""
+        order = rule.inputs + rule.params
+        for name in rule.params:
+            if params.get(name) is not None:
+                continue
+            if name in saved:
+                params[name] = to_numpy(saved[name])
+                continue
+            at = order.index(name)
+            if at < len(record_operands) and isinstance(record_operands[at], (int, float)):
+                params[name] = record_operands[at]
+
+    def _operand(self, word, producer, nr, saved, record_operands, position) -> Operand:
+        recorded = record_operands[position] if position < len(record_operands) else None
+        if producer is not None:
+            label = self.node_names[self.index[id(producer)]] if id(producer) in self.index else word
+            value = value_of(saved[word]) if word in saved else None
+            if (value is None or not value.known) and id(producer) in self.index:
+                produced = self._output_value(producer, nr)
+                value = produced if produced is not None and (value is None or produced.known) else value
+            if (value is None or not value.known) and isinstance(recorded, torch.Tensor):
+                value = value_of(recorded)
+            producer_id = self.index.get(id(producer))
+            return Operand(word, label, value, producer_id, nr, producer_id is not None)
+        # A constant: a number, or a tensor cut off from the graph.
+        value = value_of(saved[word]) if word in saved else value_of(recorded)
+        label = _number_label(recorded)
+        if isinstance(recorded, torch.Tensor):
+            label = self.names.tensor(recorded)
+        if not label and value is not None and value.known:
+            label = _number_label(float(value.data.reshape(-1)[0])) if value.numel == 1 else \
+                f"constant{value.shape}"
+        label = label or word
+        return Operand(word, label, value, None, 0, False)
+
+    def _seed(self, root: torch.Tensor, grad: Optional[torch.Tensor]) -> np.ndarray:
+        if grad is None:
+            return np.ones(tuple(root.shape))
+        return to_numpy(grad)
+
+    def _constants(self) -> Tuple[Constant, ...]:
+        """Tensors without a gradient that feed the graph, and why."""
+        found: Dict[str, Tuple[Tuple[int, ...], str, List[int]]] = {}
+        for node in self.nodes:
+            for operand in node.operands:
+                if operand.requires_grad or operand.producer is not None or operand.value is None:
+                    continue
+                if operand.label.replace(".", "", 1).lstrip("-").isdigit():
+                    continue  # a plain number in the code
+                entry = found.setdefault(operand.label, (operand.value.shape, "", []))
+                entry[2].append(node.id)
+        constants = []
+        for label, (shape, _, users) in found.items():
+            reason = self._constant_reason(label) or "does not require grad"
+            constants.append(Constant(label, shape, reason, tuple(users)))
+        return tuple(constants)
+
+    def _constant_reason(self, label: str) -> Optional[str]:
+        if self.recorder is None:
+            return None
+        for node in self.raw:
+            record = self._record(node)
+            for operand in (record.operands if record is not None else ()):
+                if isinstance(operand, torch.Tensor) and self.names.tensor(operand) == label:
+                    return self.recorder.constant_reason(operand)
+        return None
+
+    # --- torch's numbers -------------------------------------------------------
+    def register_hooks(self) -> None:
+        for i, node in enumerate(self.raw):
+            try:
+                self._hooks.append(node.register_hook(self._hook(i)))
+            except Exception:
+                pass  # a node that takes no hooks is shown unchecked
+
+    def _hook(self, i: int):
+        def record_gradients(grad_inputs, grad_outputs):
+            self.torch_downstream[i] = tuple(to_numpy(g) for g in grad_inputs)
+            self.torch_upstream[i] = tuple(to_numpy(g) for g in grad_outputs)
+        return record_gradients
+
+    def remove_hooks(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    def finish(self, results: Optional[Sequence[Optional[torch.Tensor]]] = None) -> Graph:
+        """The Graph, with torch's numbers. `results` are the return values
+        of torch.autograd.grad, one per input."""
+        self.remove_hooks()
+        leaf_grads = {}
+        if results is not None:
+            for (node, _), result in zip(self.leaf_edges, results):
+                leaf_grads[id(node)] = to_numpy(result)
+        nodes = []
+        for i, node in enumerate(self.nodes):
+            upstream = self.torch_upstream.get(i, ())
+            if id(self.raw[i]) in leaf_grads and not upstream:
+                upstream = (leaf_grads[id(self.raw[i])],)
+            nodes.append(Node(node.id, node.op, node.name, node.operands, node.outputs, node.params,
+                              node.source, node.module, upstream, self.torch_downstream.get(i, ())))
+        leaves = []
+        for (edge_node, _), tensor, before in zip(self.leaf_edges, self.leaf_tensors, self.grad_before):
+            i = self.index.get(id(edge_node))
+            if i is None:
+                continue
+            torch_grad = leaf_grads.get(id(edge_node))
+            if torch_grad is None and self.torch_upstream.get(i):
+                torch_grad = self.torch_upstream[i][0]
+            after = to_numpy(tensor.grad) if self.accumulates and tensor.is_leaf else None
+            leaves.append(Leaf(i, self.node_names[i], value_of(tensor), torch_grad, before, after,
+                               self.accumulates))
+        return Graph(tuple(nodes), tuple(self.roots), tuple(leaves), self.call, self.call_source,
+                     self.constants)
+
+
+_SHORT = {
+    "TBackward0": "t", "ViewBackward0": "view", "ExpandBackward0": "expand",
+    "AddmmBackward0": "addmm", "MmBackward0": "mm", "UnsqueezeBackward0": "unsqueeze",
+}
+
+
+def _short_op(op: str) -> str:
+    if op in _SHORT:
+        return _SHORT[op]
+    base = op[:-len("Backward0")] if op.endswith("Backward0") else op.rstrip("0123456789")
+    base = base[:-len("Backward")] if base.endswith("Backward") else base
+    return base.lower() or op

@@ -1,0 +1,68 @@
+"""Formulas in the user's words: the row's vocabulary (self, other, alpha,
+N) replaced by the script's names and the node's own numbers.
+
+    >>> import sympy as sp
+    >>> str(rename(sp.Symbol("other") * 2, {"other": "y"}))
+    '2*y'
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Dict, Union
+
+import numpy as np
+import sympy as sp
+
+from ..model import Node
+from ..rules.kinds import Rule
+from ..render.formatting import is_number, label
+from . import formula
+
+
+
+def _number(value) -> Union[sp.Expr, None]:
+    array = np.asarray(value, dtype=np.float64)
+    if array.size != 1:
+        return None
+    number = float(array.reshape(()))
+    return sp.Integer(int(number)) if number.is_integer() and abs(number) < 1e15 else sp.Float(number, 4)
+
+
+def display_names(rule: Rule, node: Node, count=None) -> Dict[str, Union[str, sp.Expr]]:
+    """For each vocabulary word of this node: the user's name, or a number
+    for scalar parameters, number operands and N."""
+    names: Dict[str, Union[str, sp.Expr]] = {}
+    for operand in node.operands:
+        literal = operand.producer is None and not operand.requires_grad and is_number(operand.label)
+        number = _number(operand.value.data) if literal and operand.value is not None and operand.value.known else None
+        names[operand.name] = number if number is not None else label(operand.label)
+    for name in rule.params + tuple(name for name, _ in rule.defaults):
+        value = node.params.get(name, dict(rule.defaults).get(name))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            names[name] = _number(value)
+    names[formula.RESULT] = label(node.name)
+    if count is not None:
+        names[formula.COUNT] = sp.Integer(count)
+    return names
+
+
+def show(expr: sp.Basic) -> str:
+    """sympy's string of a renamed formula, without the doubled parentheses
+    of a call on a parenthesised name: mean((y * y)) → mean(y * y)."""
+    return re.sub(r"(\w)\(\(([^()]*)\)\)", r"\1(\2)", str(expr))
+
+
+def rename(expr: sp.Basic, names: Dict[str, Union[str, sp.Expr]]) -> sp.Basic:
+    """Replace each symbol whose name is in `names`, keeping matrix shapes."""
+    replacements = {}
+    for atom in expr.atoms(sp.Symbol, sp.MatrixSymbol):
+        new = names.get(atom.name)
+        if new is None:
+            continue
+        if isinstance(atom, sp.MatrixSymbol):
+            if isinstance(new, str):
+                replacements[atom] = sp.MatrixSymbol(new, *atom.shape)
+        else:
+            replacements[atom] = sp.Symbol(new, real=True) if isinstance(new, str) else new
+    return expr.xreplace(replacements)

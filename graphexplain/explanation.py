@@ -1,0 +1,117 @@
+"""One backward call, explained: its graph, derivation and verification.
+
+    >>> import torch, graphexplain
+    >>> w = torch.tensor(1.0, requires_grad=True)
+    >>> loss = (w * 1.0 - 2.0) ** 2
+    >>> result = graphexplain.explain(loss)
+    >>> result.status
+    'verified'
+    >>> [step.op for step in result.steps]
+    ['PowBackward0', 'SubBackward0', 'MulBackward0', 'AccumulateGrad']
+    >>> w.grad is None           # explain() never touches .grad
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import numpy as np
+
+from .derive import derive
+from .model import Graph, Node
+from .results import Derivation, NodeDerivation, NodeVerification, Verification
+from .verify import verify
+
+
+@dataclass(frozen=True)
+class Step:
+    """A node with what was derived and checked there, in backward order."""
+
+    node: Node
+    derivation: NodeDerivation
+    verification: NodeVerification
+
+    @property
+    def op(self) -> str:
+        return self.node.op
+
+    @property
+    def status(self) -> str:
+        return self.verification.status
+
+
+@dataclass(frozen=True)
+class LeafResult:
+    """A leaf's gradient: derived (and as a formula, when there is one) and torch's."""
+
+    name: str
+    derived_grad: Optional[np.ndarray]
+    torch_grad: Optional[np.ndarray]
+    formula: Optional[str]
+    status: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    graph: Graph
+    derivation: Derivation
+    verification: Verification
+    index: int = 1  # which backward call of the script
+
+    @classmethod
+    def of(cls, graph: Graph, index: int = 1) -> "Explanation":
+        derivation = derive(graph)
+        return cls(graph, derivation, verify(graph, derivation), index)
+
+    @property
+    def status(self) -> str:
+        return self.verification.status
+
+    @property
+    def steps(self) -> List[Step]:
+        return [Step(node, self.derivation.nodes[node.id], self.verification.nodes[node.id])
+                for node in self.graph.nodes]
+
+    @property
+    def leaves(self) -> List[LeafResult]:
+        return [
+            LeafResult(leaf.name, derived.grad, leaf.torch_grad, derived.symbolic, verified.status)
+            for leaf, derived, verified in zip(self.graph.leaves, self.derivation.leaves,
+                                               self.verification.leaves)
+        ]
+
+    def leaf(self, name: str) -> LeafResult:
+        """The leaf called `name` (the variable's name in the caller)."""
+        for leaf in self.leaves:
+            if leaf.name == name:
+                return leaf
+        known = ", ".join(leaf.name for leaf in self.leaves) or "none"
+        raise KeyError(f"no leaf named {name!r}; the leaves are: {known}")
+
+    def to_json(self) -> dict:
+        """The call as a JSON-ready dict (see docs/json.md)."""
+        from .render.json import call_to_json
+
+        return call_to_json(self)
+
+    def to_dot(self) -> str:
+        from .render.dot import to_dot
+
+        return to_dot(self)
+
+    def render(self, path: str, format: str = "png") -> str:
+        """Write the graph picture (png, svg, pdf or dot); returns the path written."""
+        from .render.dot import render
+
+        return render(self, path, format)
+
+    def __rich_console__(self, console, options):
+        from .render.terminal import walkthrough
+
+        yield from walkthrough(self, options.max_width)
+
+    def first_mismatch(self) -> Optional[Node]:
+        node_id = self.verification.first_mismatch
+        return self.graph.nodes[node_id] if node_id is not None else None

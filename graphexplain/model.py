@@ -1,0 +1,183 @@
+"""The captured autograd graph as plain, immutable data.
+
+This module is the contract between the stages: capture builds a `Graph`,
+derivation and verification read it, renderers draw it. It imports neither
+torch, sympy, graphviz nor rich (a test checks `sys.modules`), so a Graph
+can be built by hand in a test and every later stage works on it.
+
+Numbers are numpy float64 arrays, frozen (``writeable=False``), so nothing
+downstream can change what was captured.
+
+    >>> v = Value.of([1.0, 2.0], dtype="float32")
+    >>> v.shape, v.numel
+    ((2,), 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Tuple
+
+import numpy as np
+
+
+def frozen_array(data) -> np.ndarray:
+    """A float64 copy of `data` that cannot be written to."""
+    array = np.array(data, dtype=np.float64, copy=True)
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True)
+class Value:
+    """A snapshot of one tensor: its shape, torch dtype name and float64 data.
+
+    `data` is None when the number could not be read (a freed saved tensor,
+    a tensor modified in place after the op that made it).
+    """
+
+    shape: Tuple[int, ...]
+    dtype: str
+    data: Optional[np.ndarray] = field(default=None, compare=False)
+    device: str = "cpu"
+
+    @classmethod
+    def of(cls, data, dtype: str = "float64", device: str = "cpu") -> "Value":
+        array = frozen_array(data)
+        return cls(tuple(array.shape), dtype, array, device)
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def known(self) -> bool:
+        return self.data is not None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an op was written: the file, the line, the line's code, and the
+    exact sub-expression when the interpreter can say (Python >= 3.11)."""
+
+    file: str
+    line: int
+    code: str
+    expr: Optional[str] = None
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Operand:
+    """One operand of a node, in the order of ``grad_fn.next_functions``.
+
+    `producer` is the id of the node whose output feeds this operand, or None
+    for a constant (a tensor that does not require grad, a Python number) and
+    for the variable behind a leaf.
+    """
+
+    name: str  # the rule's word for it: "self", "other", "mat1", ...
+    label: str  # the user's word for it: "y", "2", "w", "y * y"
+    value: Optional[Value]
+    producer: Optional[int] = None
+    producer_output: int = 0
+    requires_grad: bool = True
+
+
+@dataclass(frozen=True)
+class Node:
+    """One grad_fn node. `torch_upstream` / `torch_downstream` are the
+    gradients torch itself passed into and out of the node during the real
+    backward call (None where torch did not compute one)."""
+
+    id: int
+    op: str  # grad_fn type name: "MulBackward0"
+    name: str  # user's name of the output, or the source expression
+    operands: Tuple[Operand, ...]
+    outputs: Tuple[Optional[Value], ...]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    source: Optional[Source] = None
+    module: Optional[str] = None  # "model.lin (Linear)"
+    torch_upstream: Tuple[Optional[np.ndarray], ...] = ()
+    torch_downstream: Tuple[Optional[np.ndarray], ...] = ()
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.op == "AccumulateGrad"
+
+    @property
+    def output(self) -> Optional[Value]:
+        return self.outputs[0] if self.outputs else None
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """A tensor the gradient is wanted for: a `requires_grad` leaf under
+    ``.backward()``, or one of the ``inputs`` of ``torch.autograd.grad``.
+
+    `grad_before` is ``.grad`` before the call (None if it was None),
+    `grad_after` after it; `torch_grad` is what this call contributed.
+    """
+
+    node: int
+    name: str
+    value: Value
+    torch_grad: Optional[np.ndarray] = None
+    grad_before: Optional[np.ndarray] = None
+    grad_after: Optional[np.ndarray] = None
+    accumulates: bool = True  # False under torch.autograd.grad: .grad untouched
+
+
+@dataclass(frozen=True)
+class Root:
+    """An output the backward call starts from, with the gradient it was
+    seeded with (ones for a scalar `loss.backward()`, `v` for `z.backward(v)`)."""
+
+    node: int
+    output: int
+    name: str
+    value: Value
+    grad_output: np.ndarray
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A tensor the user cut off from the graph (detach, no_grad,
+    requires_grad=False) that still feeds an op in it."""
+
+    name: str
+    shape: Tuple[int, ...]
+    reason: str
+    used_by: Tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The graph behind one backward call. Node ids are positions in
+    `nodes`, which is in backward order: every node comes before the nodes
+    that feed it, roots first."""
+
+    nodes: Tuple[Node, ...]
+    roots: Tuple[Root, ...]
+    leaves: Tuple[Leaf, ...]
+    call: str = "backward()"  # how the script asked: "z.backward()"
+    call_source: Optional[Source] = None
+    constants: Tuple[Constant, ...] = ()
+
+    def node(self, node_id: int) -> Node:
+        return self.nodes[node_id]
+
+    def consumers(self, node_id: int) -> Tuple[Tuple[int, int], ...]:
+        """(consumer id, operand index) for every operand fed by `node_id`."""
+        return tuple(
+            (consumer.id, index)
+            for consumer in self.nodes
+            for index, operand in enumerate(consumer.operands)
+            if operand.producer == node_id
+        )
+
+    def leaf_for(self, node_id: int) -> Optional[Leaf]:
+        return next((leaf for leaf in self.leaves if leaf.node == node_id), None)

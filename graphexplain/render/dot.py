@@ -1,0 +1,117 @@
+"""The graph as a graphviz picture: PNG, SVG, PDF, or the DOT source.
+
+Arrows run forward, from the leaves to the root, as the user wrote the
+computation; each arrow is labelled with the gradient that flows back
+along it. Looks are data (`STYLES`), chosen by a node's role and status.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict
+
+import graphviz
+
+from ..results import MISMATCH, NO_RULE
+from .formatting import array, shape
+
+FORMATS = ("png", "svg", "pdf", "dot")
+
+STYLES: Dict[str, Dict[str, str]] = {
+    "graph": {"rankdir": "TB", "fontname": "Helvetica", "fontsize": "11", "nodesep": "0.35"},
+    "node": {"shape": "box", "style": "rounded", "fontname": "Helvetica", "fontsize": "10"},
+    "edge": {"fontname": "Helvetica", "fontsize": "9", "color": "gray35", "fontcolor": "gray25"},
+    "leaf": {"style": "filled,rounded", "fillcolor": "#dbeafe", "color": "#1d4ed8"},
+    "root": {"style": "filled,rounded,bold", "fillcolor": "#fef3c7", "color": "#b45309", "penwidth": "2"},
+    "constant": {"shape": "note", "style": "dashed", "color": "gray50", "fontcolor": "gray40"},
+    "constant-edge": {"style": "dashed", "color": "gray60", "arrowhead": "empty"},
+    MISMATCH: {"color": "#dc2626", "fontcolor": "#dc2626", "penwidth": "2.5"},
+    NO_RULE: {"style": "dashed,rounded", "color": "#d97706"},
+    "module": {"style": "rounded,dashed", "color": "gray60", "fontcolor": "gray30", "fontsize": "10"},
+}
+
+
+class RenderError(Exception):
+    """A picture could not be made; the message says how to fix it."""
+
+
+def _label(node, derived) -> str:
+    lines = [node.name, f"{node.op}" + (f" · {derived.title}" if derived.title != node.op else "")]
+    if node.output is not None:
+        lines.append(f"{shape(node.output.shape)} {array(node.output.data, small=4)}")
+    if derived.upstream is not None:
+        lines.append(f"grad {array(derived.upstream, small=4)}")
+    return "\n".join(lines)
+
+
+def to_dot(explanation) -> str:
+    """The DOT source, the same bytes for the same explanation."""
+    graph = explanation.graph
+    picture = graphviz.Digraph("graphexplain", graph_attr=STYLES["graph"],
+                               node_attr=STYLES["node"], edge_attr=STYLES["edge"])
+    roots = {root.node for root in graph.roots}
+    clusters: Dict[str, list] = {}
+    for step in explanation.steps:
+        node = step.node
+        attributes = {}
+        if node.is_leaf:
+            attributes.update(STYLES["leaf"])
+        if node.id in roots:
+            attributes.update(STYLES["root"])
+        if step.status in (MISMATCH, NO_RULE):
+            attributes.update(STYLES[step.status])
+        entry = (f"n{node.id}", _label(node, step.derivation), attributes)
+        if node.module and not node.is_leaf:
+            clusters.setdefault(node.module, []).append(entry)
+        else:
+            picture.node(entry[0], entry[1], **entry[2])
+    for number, (module, entries) in enumerate(clusters.items()):
+        with picture.subgraph(name=f"cluster_{number}") as cluster:
+            cluster.attr(label=module, **STYLES["module"])
+            for name, text, attributes in entries:
+                cluster.node(name, text, **attributes)
+    for step in explanation.steps:
+        by_name = {chain.input: chain for chain in step.derivation.steps}
+        for operand in step.node.operands:
+            if operand.producer is None:
+                continue
+            chain = by_name.get(operand.name)
+            label = array(chain.downstream, small=3) if chain is not None and chain.downstream is not None else ""
+            picture.edge(f"n{operand.producer}", f"n{step.node.id}", label=label)
+    for number, constant in enumerate(graph.constants):
+        name = f"c{number}"
+        picture.node(name, f"{constant.name}\n{shape(constant.shape)}\nconstant: {constant.reason}",
+                     **STYLES["constant"])
+        for user in constant.used_by:
+            picture.edge(name, f"n{user}", **STYLES["constant-edge"])
+    return picture.source
+
+
+def render(explanation, path: str, format: str = "png") -> str:
+    """Write the picture to `path` in `format`; returns `path`.
+
+    Raises RenderError when graphviz's `dot` program is missing (the DOT
+    source can still be written with format="dot").
+    """
+    if format not in FORMATS:
+        raise RenderError(f"Unknown picture format {format!r}: choose from {', '.join(FORMATS)}.")
+    source = to_dot(explanation)
+    if format == "dot":
+        data = source.encode("utf-8")
+    else:
+        try:
+            data = graphviz.Source(source).pipe(format=format)
+        except graphviz.ExecutableNotFound:
+            raise RenderError(
+                "graphviz's `dot` program is not installed, so no picture was drawn (the .dot file "
+                "was still written). Install it with `apt-get install graphviz` (Debian/Ubuntu), "
+                "`brew install graphviz` (macOS) or `conda install graphviz`, then run again."
+            ) from None
+        except graphviz.CalledProcessError as error:
+            raise RenderError(f"graphviz failed to draw the picture: {error}") from None
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return path

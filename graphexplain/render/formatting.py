@@ -1,0 +1,84 @@
+"""Numbers as people read them: four significant digits, small tensors in
+full, large ones summarised (shape, first values, norm). Plain strings, so
+every renderer shows the same text.
+
+    >>> number(1 / 3)
+    '0.3333'
+    >>> array([2.0, 4.0, 6.0])
+    '[2, 4, 6]'
+    >>> array(list(range(100)))
+    '(100,) [0, 1, 2, … 99] ‖·‖=573'
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import numpy as np
+
+SMALL = 6  # tensors up to this many elements are shown whole
+
+
+def number(value: float) -> str:
+    value = float(value)
+    if value == 0:
+        return "0"
+    if np.isnan(value) or np.isinf(value):
+        return str(value)
+    text = f"{value:.4g}"
+    return text
+
+
+def array(data: Optional[np.ndarray], small: int = SMALL) -> str:
+    if data is None:
+        return "?"
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim == 0 or data.size == 1 and data.ndim == 0:
+        return number(data.reshape(()))
+    if data.size <= small:
+        return _nested(data)
+    flat = data.reshape(-1)
+    head = ", ".join(number(v) for v in flat[:3])
+    return f"{tuple(data.shape)} [{head}, … {number(flat[-1])}] ‖·‖={number(np.linalg.norm(flat))}"
+
+
+def _nested(data: np.ndarray) -> str:
+    if data.ndim == 0:
+        return number(data)
+    return "[" + ", ".join(_nested(part) for part in data) + "]"
+
+
+def shape(dims) -> str:
+    return "scalar" if len(dims) == 0 else str(tuple(dims))
+
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_CALL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*\([^()]*(\([^()]*\))*[^()]*\)$")  # f(a, g(b))
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def is_name(text: str) -> bool:
+    return bool(_IDENTIFIER.match(text))
+
+
+def label(text: str) -> str:
+    """A name as a formula shows it: expressions go in parentheses.
+
+    >>> label("y"), label("y * y"), label("t(w)")
+    ('y', '(y * y)', 't(w)')
+    """
+    if is_number(text) or _IDENTIFIER.match(text) or _CALL.match(text):
+        return text
+    return f"({text})"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s" if not word.endswith("f") else f"{count} {word[:-1]}ves"

@@ -1,0 +1,269 @@
+"""The chain-rule walkthrough, printed with rich.
+
+In backward order, each node shows its op in plain words, the user's line,
+the forward formula, each local gradient (formula, then with the numbers put
+in), and upstream × local = downstream, with torch's own number and a mark.
+Leaves end with their gradient against torch's `.grad`.
+
+Output is the same text on every run: fixed node numbering, no timestamps;
+without a terminal there is no colour (rich decides from the console).
+"""
+
+from __future__ import annotations
+
+import os
+from io import StringIO
+from typing import Iterable, List, Optional
+
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
+from rich.rule import Rule
+from rich.table import Table
+from rich.text import Text
+
+from ..results import MISMATCH, NO_RULE, NOT_CHECKED, VERIFIED, ChainStep
+from .formatting import array, label, number, plural, shape
+
+MARKS = {VERIFIED: "✓", MISMATCH: "✗", NO_RULE: "?", NOT_CHECKED: "·"}
+STYLES = {
+    VERIFIED: "green", MISMATCH: "bold red", NO_RULE: "yellow", NOT_CHECKED: "dim",
+    "label": "bold cyan", "op": "bold", "code": "italic", "formula": "magenta", "heading": "bold",
+}
+WORDS = {VERIFIED: "verified", MISMATCH: "MISMATCH", NO_RULE: "no symbolic rule", NOT_CHECKED: "not checked"}
+
+
+def _mark(status: str) -> Text:
+    return Text(f"{MARKS[status]} {WORDS[status]}", style=STYLES[status])
+
+
+def _where(source, base: Optional[str] = None) -> str:
+    if source is None:
+        return ""
+    name = os.path.basename(source.file)
+    return f"{name}:{source.line}"
+
+
+def _grid() -> Table:
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(style=STYLES["label"], no_wrap=True, min_width=9)
+    grid.add_column(overflow="fold")
+    return grid
+
+
+def _chain_text(step: ChainStep) -> str:
+    down = array(step.downstream)
+    if step.how in ("multiply", "spread"):
+        return f"{array(step.upstream)} × {array(step.local)} = {down}"
+    if step.how == "route":
+        return f"{array(step.upstream)} routed back = {down}"
+    if step.how == "matrix":
+        return f"{step.formula} = {down}"
+    return f"torch's numbers: {down}"
+
+
+def _torch_number(node, step: ChainStep) -> Optional[str]:
+    position = [o.name for o in node.operands].index(step.input) if step.input in [o.name for o in node.operands] else None
+    if position is None or position >= len(node.torch_downstream):
+        return None
+    value = node.torch_downstream[position]
+    return None if value is None else array(value)
+
+
+def _node_block(explanation, step, number_of: int) -> RenderableType:
+    node, derived, verified = step.node, step.derivation, step.verification
+    title = Text()
+    title.append(f"{number_of}. ", style=STYLES["heading"])
+    title.append(node.name, style=STYLES["label"])
+    title.append("  ")
+    title.append(node.op, style=STYLES["op"])
+    title.append(f" — {derived.title}")
+    where = _where(node.source)
+    if where:
+        title.append(f"  ({where})", style="dim")
+    grid = _grid()
+    if node.source is not None and node.source.code:
+        grid.add_row("code", Text(node.source.code, style=STYLES["code"]))
+    if node.module:
+        grid.add_row("module", node.module)
+    if node.output is not None:
+        grid.add_row("value", f"{shape(node.output.shape)} {array(node.output.data)}".strip())
+    if derived.status == NO_RULE:
+        grid.add_row("rule", Text(derived.note or "no symbolic rule", style=STYLES[NO_RULE]))
+    else:
+        grid.add_row("forward", Text(f"{node.name} = {derived.forward_named}", style=STYLES["formula"]))
+        for local in derived.local_gradients:
+            grid.add_row("local", _local_text(node, derived, local))
+    grid.add_row("upstream", array(derived.upstream) if derived.upstream is not None else "?")
+    repeated = len({s.label for s in derived.steps}) < len(derived.steps)
+    for chain_step in derived.steps:
+        target = f"{chain_step.label} ({chain_step.input})" if repeated else chain_step.label
+        grid.add_row("chain", f"→ {target}: {_chain_text(chain_step)}")
+        if chain_step.broadcast:
+            grid.add_row("", Text(chain_step.broadcast, style="dim"))
+        torch_number = _torch_number(node, chain_step)
+        if torch_number is not None and chain_step.how != "torch":
+            grid.add_row("torch", torch_number)
+    for check in verified.checks:
+        if check.status == MISMATCH:
+            grid.add_row("check", Text(f"✗ {check.what}: off by {number(check.max_abs_error)} ({check.tolerance})",
+                                       style=STYLES[MISMATCH]))
+    status = Text("  ").append_text(_mark(verified.status))
+    if verified.inherited_from is not None:
+        status.append(f" (inherited from step {verified.inherited_from + 1})", style="dim")
+    return Group(title, Padding(grid, (0, 0, 0, 3)), Padding(status, (0, 0, 0, 1)))
+
+
+def _local_text(node, derived, local) -> Text:
+    if derived.steps and derived.steps[0].how == "matrix":
+        text = Text(f"∂L/∂{label(local.label)} = {local.expr}", style=STYLES["formula"])
+        if local.named != local.expr:
+            text.append(f" = {local.named}")
+        return text
+    text = Text(f"∂{label(node.name)}/∂{label(local.label)} = {local.expr}", style=STYLES["formula"])
+    if local.named != local.expr:
+        text.append(f" = {local.named}")
+    if local.value is not None:
+        shown = array(local.value)
+        if shown != local.named:
+            text.append(f" = {shown}")
+    return text
+
+
+def _leaf_block(explanation, leaf, derived, verified) -> RenderableType:
+    title = Text()
+    title.append("leaf ", style=STYLES["heading"])
+    title.append(leaf.name, style=STYLES["label"])
+    title.append(f"  {shape(leaf.value.shape)} {array(leaf.value.data)}")
+    grid = _grid()
+    roots = ", ".join(root.name for root in explanation.graph.roots)
+    gradient = f"∂{label(roots)}/∂{leaf.name}"
+    if derived.symbolic:
+        grid.add_row("gradient", Text(f"{gradient} = {derived.symbolic} = {array(derived.grad)}", style=STYLES["formula"]))
+    else:
+        grid.add_row("gradient", f"{gradient} = {array(derived.grad)}")
+    if leaf.torch_grad is not None:
+        grid.add_row("torch", array(leaf.torch_grad))
+    if leaf.accumulates and leaf.grad_before is not None:
+        grid.add_row(".grad", f"{array(leaf.grad_before)} (before) + {array(derived.grad)} = "
+                              f"{array(derived.accumulated)}; torch: {array(leaf.grad_after)}")
+    elif leaf.accumulates:
+        grid.add_row(".grad", f"was None, now {array(leaf.grad_after)}")
+    for check in verified.checks:
+        if check.status == MISMATCH:
+            grid.add_row("check", Text(f"✗ {check.what}: off by {number(check.max_abs_error)}", style=STYLES[MISMATCH]))
+    status = Text("  ").append_text(_mark(verified.status))
+    return Group(title, Padding(grid, (0, 0, 0, 3)), Padding(status, (0, 0, 0, 1)))
+
+
+def _verdict(explanation) -> Text:
+    verification = explanation.verification
+    nodes, leaves = len(explanation.graph.nodes), len(explanation.graph.leaves)
+    if verification.status == VERIFIED:
+        return Text(f"✓ All {plural(nodes, 'node')} and {plural(leaves, 'leaf')} verified against torch.",
+                    style=STYLES[VERIFIED])
+    if verification.status == MISMATCH:
+        where = verification.first_mismatch
+        node = explanation.graph.nodes[where] if where is not None else None
+        line = f" ({_where(node.source)})" if node is not None and node.source else ""
+        named = f"step {where + 1}, {node.name} [{node.op}]{line}" if node is not None else "a leaf"
+        return Text(f"✗ Mismatch: the derived gradient first disagrees with torch at {named}.",
+                    style=STYLES[MISMATCH])
+    missing = sorted({s.node.op for s in explanation.steps if s.status == NO_RULE})
+    if verification.status == NO_RULE:
+        return Text(f"? No mismatch, but {len(missing)} op type(s) have no symbolic rule "
+                    f"({', '.join(missing)}); torch's numbers are shown for them.", style=STYLES[NO_RULE])
+    return Text("· Some numbers could not be checked: torch computed none for them.", style=STYLES[NOT_CHECKED])
+
+
+def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
+    """The renderables of one call's walkthrough, for a rich console."""
+    graph = explanation.graph
+    where = _where(graph.call_source)
+    heading = f"Backward call {explanation.index}: {graph.call}" + (f"  ({where})" if where else "")
+    yield Rule(Text(heading, style=STYLES["heading"]), characters="━")
+    for root in graph.roots:
+        seed = array(root.grad_output)
+        yield Text(f"root {root.name} = {array(root.value.data)} ({shape(root.value.shape)}), "
+                   f"gradient seeded with {seed}")
+    yield Text(f"{plural(len(graph.nodes), 'node')}, {plural(len(graph.leaves), 'leaf')}, in backward order; "
+               "at each node: upstream × local gradient = downstream", style="dim")
+    for constant in graph.constants:
+        yield Text(f"constant {constant.name} ({shape(constant.shape)}): {constant.reason}, "
+                   "so no gradient flows to it", style="dim")
+    yield Text("")
+    for i, step in enumerate(explanation.steps):
+        if step.node.is_leaf:
+            continue
+        yield _node_block(explanation, step, i + 1)
+    for leaf, derived, verified in zip(graph.leaves, explanation.derivation.leaves, explanation.verification.leaves):
+        yield _leaf_block(explanation, leaf, derived, verified)
+    yield Text("")
+    yield _verdict(explanation)
+
+
+def console(file=None, width: Optional[int] = None, color: Optional[bool] = None) -> Console:
+    """The console the CLI prints to: colour only on a terminal."""
+    return Console(file=file, width=width, no_color=color is False, highlight=False,
+                   force_terminal=True if color else None, emoji=False)
+
+
+def to_text(explanation, width: int = 80) -> str:
+    """The walkthrough as plain text at a fixed width (for tests and docs)."""
+    buffer = StringIO()
+    plain = Console(file=buffer, width=width, color_system=None, force_terminal=False,
+                    highlight=False, emoji=False, legacy_windows=False)
+    for part in walkthrough(explanation, width):
+        plain.print(part)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+
+
+def call_listing(report) -> Optional[Table]:
+    """One line per backward call that was not explained in full."""
+    listed = [record for record in report.calls if record.index not in report.explanations]
+    if not listed:
+        return None
+    table = Table(title="Other backward calls (explain one with --call N)", title_justify="left",
+                  box=None, padding=(0, 1), show_edge=False)
+    table.add_column("call", justify="right")
+    table.add_column("root")
+    table.add_column("value", justify="right")
+    table.add_column("leaf gradient norms", overflow="fold")
+    table.add_column("status")
+    for record in listed:
+        norms = ", ".join(f"‖{name}‖={number(norm)}" for name, norm in record.summary.leaf_norms)
+        value = number(record.summary.root_value) if record.summary.root_value is not None else ""
+        status = Text("✗ torch raised an error", style=STYLES[MISMATCH]) if record.error else \
+            Text("not explained", style="dim")
+        table.add_row(str(record.index), record.summary.root, value, norms, status)
+    return table
+
+
+def call_errors(report) -> Iterable[RenderableType]:
+    for record in report.calls:
+        if record.error is None:
+            continue
+        yield Rule(Text(f"Backward call {record.index}: {record.call} raised an error", style=STYLES[MISMATCH]))
+        yield Text(f"torch says: {record.error.strip()}")
+        if record.explanation:
+            yield Text(f"In plain words: {record.explanation}")
+
+
+def verdict_line(report) -> Text:
+    calls = len(report.calls)
+    explained = len(report.explanations)
+    status = report.status
+    summary = f"{plural(calls, 'backward call')}, {explained} explained"
+    if status == VERIFIED:
+        return Text(f"✓ verified — {summary}; every node and leaf matches torch.", style=STYLES[VERIFIED])
+    if status == MISMATCH:
+        return Text(f"✗ mismatch — {summary}; see the first ✗ above.", style=STYLES[MISMATCH])
+    if status == NO_RULE:
+        return Text(f"? incomplete — {summary}; some ops have no symbolic rule.", style=STYLES[NO_RULE])
+    if status == "no-backward":
+        return Text("The script finished without calling .backward(), torch.autograd.backward or "
+                    "torch.autograd.grad, so there is no gradient to explain. Call backward on a "
+                    "result (for example loss.backward()) and trace again.", style=STYLES[NO_RULE])
+    if status == "script-error":
+        return Text(f"✗ the script raised an error — {summary} before it; its traceback follows.",
+                    style=STYLES[MISMATCH])
+    return Text(f"· {summary}; some numbers could not be checked.", style=STYLES[NOT_CHECKED])

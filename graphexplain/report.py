@@ -1,0 +1,100 @@
+"""A whole traced run: every backward call, explained or listed, and the
+run's status and exit code.
+
+Exit codes (also in `graphexplain trace --help` and docs/cli.md):
+
+    0  every explained call verified
+    1  a derived gradient disagrees with torch's (a mismatch)
+    2  bad usage: no such script, not Python, an output that would be overwritten
+    3  the script itself raised an error (what was captured before it is reported)
+    4  the script never called backward
+    5  no mismatch, but some ops have no symbolic rule (torch's numbers shown)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+from .capture.intercept import CallRecord
+from .capture.runner import COMPLETED, ScriptRun
+from .explanation import Explanation
+from .render.json import SCHEMA, call_to_json, numbers
+from .results import MISMATCH, NO_RULE, NOT_CHECKED, VERIFIED
+
+EXIT_VERIFIED, EXIT_MISMATCH, EXIT_USAGE, EXIT_SCRIPT_ERROR, EXIT_NO_BACKWARD, EXIT_NO_RULE = 0, 1, 2, 3, 4, 5
+SCRIPT_ERROR = "script-error"
+NO_BACKWARD = "no-backward"
+NOT_EXPLAINED = "not-explained"
+CALL_ERROR = "error"
+
+
+@dataclass
+class Report:
+    run: ScriptRun
+    explanations: Dict[int, Explanation] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, run: ScriptRun) -> "Report":
+        explanations = {
+            record.index: Explanation.of(record.graph, record.index)
+            for record in run.calls if record.graph is not None
+        }
+        return cls(run, explanations)
+
+    @property
+    def calls(self) -> List[CallRecord]:
+        return self.run.calls
+
+    def call_status(self, record: CallRecord) -> str:
+        if record.error is not None:
+            return CALL_ERROR
+        explanation = self.explanations.get(record.index)
+        return explanation.status if explanation is not None else NOT_EXPLAINED
+
+    @property
+    def status(self) -> str:
+        statuses = {e.status for e in self.explanations.values()}
+        if self.run.outcome != COMPLETED:
+            return SCRIPT_ERROR
+        if not self.calls:
+            return NO_BACKWARD
+        for status in (MISMATCH, NO_RULE, NOT_CHECKED):
+            if status in statuses:
+                return status
+        return VERIFIED
+
+    @property
+    def exit_code(self) -> int:
+        return {
+            VERIFIED: EXIT_VERIFIED, MISMATCH: EXIT_MISMATCH, SCRIPT_ERROR: EXIT_SCRIPT_ERROR,
+            NO_BACKWARD: EXIT_NO_BACKWARD, NO_RULE: EXIT_NO_RULE, NOT_CHECKED: EXIT_NO_RULE,
+        }[self.status]
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "script": self.run.script,
+            "argv": self.run.argv,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "script_outcome": self.run.outcome,
+            "backward_calls": [self._call_json(record) for record in self.calls],
+        }
+
+    def _call_json(self, record: CallRecord) -> Dict[str, Any]:
+        explanation = self.explanations.get(record.index)
+        if explanation is not None:
+            data = call_to_json(explanation)
+            data["kind"] = record.kind
+            return data
+        return {
+            "index": record.index,
+            "kind": record.kind,
+            "call": record.call,
+            "status": self.call_status(record),
+            "root": {"name": record.summary.root, "value": numbers(record.summary.root_value)},
+            "leaf_grad_norms": {name: numbers(norm) for name, norm in record.summary.leaf_norms},
+            "error": record.error,
+            "explanation": record.explanation,
+        }

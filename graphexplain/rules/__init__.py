@@ -1,0 +1,43 @@
+"""The rule table: one row per grad_fn type, keyed by its name.
+
+Each family of ops keeps its rows in a module of its own; adding an op is
+adding one row there. See `kinds` for the vocabulary every row uses.
+
+    >>> TABLE["MulBackward0"].forward
+    'self*other'
+    >>> lookup("SomeOpNobodyWroteARuleFor") is None
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from . import linalg, pointwise, reductions, shape
+from .kinds import Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
+
+FAMILIES = (pointwise, reductions, shape, linalg)
+
+
+def _build_table() -> Dict[str, Rule]:
+    table: Dict[str, Rule] = {}
+    for family in FAMILIES:
+        for row in family.ROWS:
+            if row.op in table:
+                raise ValueError(f"two rows for {row.op}")
+            table[row.op] = row
+    return table
+
+
+TABLE: Dict[str, Rule] = _build_table()
+
+
+def lookup(op: str) -> Optional[Rule]:
+    """The row for a grad_fn type name, or None when there is none."""
+    return TABLE.get(op)
+
+
+__all__ = [
+    "TABLE", "lookup", "Rule", "Pointwise", "Reduction", "Routing", "Matrix",
+    "NotDifferentiable",
+]
