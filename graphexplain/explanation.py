@@ -19,7 +19,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from .derive import derive
+from .derive import complete, derive
 from .model import Graph, Node
 from .results import Derivation, NodeDerivation, NodeVerification, Verification
 from .verify import verify
@@ -62,6 +62,7 @@ class Explanation:
 
     @classmethod
     def of(cls, graph: Graph, index: int = 1) -> "Explanation":
+        graph = complete(graph)
         derivation = derive(graph)
         return cls(graph, derivation, verify(graph, derivation), index)
 

@@ -263,6 +263,8 @@ class PendingCall:
             tuple(f"input{k}" for k in range(len(edges)))
         positions = (rule.inputs + rule.params) if rule is not None else words
         record_operands = record.operands if record is not None and record.direct else ()
+        if not self._aligned(record_operands, edges):
+            record_operands = ()  # the call's arguments are not the node's (F.linear → addmm)
         operands = []
         for k, ((producer, nr), word) in enumerate(zip(edges, words)):
             operands.append(self._operand(word, producer, nr, saved, record_operands,
@@ -275,6 +277,19 @@ class PendingCall:
         source = record.source if record is not None else None
         return Node(i, op, self.node_names[i], tuple(operands), outputs, params, source,
                     self._module(record))
+
+    def _aligned(self, record_operands, edges) -> bool:
+        """Whether the call's arguments line up with the node's operands:
+        every operand fed by a node has a tensor argument of its shape."""
+        for position, (producer, nr) in enumerate(edges):
+            if producer is None:
+                continue
+            if position >= len(record_operands) or not isinstance(record_operands[position], torch.Tensor):
+                return False
+            expected = self._output_value(producer, nr)
+            if expected is not None and tuple(record_operands[position].shape) != expected.shape:
+                return False
+        return True
 
     @staticmethod
     def _fill_params(rule, params, saved, record_operands) -> None:
@@ -299,15 +314,15 @@ class PendingCall:
             if (value is None or not value.known) and id(producer) in self.index:
                 produced = self._output_value(producer, nr)
                 value = produced if produced is not None and (value is None or produced.known) else value
-            if (value is None or not value.known) and isinstance(recorded, torch.Tensor):
-                value = value_of(recorded)
             producer_id = self.index.get(id(producer))
             return Operand(word, label, value, producer_id, nr, producer_id is not None)
         # A constant: a number, or a tensor cut off from the graph.
         value = value_of(saved[word]) if word in saved else value_of(recorded)
         label = _number_label(recorded)
+        if word in saved:
+            label = self.names.tensor(saved[word]) or label
         if isinstance(recorded, torch.Tensor):
-            label = self.names.tensor(recorded)
+            label = label or self.names.tensor(recorded)
         if not label and value is not None and value.known:
             label = _number_label(float(value.data.reshape(-1)[0])) if value.numel == 1 else \
                 f"constant{value.shape}"

@@ -173,9 +173,10 @@ def _matrix(rule: Matrix, node: Node, upstream: np.ndarray):
         else:
             downstream = broadcast.sum_to(full, shape)
             summed = broadcast.describe_sum(full.shape, shape)
-        locals_.append(_local_gradient_record(rule, node, operand, expr, None))
+        record = _local_gradient_record(rule, node, operand, expr, None)
+        locals_.append(record)
         steps.append(ChainStep(operand.name, operand.label, upstream, None, downstream, "matrix",
-                               summed, str(expr)))
+                               summed, record.named))
     return locals_, steps
 
 

@@ -159,6 +159,14 @@ def matrix_forward(rule: Matrix, shapes: Tuple[Tuple[int, int], ...]) -> sp.Matr
 
 
 @lru_cache(maxsize=None)
+def matrix_forward_function(rule: Matrix, shapes: Tuple[Tuple[int, int], ...]):
+    """The forward matrix expression as a numpy function of (operands..., params...)."""
+    table = matrix_symbols(rule, shapes)
+    args = [table[name] for name in rule.inputs + rule.params]
+    return sp.lambdify(args, matrix_forward(rule, shapes), modules="numpy")
+
+
+@lru_cache(maxsize=None)
 def vector_jacobian_product(rule: Matrix, input_name: str, shapes: Tuple[Tuple[int, int], ...]):
     """∂L/∂input = ∂ tr(Gᵀ·result)/∂input by sympy's matrix calculus, where
     G is the upstream gradient. Returns the expression and a numpy function

@@ -65,4 +65,6 @@ def rename(expr: sp.Basic, names: Dict[str, Union[str, sp.Expr]]) -> sp.Basic:
                 replacements[atom] = sp.MatrixSymbol(new, *atom.shape)
         else:
             replacements[atom] = sp.Symbol(new, real=True) if isinstance(new, str) else new
-    return expr.xreplace(replacements)
+    renamed = expr.xreplace(replacements)
+    # 1*G and the like: products with the numbers put in, multiplied out.
+    return renamed.doit() if isinstance(renamed, sp.MatrixExpr) else renamed
