@@ -9,7 +9,8 @@ a.requires_grad_(False)
 b = a * 2
 print("(a) a.requires_grad =", a.requires_grad, "| b.requires_grad =", b.requires_grad)
 a.requires_grad_(True)  # switch it back on: now a * 2 is tracked again
-out_a = (a * 2).sum()
+# b was made while tracking was off, so it is a constant here: d(out_a)/da is 2, not 4.
+out_a = (a * 2 + b).sum()
 out_a.backward()
 print("(a) a.requires_grad =", a.requires_grad, "| a.grad =", a.grad)
 

@@ -14,14 +14,13 @@ from typing import Optional
 
 import torch
 
-from .capture.intercept import plain_words
 from .capture.naming import names_in_frame
 from .capture.provenance import Recorder
-from .capture.snapshot import PendingCall, backward_order, gradient_edge
+from .capture.standalone import NotExplainable, capture_tensor
 from .explanation import Explanation
 
 
-class ExplainError(ValueError):
+class ExplainError(NotExplainable):
     """The tensor cannot be explained; the message says why, in plain words."""
 
 
@@ -33,24 +32,12 @@ def explain(tensor: torch.Tensor, grad_output: Optional[torch.Tensor] = None) ->
     Names come from the caller's variables; source lines from graphs built
     under `recording()` (or under ``graphexplain trace``).
     """
-    if not isinstance(tensor, torch.Tensor):
-        raise ExplainError(f"explain() takes a torch.Tensor, not {type(tensor).__name__}.")
-    if not tensor.requires_grad:
-        raise ExplainError(plain_words("does not require grad and does not have a grad_fn", tensor))
-    if grad_output is None and tensor.numel() != 1:
-        raise ExplainError(plain_words("grad can be implicitly created only for scalar outputs", tensor))
-    node, _ = gradient_edge(tensor)
-    leaves = [n.variable for n in backward_order([node]) if type(n).__name__ == "AccumulateGrad"]
     names = names_in_frame(sys._getframe(1))
-    pending = PendingCall([tensor], [grad_output], names, None, "explain()", None, leaves,
-                          accumulates=False)
-    pending.register_hooks()
     try:
-        results = torch.autograd.grad([tensor], leaves, [grad_output] if grad_output is not None else None,
-                                      retain_graph=True, allow_unused=True)
-    finally:
-        pending.remove_hooks()
-    return Explanation.of(pending.finish(results))
+        graph = capture_tensor(tensor, grad_output, names)
+    except NotExplainable as problem:
+        raise ExplainError(str(problem)) from None
+    return Explanation.of(graph)
 
 
 def recording() -> Recorder:

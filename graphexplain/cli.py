@@ -24,7 +24,8 @@ EXIT_CODES = """\
 exit codes:
   0  every explained backward call verified against torch
   1  mismatch: a derived gradient disagrees with torch's (the first node is named)
-  2  bad usage: no such script, not valid Python, or an output that would be overwritten
+  2  bad usage: no such script, not valid Python, an output that would be overwritten,
+     or a --target that names no tensor
   3  the script raised an error (what was captured before it is still reported)
   4  the script never called backward
   5  no mismatch, but some ops have no symbolic rule (torch's numbers are shown)
@@ -32,7 +33,8 @@ exit codes:
 examples:
   graphexplain trace examples/autograd_mean.py
   graphexplain trace --format svg,pdf --json result.json train.py --epochs 3
-  graphexplain trace --call all examples/grad_accumulation.py"""
+  graphexplain trace --call all examples/grad_accumulation.py
+  graphexplain trace --target loss my_forward_pass.py"""
 
 
 class UsageError(Exception):
@@ -67,6 +69,8 @@ def parser() -> argparse.ArgumentParser:
     trace.add_argument("--json", metavar="FILE", help="write the whole result as JSON to FILE")
     trace.add_argument("--call", default="first", metavar="WHICH",
                        help="which backward calls to explain in full: first (default), last, all, or a number")
+    trace.add_argument("--target", metavar="NAME",
+                       help="also explain the tensor the script leaves in variable NAME, without a backward call")
     trace.add_argument("--width", type=int, default=None, help="terminal width for the walkthrough")
     trace.add_argument("--no-color", action="store_true", help="plain text, no colour")
     trace.add_argument("--quiet", action="store_true", help="print only the summary, not the walkthrough")
@@ -103,8 +107,9 @@ def _write_pictures(report: Report, options, err) -> List[str]:
     with open(os.path.join(options.out, MARKER), "w", encoding="utf-8") as handle:
         handle.write("This folder was written by graphexplain; reruns may overwrite its files.\n")
     written, missing_dot = [], None
-    for index, explanation in sorted(report.explanations.items()):
-        stem = os.path.join(options.out, f"call-{index}")
+    for explanation in report.all_explanations:
+        index = explanation.index
+        stem = os.path.join(options.out, f"call-{index}" if index else "target")
         written.append(explanation.render(stem + ".dot", "dot"))
         for format in options.format:
             if format == "dot" or missing_dot:
@@ -131,14 +136,12 @@ def trace(options, out, err) -> int:
         err.print(f"graphexplain: {problem}")
         return EXIT_USAGE
 
-    run = run_script(options.script, options.args, selection)
+    run = run_script(options.script, options.args, selection, options.target)
     report = Report.of(run)
-    width = out.width
     out.rule("graphexplain", characters="═")
-    for record in report.calls:
-        explanation = report.explanations.get(record.index)
-        if explanation is not None and not options.quiet:
-            for part in walkthrough(explanation, width):
+    if not options.quiet:
+        for explanation in report.all_explanations:
+            for part in walkthrough(explanation, out.width):
                 out.print(part)
             out.print()
     for part in call_errors(report):
@@ -146,7 +149,7 @@ def trace(options, out, err) -> int:
     listing = call_listing(report)
     if listing is not None:
         out.print(listing)
-    if report.explanations:
+    if report.all_explanations:
         written = _write_pictures(report, options, err)
         out.print(f"pictures: {', '.join(written)}")
     if options.json:
@@ -154,6 +157,8 @@ def trace(options, out, err) -> int:
             json.dump(report.to_json(), handle, indent=2, ensure_ascii=False)
             handle.write("\n")
         out.print(f"json: {options.json}")
+    if run.target_problem:
+        err.print(f"graphexplain: {run.target_problem}")
     out.print(verdict_line(report))
     if run.traceback:
         err.print(f"graphexplain: {options.script} raised an error after "

@@ -14,12 +14,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 import numpy as np
 
-from .derive import complete, derive
+from .derive import complete, derive, jacobians
 from .model import Graph, Node
 from .results import Derivation, NodeDerivation, NodeVerification, Verification
 from .verify import verify
@@ -59,12 +59,13 @@ class Explanation:
     derivation: Derivation
     verification: Verification
     index: int = 1  # which backward call of the script
+    jacobians: Dict[int, np.ndarray] = field(default_factory=dict)  # leaf node → J, small non-scalar roots
 
     @classmethod
     def of(cls, graph: Graph, index: int = 1) -> "Explanation":
         graph = complete(graph)
         derivation = derive(graph)
-        return cls(graph, derivation, verify(graph, derivation), index)
+        return cls(graph, derivation, verify(graph, derivation), index, jacobians(graph))
 
     @property
     def status(self) -> str:

@@ -5,7 +5,8 @@ Exit codes (also in `graphexplain trace --help` and docs/cli.md):
 
     0  every explained call verified
     1  a derived gradient disagrees with torch's (a mismatch)
-    2  bad usage: no such script, not Python, an output that would be overwritten
+    2  bad usage: no such script, not Python, an output that would be overwritten,
+       a --target that names no tensor
     3  the script itself raised an error (what was captured before it is reported)
     4  the script never called backward
     5  no mismatch, but some ops have no symbolic rule (torch's numbers shown)
@@ -14,7 +15,7 @@ Exit codes (also in `graphexplain trace --help` and docs/cli.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .capture.intercept import CallRecord
 from .capture.runner import COMPLETED, ScriptRun
@@ -27,6 +28,7 @@ SCRIPT_ERROR = "script-error"
 NO_BACKWARD = "no-backward"
 NOT_EXPLAINED = "not-explained"
 CALL_ERROR = "error"
+TARGET_PROBLEM = "target-problem"
 
 
 @dataclass
@@ -34,13 +36,22 @@ class Report:
     run: ScriptRun
     explanations: Dict[int, Explanation] = field(default_factory=dict)
 
+    target: Optional[Explanation] = None  # --target NAME
+
     @classmethod
     def of(cls, run: ScriptRun) -> "Report":
         explanations = {
             record.index: Explanation.of(record.graph, record.index)
             for record in run.calls if record.graph is not None
         }
-        return cls(run, explanations)
+        target = Explanation.of(run.target.graph, 0) if run.target is not None else None
+        return cls(run, explanations, target)
+
+    @property
+    def all_explanations(self) -> List[Explanation]:
+        """Every explanation, the --target one (index 0) first."""
+        return ([self.target] if self.target is not None else []) + \
+            [self.explanations[i] for i in sorted(self.explanations)]
 
     @property
     def calls(self) -> List[CallRecord]:
@@ -54,10 +65,12 @@ class Report:
 
     @property
     def status(self) -> str:
-        statuses = {e.status for e in self.explanations.values()}
+        statuses = {e.status for e in self.all_explanations}
         if self.run.outcome != COMPLETED:
             return SCRIPT_ERROR
-        if not self.calls:
+        if self.run.target_problem:
+            return TARGET_PROBLEM
+        if not self.calls and self.target is None:
             return NO_BACKWARD
         for status in (MISMATCH, NO_RULE, NOT_CHECKED):
             if status in statuses:
@@ -69,6 +82,7 @@ class Report:
         return {
             VERIFIED: EXIT_VERIFIED, MISMATCH: EXIT_MISMATCH, SCRIPT_ERROR: EXIT_SCRIPT_ERROR,
             NO_BACKWARD: EXIT_NO_BACKWARD, NO_RULE: EXIT_NO_RULE, NOT_CHECKED: EXIT_NO_RULE,
+            TARGET_PROBLEM: EXIT_USAGE,
         }[self.status]
 
     def to_json(self) -> Dict[str, Any]:
@@ -80,6 +94,8 @@ class Report:
             "exit_code": self.exit_code,
             "script_outcome": self.run.outcome,
             "backward_calls": [self._call_json(record) for record in self.calls],
+            "target": call_to_json(self.target) if self.target is not None else None,
+            "target_problem": self.run.target_problem,
         }
 
     def _call_json(self, record: CallRecord) -> Dict[str, Any]:

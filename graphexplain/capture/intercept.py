@@ -38,6 +38,11 @@ class Selection:
             return index == 1
         return index == int(self.which)
 
+    def may_want_after(self, index: int) -> bool:
+        if self.which in ("all", "last"):
+            return True
+        return (1 if self.which == "first" else int(self.which)) > index
+
     @classmethod
     def parse(cls, text: str) -> "Selection":
         text = str(text).strip().lower()
@@ -89,12 +94,13 @@ PLAIN_WORDS = {
 }
 
 
-def plain_words(message: str, root: Optional[torch.Tensor]) -> Optional[str]:
+def plain_words(message: str, root: Optional[torch.Tensor], name: str = "") -> Optional[str]:
+    """torch's error `message` about backward on `root`, in plain words."""
     for fragment, explanation in PLAIN_WORDS.items():
         if fragment in message:
             shape = tuple(root.shape) if isinstance(root, torch.Tensor) else ()
             numel = root.numel() if isinstance(root, torch.Tensor) else 0
-            return explanation.format(root="the output", shape=shape, numel=numel)
+            return explanation.format(root=name or "the output", shape=shape, numel=numel)
     return None
 
 
@@ -198,7 +204,7 @@ class Interceptor:
                 root = roots[0] if roots and isinstance(roots[0], torch.Tensor) else None
                 self.calls.append(CallRecord(
                     index, kind, call, source, self._summary(roots, [], names), None, str(error),
-                    plain_words(str(error), root), problem))
+                    plain_words(str(error), root, names.tensor(root) if root is not None else ""), problem))
                 raise
             graph = None
             if pending is not None:
@@ -213,6 +219,8 @@ class Interceptor:
                 for earlier in self.calls:
                     earlier.graph = None  # only the last one is kept
             self.calls.append(record)
+            if not self.selection.may_want_after(index):
+                paused = True  # nothing later is explained: stop recording, keep the loop fast
             return result
         finally:
             self._pause(paused)

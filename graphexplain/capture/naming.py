@@ -31,10 +31,15 @@ def _visible(name: str) -> bool:
 def names_in_frame(frame) -> Names:
     """Names of everything tensor-like that the frame can see; locals win
     over globals, and a plain name over a module attribute path."""
-    names = Names()
     scopes = [frame.f_locals] if frame is not None else []
     if frame is not None and frame.f_globals is not frame.f_locals:
         scopes.append(frame.f_globals)
+    return names_from_namespace(*scopes)
+
+
+def names_from_namespace(*scopes) -> Names:
+    """Names from variable dicts, the first dict winning."""
+    names = Names()
     modules = []
     for scope in scopes:
         for name, value in list(scope.items()):

@@ -182,6 +182,7 @@ class Recorder(TorchFunctionMode):
             return
         made = [t for t in outputs if t.grad_fn is not None]
         if not made:
+            self._inherit_constant_reason(args, outputs)
             return
         frame = self.finder.user_frame(sys._getframe(2))
         source = self.finder.source(frame)
@@ -214,22 +215,34 @@ class Recorder(TorchFunctionMode):
 
     def _note_constants(self, func, args, outputs) -> None:
         """Why a tensor is cut off from the graph, for the walkthrough."""
-        source = args[0] if args and isinstance(args[0], torch.Tensor) else None
         if func is torch.Tensor.detach:
             reason = "detached with .detach()"
         elif func is torch.Tensor.requires_grad_:
-            if outputs[0].requires_grad:
-                return
-            reason = "requires_grad_(False)"
+            reason = "switched off with requires_grad_(False)"
+            if outputs[0].requires_grad:  # requires_grad_(True): no longer cut off
+                self.constant_reasons.pop(id(outputs[0]), None)
         elif any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
             reason = "computed under torch.no_grad()"
         else:
+            self._inherit_constant_reason(args, outputs)
             return
-        del source
+        self._remember(outputs, reason)
+
+    def _inherit_constant_reason(self, args, outputs) -> None:
+        """`b = a * 2` after `a.requires_grad_(False)`: b is cut off because a is."""
+        for argument in args:
+            if isinstance(argument, torch.Tensor):
+                reason = self.constant_reason(argument)
+                if reason is not None:
+                    self._remember(outputs, f"computed from a tensor {reason}")
+                    return
+
+    def _remember(self, outputs, reason: str) -> None:
         for tensor in outputs:
             if not tensor.requires_grad:
                 key = id(tensor)
-                self.constant_reasons[key] = (weakref.ref(tensor, lambda _, k=key: self.constant_reasons.pop(k, None)), reason)
+                self.constant_reasons[key] = (
+                    weakref.ref(tensor, lambda _, k=key: self.constant_reasons.pop(k, None)), reason)
 
     def constant_reason(self, tensor) -> Optional[str]:
         entry = self.constant_reasons.get(id(tensor))

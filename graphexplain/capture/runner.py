@@ -15,8 +15,12 @@ import types
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
-from .intercept import CallRecord, Interceptor, Selection
+import torch
+
+from .intercept import CallRecord, CallSummary, Interceptor, Selection
+from .naming import names_from_namespace
 from .provenance import Recorder
+from .standalone import NotExplainable, capture_tensor
 
 COMPLETED = "completed"
 RAISED = "raised"
@@ -35,6 +39,8 @@ class ScriptRun:
     calls: List[CallRecord] = field(default_factory=list)
     exit_code: int = 0
     traceback: Optional[str] = None  # the script's own traceback, when it raised
+    target: Optional[CallRecord] = None  # --target NAME: a tensor explained without backward
+    target_problem: Optional[str] = None
 
 
 def read_script(path: str):
@@ -62,16 +68,26 @@ def read_script(path: str):
         raise ScriptError(f"{path!r} is not a Python script ({error}).") from None
 
 
+_OURS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+         os.sep + os.path.join("torch", "overrides.py"))  # the recorder's dispatch
+
+
 def _script_traceback(error: BaseException, path: str) -> str:
-    """The traceback from the script's own first frame on: none of ours."""
-    tb = error.__traceback__
+    """The traceback as plain python would print it: from the script's own
+    first frame on, without graphexplain's frames in between."""
+    frames = traceback.extract_tb(error.__traceback__)
     real = os.path.realpath(path)
-    while tb is not None and os.path.realpath(tb.tb_frame.f_code.co_filename) != real:
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(error), error, tb or error.__traceback__))
+    start = next((i for i, f in enumerate(frames) if os.path.realpath(f.filename) == real), 0)
+    kept = [f for f in frames[start:]
+            if not f.filename.startswith(_OURS[0]) and not f.filename.endswith(_OURS[1])]
+    lines = ["Traceback (most recent call last):\n"] if kept else []
+    lines += traceback.StackSummary.from_list(kept).format()
+    lines += traceback.format_exception_only(type(error), error)
+    return "".join(lines)
 
 
-def run_script(path: str, args: Sequence[str] = (), selection: Selection = Selection()) -> ScriptRun:
+def run_script(path: str, args: Sequence[str] = (), selection: Selection = Selection(),
+               target: Optional[str] = None) -> ScriptRun:
     """Run `path` with `args` and return every backward call it made.
 
         run = run_script("examples/autograd_mean.py")
@@ -105,4 +121,25 @@ def run_script(path: str, args: Sequence[str] = (), selection: Selection = Selec
             sys.modules["__main__"] = saved[2]
         sys.stdout.flush()
     run.calls = interceptor.calls
+    if target is not None:
+        _capture_target(run, main.__dict__, target, recorder)
     return run
+
+
+def _capture_target(run: ScriptRun, namespace: dict, target: str, recorder: Recorder) -> None:
+    """Explain the tensor the script left in the variable `target`."""
+    tensor = namespace.get(target)
+    if not isinstance(tensor, torch.Tensor):
+        known = sorted(k for k, v in namespace.items() if isinstance(v, torch.Tensor) and not k.startswith("_"))
+        what = "no variable" if target not in namespace else f"a {type(tensor).__name__}, not a tensor,"
+        run.target_problem = (f"--target {target}: the script left {what} named {target!r}. "
+                              f"Tensors it left: {', '.join(known) or 'none'}.")
+        return
+    names = names_from_namespace(namespace)
+    try:
+        graph = capture_tensor(tensor, None, names, recorder, f"--target {target}")
+    except NotExplainable as problem:
+        run.target_problem = f"--target {target}: {problem}"
+        return
+    run.target = CallRecord(0, "target", f"--target {target}", None,
+                            CallSummary(target, None), graph)

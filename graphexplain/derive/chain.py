@@ -235,7 +235,7 @@ def derive_node(node: Node, upstream: Optional[np.ndarray]) -> NodeDerivation:
     )
 
 
-def derive(graph: Graph) -> Derivation:
+def derive(graph: Graph, symbolic: bool = True) -> Derivation:
     """Run the chain rule over the whole graph.
 
     >>> from graphexplain.model import Graph, Node, Operand, Root, Value, Leaf
@@ -267,7 +267,7 @@ def derive(graph: Graph) -> Derivation:
             key = (operand.producer, operand.producer_output)
             upstreams[key] = upstreams.get(key, 0) + step.downstream
 
-    formulas = leaf_formulas(graph)
+    formulas = leaf_formulas(graph) if symbolic else {}
     leaves = []
     for leaf in graph.leaves:
         steps = derived[leaf.node].steps

@@ -58,7 +58,7 @@ def _node(step) -> Dict[str, Any]:
     }
 
 
-def _leaf(leaf, derived, verified) -> Dict[str, Any]:
+def _leaf(leaf, derived, verified, jacobian=None) -> Dict[str, Any]:
     return {
         "name": leaf.name,
         "node": leaf.node,
@@ -69,6 +69,7 @@ def _leaf(leaf, derived, verified) -> Dict[str, Any]:
         "torch_grad": numbers(leaf.torch_grad),
         "grad_before": numbers(leaf.grad_before),
         "grad_after": numbers(leaf.grad_after),
+        "jacobian": numbers(jacobian),
         "status": verified.status,
     }
 
@@ -86,8 +87,9 @@ def call_to_json(explanation) -> Dict[str, Any]:
         "root": {"name": root.name, "shape": list(root.value.shape), "value": numbers(root.value.data),
                  "grad_output": numbers(root.grad_output)} if root else None,
         "nodes": [_node(step) for step in explanation.steps],
-        "leaves": [_leaf(*parts) for parts in zip(graph.leaves, explanation.derivation.leaves,
-                                                  explanation.verification.leaves)],
+        "leaves": [_leaf(leaf, derived, verified, explanation.jacobians.get(leaf.node))
+                   for leaf, derived, verified in zip(graph.leaves, explanation.derivation.leaves,
+                                                      explanation.verification.leaves)],
         "constants": [{"name": c.name, "shape": list(c.shape), "reason": c.reason, "used_by": list(c.used_by)}
                       for c in graph.constants],
     }

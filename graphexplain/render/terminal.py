@@ -15,6 +15,7 @@ import os
 from io import StringIO
 from typing import Iterable, List, Optional
 
+import numpy as np
 from rich.console import Console, Group, RenderableType
 from rich.padding import Padding
 from rich.rule import Rule
@@ -136,11 +137,20 @@ def _leaf_block(explanation, leaf, derived, verified) -> RenderableType:
     title.append(f"  {shape(leaf.value.shape)} {array(leaf.value.data)}")
     grid = _grid()
     roots = ", ".join(root.name for root in explanation.graph.roots)
-    gradient = f"∂{label(roots)}/∂{leaf.name}"
+    seeded = any(np.size(root.grad_output) > 1 for root in explanation.graph.roots)
+    gradient = f"vᵀ·∂{label(roots)}/∂{leaf.name}" if seeded else f"∂{label(roots)}/∂{leaf.name}"
     if derived.symbolic:
         grid.add_row("gradient", Text(f"{gradient} = {derived.symbolic} = {array(derived.grad)}", style=STYLES["formula"]))
     else:
         grid.add_row("gradient", f"{gradient} = {array(derived.grad)}")
+    jacobian = explanation.jacobians.get(leaf.node)
+    if jacobian is not None:
+        root = explanation.graph.roots[0]
+        grid.add_row("Jacobian", f"J = ∂{label(root.name)}/∂{leaf.name}, one row per element of "
+                                 f"{root.name}: {_matrix(jacobian)}")
+        product = np.asarray(root.grad_output).reshape(-1) @ jacobian
+        grid.add_row("vᵀ·J", f"{array(root.grad_output)} · J = {array(product.reshape(leaf.value.shape))}"
+                             " (what backward(v) computes, without forming J)")
     if leaf.torch_grad is not None:
         grid.add_row("torch", array(leaf.torch_grad))
     if leaf.accumulates and leaf.grad_before is not None:
@@ -153,6 +163,10 @@ def _leaf_block(explanation, leaf, derived, verified) -> RenderableType:
             grid.add_row("check", Text(f"✗ {check.what}: off by {number(check.max_abs_error)}", style=STYLES[MISMATCH]))
     status = Text("  ").append_text(_mark(verified.status))
     return Group(title, Padding(grid, (0, 0, 0, 3)), Padding(status, (0, 0, 0, 1)))
+
+
+def _matrix(jacobian) -> str:
+    return "[" + ", ".join(array(row, small=jacobian.shape[1]) for row in jacobian) + "]"
 
 
 def _verdict(explanation) -> Text:
@@ -179,7 +193,10 @@ def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
     """The renderables of one call's walkthrough, for a rich console."""
     graph = explanation.graph
     where = _where(graph.call_source)
-    heading = f"Backward call {explanation.index}: {graph.call}" + (f"  ({where})" if where else "")
+    if explanation.index == 0:
+        heading = f"{graph.call[len('--target '):]}: explained without a backward call (--target)"
+    else:
+        heading = f"Backward call {explanation.index}: {graph.call}" + (f"  ({where})" if where else "")
     yield Rule(Text(heading, style=STYLES["heading"]), characters="━")
     for root in graph.roots:
         seed = array(root.grad_output)
@@ -188,7 +205,7 @@ def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
     yield Text(f"{plural(len(graph.nodes), 'node')}, {plural(len(graph.leaves), 'leaf')}, in backward order; "
                "at each node: upstream × local gradient = downstream", style="dim")
     for constant in graph.constants:
-        yield Text(f"constant {constant.name} ({shape(constant.shape)}): {constant.reason}, "
+        yield Text(f"constant {constant.name} {shape(constant.shape)}: {constant.reason}, "
                    "so no gradient flows to it", style="dim")
     yield Text("")
     for i, step in enumerate(explanation.steps):
@@ -219,7 +236,8 @@ def to_text(explanation, width: int = 80) -> str:
 
 def call_listing(report) -> Optional[Table]:
     """One line per backward call that was not explained in full."""
-    listed = [record for record in report.calls if record.index not in report.explanations]
+    listed = [record for record in report.calls
+              if record.index not in report.explanations and record.error is None]
     if not listed:
         return None
     table = Table(title="Other backward calls (explain one with --call N)", title_justify="left",
@@ -232,9 +250,7 @@ def call_listing(report) -> Optional[Table]:
     for record in listed:
         norms = ", ".join(f"‖{name}‖={number(norm)}" for name, norm in record.summary.leaf_norms)
         value = number(record.summary.root_value) if record.summary.root_value is not None else ""
-        status = Text("✗ torch raised an error", style=STYLES[MISMATCH]) if record.error else \
-            Text("not explained", style="dim")
-        table.add_row(str(record.index), record.summary.root, value, norms, status)
+        table.add_row(str(record.index), record.summary.root, value, norms, Text("not explained", style="dim"))
     return table
 
 
@@ -250,7 +266,7 @@ def call_errors(report) -> Iterable[RenderableType]:
 
 def verdict_line(report) -> Text:
     calls = len(report.calls)
-    explained = len(report.explanations)
+    explained = len(report.explanations) + (report.target is not None)
     status = report.status
     summary = f"{plural(calls, 'backward call')}, {explained} explained"
     if status == VERIFIED:
@@ -263,6 +279,8 @@ def verdict_line(report) -> Text:
         return Text("The script finished without calling .backward(), torch.autograd.backward or "
                     "torch.autograd.grad, so there is no gradient to explain. Call backward on a "
                     "result (for example loss.backward()) and trace again.", style=STYLES[NO_RULE])
+    if status == "target-problem":
+        return Text("✗ the --target tensor could not be explained (see the message above).", style=STYLES[MISMATCH])
     if status == "script-error":
         return Text(f"✗ the script raised an error — {summary} before it; its traceback follows.",
                     style=STYLES[MISMATCH])
