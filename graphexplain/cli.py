@@ -126,7 +126,7 @@ def _write_pictures(report: Report, options, err) -> List[str]:
 def trace(options, out, err) -> int:
     from .capture.intercept import Selection
     from .capture.runner import ScriptError, read_script, run_script
-    from .render.terminal import call_errors, call_listing, verdict_line, walkthrough
+    from .render.terminal import report_parts, verdict_line
 
     try:
         selection = Selection.parse(options.call)
@@ -139,16 +139,8 @@ def trace(options, out, err) -> int:
     run = run_script(options.script, options.args, selection, options.target)
     report = Report.of(run)
     out.rule("graphexplain", characters="═")
-    if not options.quiet:
-        for explanation in report.all_explanations:
-            for part in walkthrough(explanation, out.width):
-                out.print(part)
-            out.print()
-    for part in call_errors(report):
+    for part in report_parts(report, out.width, options.quiet):
         out.print(part)
-    listing = call_listing(report)
-    if listing is not None:
-        out.print(listing)
     if report.all_explanations:
         written = _write_pictures(report, options, err)
         out.print(f"pictures: {', '.join(written)}")

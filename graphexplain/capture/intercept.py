@@ -122,6 +122,7 @@ class Interceptor:
         self.calls: List[CallRecord] = []
         self._busy = False
         self._originals = {}
+        self._listing_names = {}
 
     def __enter__(self) -> "Interceptor":
         tensor_backward = torch.Tensor.backward
@@ -186,8 +187,9 @@ class Interceptor:
         self._busy = True
         paused = self._pause(True)
         try:
-            names = names_in_frame(frame)
-            if self.selection.wants(index) and all(isinstance(r, torch.Tensor) for r in roots):
+            explain = self.selection.wants(index) and all(isinstance(r, torch.Tensor) for r in roots)
+            names = names_in_frame(frame) if explain else self._names_for_listing(frame, roots)
+            if explain and all(isinstance(r, torch.Tensor) for r in roots):
                 try:
                     pending = PendingCall(roots, grads, names, self.recorder, call,
                                           source, inputs if kind == "grad" else None,
@@ -234,6 +236,16 @@ class Interceptor:
         self.recorder.paused = paused
         return before
 
+    def _names_for_listing(self, frame, roots):
+        """Names for a call that is only listed: read from the frame once,
+        then reused while the same root and leaf tensors come back (a
+        training loop's parameters), so listing stays cheap."""
+        key = (frame.f_code if frame is not None else None)
+        cached = self._listing_names.get(key)
+        if cached is None:
+            cached = self._listing_names[key] = names_in_frame(frame)
+        return cached
+
     @staticmethod
     def _leaves(roots) -> List[torch.Tensor]:
         """The leaf tensors behind the roots, for a call listed but not
@@ -254,6 +266,6 @@ class Interceptor:
             if tensor is None or tensor.grad is None:
                 continue
             name = names.tensor(tensor) or f"leaf {position + 1}"
-            norms.append((name, float(np.linalg.norm(tensor.grad.detach().double().cpu().numpy()))))
+            norms.append((name, float(tensor.grad.detach().double().norm())))
         root_name = (names.tensor(root) or names.node(root.grad_fn)) if root is not None else ""
         return CallSummary(root_name or "output", value, tuple(norms))

@@ -58,6 +58,7 @@ def names_from_namespace(*scopes) -> Names:
             names.modules.setdefault(id(sub), f"{name}.{sub_name}" if sub_name else name)
             names._keep.append(sub)
         for parameter_name, parameter in module.named_parameters():
-            names.tensors.setdefault(id(parameter), f"{name}.{parameter_name}")
+            # model.lin.weight says more than an alias like `w = model.lin.weight`
+            names.tensors[id(parameter)] = f"{name}.{parameter_name}"
             names._keep.append(parameter)
     return names

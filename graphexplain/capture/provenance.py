@@ -14,11 +14,13 @@ with the node, so recording costs nothing once a graph is gone.
 
 from __future__ import annotations
 
+import io
 import linecache
 import os
 import re
 import sys
 import sysconfig
+import tokenize
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -59,6 +61,7 @@ class SourceFinder:
         self._internal: Dict[Any, bool] = {}
         self._roots = _internal_roots()
         self._positions: Dict[Any, List] = {}
+        self._sources: Dict[Any, Tuple[Source, Optional[str]]] = {}
 
     def is_internal(self, code) -> bool:
         known = self._internal.get(code)
@@ -74,12 +77,26 @@ class SourceFinder:
         return frame
 
     def source(self, frame) -> Optional[Source]:
+        return self.source_and_name(frame)[0]
+
+    def source_and_name(self, frame) -> Tuple[Optional[Source], Optional[str]]:
+        """The Source of the instruction the frame is running and the name
+        it assigns; cached, since a training loop runs the same
+        instructions again and again."""
         if frame is None:
-            return None
+            return None, None
+        key = (frame.f_code, frame.f_lasti)
+        found = self._sources.get(key)
+        if found is None:
+            source = self._source(frame)
+            found = self._sources[key] = (source, assigned_name(source))
+        return found
+
+    def _source(self, frame) -> Source:
         code = frame.f_code
         line = frame.f_lineno
         text = linecache.getline(code.co_filename, line).rstrip("\n")
-        return Source(code.co_filename, line, text.strip(), self._expression(frame, text))
+        return Source(code.co_filename, line, without_comment(text), self._expression(frame, text))
 
     def _expression(self, frame, text: str) -> Optional[str]:
         code = frame.f_code
@@ -96,6 +113,18 @@ class SourceFinder:
             return None
         # Columns are byte offsets into the UTF-8 line.
         return text.encode("utf-8")[start:end].decode("utf-8", "replace").strip() or None
+
+
+def without_comment(line: str) -> str:
+    """The line's code without a trailing # comment (a # inside a string stays)."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(line + "\n").readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return line.strip()
+    for token in tokens:
+        if token.type == tokenize.COMMENT:
+            return line[:token.start[1]].strip()
+    return line.strip()
 
 
 def assigned_name(source: Optional[Source]) -> Optional[str]:
@@ -184,17 +213,15 @@ class Recorder(TorchFunctionMode):
         if not made:
             self._inherit_constant_reason(args, outputs)
             return
-        frame = self.finder.user_frame(sys._getframe(2))
-        source = self.finder.source(frame)
+        source, assigned = self.finder.source_and_name(self.finder.user_frame(sys._getframe(2)))
         module = self.module_stack[-1] if self.module_stack else None
-        operands = tuple(_operand(a) for a in args if _operand(a) is not None)
-        operands += tuple(_operand(v) for v in kwargs.values() if _operand(v) is not None)
+        operands = tuple(o for o in map(_operand, (*args, *kwargs.values())) if o is not None)
         name = getattr(func, "__name__", str(func))
         for tensor in made:
             node = tensor.grad_fn
             record = node.metadata.get(KEY)
             if record is None or not record.direct:
-                record = Provenance(source, assigned_name(source), operands, {}, module, True, name)
+                record = Provenance(source, assigned, operands, {}, module, True, name)
                 node.metadata[KEY] = record
             nr = getattr(tensor, "output_nr", 0)
             record.outputs.setdefault(nr, (tensor.detach(), tensor._version))

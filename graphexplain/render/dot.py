@@ -11,9 +11,10 @@ import os
 from typing import Dict
 
 import graphviz
+import numpy as np
 
 from ..results import MISMATCH, NO_RULE
-from .formatting import array, shape
+from .formatting import array, number, shape
 
 FORMATS = ("png", "svg", "pdf", "dot")
 
@@ -35,13 +36,58 @@ class RenderError(Exception):
     """A picture could not be made; the message says how to fix it."""
 
 
+SMALL = 4  # elements shown in full on a node; larger tensors are summarised
+
+
+def _value(value) -> str:
+    text = array(value.data, small=SMALL)
+    return text if value.numel > SMALL and value.known else f"{shape(value.shape)} {text}"
+
+
 def _label(node, derived) -> str:
     lines = [node.name, f"{node.op}" + (f" · {derived.title}" if derived.title != node.op else "")]
     if node.output is not None:
-        lines.append(f"{shape(node.output.shape)} {array(node.output.data, small=4)}")
+        lines.append(_value(node.output))
     if derived.upstream is not None:
-        lines.append(f"grad {array(derived.upstream, small=4)}")
+        lines.append(f"grad {array(derived.upstream, small=SMALL)}")
     return "\n".join(lines)
+
+
+def _edge_label(gradient) -> str:
+    if gradient is None:
+        return ""
+    if np.size(gradient) > SMALL:
+        return f"‖grad‖={number(np.linalg.norm(gradient))}"
+    return array(gradient, small=SMALL)
+
+
+def _add_clusters(picture, clusters: Dict[str, list]) -> None:
+    """One box per module, nested as the modules are (model ⊃ model.linear)."""
+    names = sorted(clusters, key=lambda label: _qualified(label))
+    children: Dict[str, list] = {name: [] for name in names}
+    roots = []
+    for name in names:
+        parents = [p for p in names if p != name and _qualified(name).startswith(_qualified(p) + ".")]
+        if parents:
+            children[max(parents, key=lambda p: len(_qualified(p)))].append(name)
+        else:
+            roots.append(name)
+    counter = iter(range(len(names)))
+
+    def add(parent, name):
+        with parent.subgraph(name=f"cluster_{next(counter)}") as cluster:
+            cluster.attr(label=name, **STYLES["module"])
+            for node_name, text, attributes in clusters[name]:
+                cluster.node(node_name, text, **attributes)
+            for child in children[name]:
+                add(cluster, child)
+
+    for name in roots:
+        add(picture, name)
+
+
+def _qualified(module_label: str) -> str:
+    return module_label.split(" (")[0]
 
 
 def to_dot(explanation) -> str:
@@ -65,21 +111,17 @@ def to_dot(explanation) -> str:
             clusters.setdefault(node.module, []).append(entry)
         else:
             picture.node(entry[0], entry[1], **entry[2])
-    for number, (module, entries) in enumerate(clusters.items()):
-        with picture.subgraph(name=f"cluster_{number}") as cluster:
-            cluster.attr(label=module, **STYLES["module"])
-            for name, text, attributes in entries:
-                cluster.node(name, text, **attributes)
+    _add_clusters(picture, clusters)
     for step in explanation.steps:
         by_name = {chain.input: chain for chain in step.derivation.steps}
         for operand in step.node.operands:
             if operand.producer is None:
                 continue
             chain = by_name.get(operand.name)
-            label = array(chain.downstream, small=3) if chain is not None and chain.downstream is not None else ""
+            label = _edge_label(chain.downstream if chain is not None else None)
             picture.edge(f"n{operand.producer}", f"n{step.node.id}", label=label)
-    for number, constant in enumerate(graph.constants):
-        name = f"c{number}"
+    for index, constant in enumerate(graph.constants):
+        name = f"c{index}"
         picture.node(name, f"{constant.name}\n{shape(constant.shape)}\nconstant: {constant.reason}",
                      **STYLES["constant"])
         for user in constant.used_by:

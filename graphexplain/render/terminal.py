@@ -154,8 +154,9 @@ def _leaf_block(explanation, leaf, derived, verified) -> RenderableType:
     if leaf.torch_grad is not None:
         grid.add_row("torch", array(leaf.torch_grad))
     if leaf.accumulates and leaf.grad_before is not None:
-        grid.add_row(".grad", f"{array(leaf.grad_before)} (before) + {array(derived.grad)} = "
-                              f"{array(derived.accumulated)}; torch: {array(leaf.grad_after)}")
+        grid.add_row(".grad", f"accumulates: {array(leaf.grad_before)} (already there) + "
+                              f"{array(derived.grad)} (this call) = {array(derived.accumulated)}; "
+                              f"torch's .grad is now {array(leaf.grad_after)}")
     elif leaf.accumulates:
         grid.add_row(".grad", f"was None, now {array(leaf.grad_after)}")
     for check in verified.checks:
@@ -218,6 +219,37 @@ def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
     yield _verdict(explanation)
 
 
+def report_parts(report, width: int = 80, quiet: bool = False) -> Iterable[RenderableType]:
+    """Everything graphexplain prints about a run, before the verdict line."""
+    if not quiet:
+        for explanation in report.all_explanations:
+            yield from walkthrough(explanation, width)
+            yield Text("")
+    yield from call_errors(report)
+    listing = call_listing(report)
+    if listing is not None:
+        yield listing
+
+
+def plain_console(file, width: int = 80) -> Console:
+    """A console that writes the same text on every run: fixed width, no colour."""
+    return Console(file=file, width=width, color_system=None, force_terminal=False,
+                   highlight=False, emoji=False, legacy_windows=False)
+
+
+def _plain_text(parts, width: int) -> str:
+    buffer = StringIO()
+    plain = plain_console(buffer, width)
+    for part in parts:
+        plain.print(part)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+
+
+def report_text(report, width: int = 80) -> str:
+    """A whole run's report as plain text at a fixed width (for docs and tests)."""
+    return _plain_text([*report_parts(report, width), verdict_line(report)], width)
+
+
 def console(file=None, width: Optional[int] = None, color: Optional[bool] = None) -> Console:
     """The console the CLI prints to: colour only on a terminal."""
     return Console(file=file, width=width, no_color=color is False, highlight=False,
@@ -226,12 +258,7 @@ def console(file=None, width: Optional[int] = None, color: Optional[bool] = None
 
 def to_text(explanation, width: int = 80) -> str:
     """The walkthrough as plain text at a fixed width (for tests and docs)."""
-    buffer = StringIO()
-    plain = Console(file=buffer, width=width, color_system=None, force_terminal=False,
-                    highlight=False, emoji=False, legacy_windows=False)
-    for part in walkthrough(explanation, width):
-        plain.print(part)
-    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines()) + "\n"
+    return _plain_text(walkthrough(explanation, width), width)
 
 
 def call_listing(report) -> Optional[Table]:
