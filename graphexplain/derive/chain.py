@@ -18,12 +18,11 @@ from ..model import Graph, Node, Operand
 from ..results import ChainStep, Derivation, LeafDerivation, LocalGradient, NO_RULE, NodeDerivation
 from ..rules import lookup
 from ..rules.kinds import Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
-from . import broadcast, formula, routing
+from . import arguments, broadcast, formula, routing
 from .naming import display_names, rename, show
 from .symbolic import leaf_formulas
 
 DERIVED = "derived"
-REDUCTION_MODES = {0: "none", 1: "mean", 2: "sum"}
 
 
 class CannotApply(Exception):
@@ -33,8 +32,9 @@ class CannotApply(Exception):
 
 def _param_values(rule: Rule, node: Node) -> Dict[str, object]:
     values = dict(rule.defaults)
+    params = arguments.saved(node)
     for name in rule.params:
-        value = node.params.get(name)
+        value = params.get(name)
         if value is not None:
             values[name] = np.asarray(value, dtype=np.float64) if _is_numeric(value) else value
     return values
@@ -91,18 +91,11 @@ def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray):
 
 
 def _reduction(rule: Reduction, node: Node, upstream: np.ndarray):
-    mode = _reduction_mode(rule, node)
+    mode = arguments.reduction_mode(rule, node)
     values = _operand_values(rule, node)
     shapes = [_shape_of(o) for o in node.operands]
     elementwise = np.broadcast_shapes(*shapes)
-    ndim = len(elementwise)
-    if mode == "none":
-        dims, keepdim = (), True
-    elif rule.over == "dim":
-        dims = broadcast.reduced_dims(node.params.get("dim"), ndim)
-        keepdim = bool(node.params.get("keepdim", False))
-    else:
-        dims, keepdim = tuple(range(ndim)), False
+    dims, keepdim = arguments.reduced(rule, node, len(elementwise))
     count = int(np.prod([elementwise[d] for d in dims], dtype=np.int64)) if dims else 1
     values[formula.COUNT] = float(count)
     spread = broadcast.spread(upstream, elementwise, dims, keepdim) if mode != "none" else upstream
@@ -131,9 +124,8 @@ def _reduction(rule: Reduction, node: Node, upstream: np.ndarray):
 def _routing(rule: Routing, node: Node, upstream: np.ndarray):
     (operand,) = [o for o in node.operands if o.name == "self"]
     shape = _shape_of(operand)
-    arguments = dict(node.params)
-    arguments["result_shape"] = upstream.shape
-    index_map = routing.index_map(rule.forward, shape, arguments)
+    saved = dict(arguments.saved(node), result_shape=upstream.shape)
+    index_map = routing.index_map(rule.forward, shape, saved)
     downstream = routing.route_back(index_map, upstream, shape)
     expr = formula.local_gradient(rule, operand.name)
     local = LocalGradient(operand.name, operand.label, str(expr),
@@ -146,26 +138,23 @@ def _routing(rule: Routing, node: Node, upstream: np.ndarray):
 def _matrix(rule: Matrix, node: Node, upstream: np.ndarray):
     shapes = tuple(_shape_of(o) for o in node.operands)
     matrix_shapes = formula.matrix_shapes(rule, shapes, upstream.shape)
-    result_shape = formula.matrix_forward(rule, matrix_shapes).shape
+    stack = formula.stack_shape(upstream.shape)
+    result_shape = stack + formula.matrix_forward(rule, matrix_shapes).shape
     values = _operand_values(rule, node)
-    arguments = [upstream.reshape(result_shape)]
-    for name, shape in zip(rule.inputs, matrix_shapes):
-        if name not in values:
-            arguments.append(None)
-            continue
-        value = np.asarray(values[name])
-        arguments.append(np.broadcast_to(value.reshape(shape) if value.size == np.prod(shape) else value, shape))
-    arguments += [values.get(name) for name in rule.params]
+    inputs = [upstream.reshape(result_shape)]
+    inputs += [formula.as_matrix(values[name], shape, stack) if name in values else None
+               for name, shape in zip(rule.inputs, matrix_shapes)]
+    inputs += [values.get(name) for name in rule.params]
     locals_, steps = [], []
     for operand in node.operands:
         if not operand.requires_grad:
             continue
         expr, function = formula.vector_jacobian_product(rule, operand.name, matrix_shapes)
         needed = {str(s) for s in expr.free_symbols}
-        if any(argument is None and name in needed
-               for name, argument in zip(rule.inputs + rule.params, arguments[1:])):
+        if any(value is None and name in needed
+               for name, value in zip(rule.inputs + rule.params, inputs[1:])):
             raise CannotApply(f"a value needed by ∂L/∂{operand.name} = {expr} is unknown")
-        full = np.asarray(function(*arguments), dtype=np.float64)
+        full = formula.over_stack(function, stack, inputs)
         shape = _shape_of(operand)
         if full.size == int(np.prod(shape, dtype=np.int64)):
             downstream = full.reshape(shape)
@@ -180,19 +169,13 @@ def _matrix(rule: Matrix, node: Node, upstream: np.ndarray):
     return locals_, steps
 
 
-def _reduction_mode(rule: Reduction, node: Node) -> str:
-    if rule.reduce == "reduction":
-        return REDUCTION_MODES.get(int(node.params.get("reduction", 1)), "mean")
-    return rule.reduce
-
-
 def _forward(rule: Rule, node: Node, result_shape) -> sp.Basic:
     """The forward formula as the walkthrough shows it."""
     if isinstance(rule, Matrix):
         shapes = tuple(_shape_of(o) for o in node.operands)
         return formula.matrix_forward(rule, formula.matrix_shapes(rule, shapes, result_shape))
     if isinstance(rule, Reduction):
-        mode = _reduction_mode(rule, node)
+        mode = arguments.reduction_mode(rule, node)
         term = formula.forward(rule)
         return term if mode == "none" else sp.Function(mode)(term)
     return formula.forward(rule)

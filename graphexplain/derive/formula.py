@@ -126,22 +126,59 @@ def numeric(expr: sp.Expr) -> Tuple[Callable[..., np.ndarray], Tuple[str, ...]]:
 
 
 def evaluate(expr: sp.Expr, values: Dict[str, object]) -> np.ndarray:
-    """Substitute the node's numbers into `expr` (numpy broadcasting)."""
+    """Substitute the node's numbers into `expr` (numpy broadcasting).
+
+    >>> x = sp.Symbol("self", real=True)
+    >>> evaluate(sp.exp(x) / (sp.exp(x) + 1) ** 2, {"self": np.array([0.0, 800.0])}).tolist()
+    [0.25, 0.0]
+    """
     function, names = numeric(expr)
     missing = [name for name in names if values.get(name) is None]
     if missing:
         raise KeyError(", ".join(missing))
+    arguments = [values[name] for name in names]
     with np.errstate(all="ignore"):  # nan/inf are shown and compared, not raised
-        return np.asarray(function(*(values[name] for name in names)), dtype=np.float64)
+        result = np.asarray(function(*arguments), dtype=np.float64)
+    return _without_overflow(expr, names, arguments, result)
+
+
+# Note [overflow inside a derived formula]
+# sympy's derivative of the sigmoid, exp(self)/(exp(self) + 1)**2, is inf/inf
+# in float64 once self > 709, although its value is tiny. Where a formula
+# comes out inf or nan from finite numbers, those elements are evaluated
+# again with mpmath, whose exponents do not overflow. A value that is truly
+# infinite (1/(2*sqrt(self)) at 0) raises or stays infinite there too.
+def _without_overflow(expr: sp.Expr, names, arguments, result: np.ndarray) -> np.ndarray:
+    if np.all(np.isfinite(result)) or not arguments:
+        return result
+    arrays = np.broadcast_arrays(result, *(np.asarray(a, dtype=np.float64) for a in arguments))
+    result, inputs = arrays[0].copy(), arrays[1:]
+    suspect = ~np.isfinite(result) & np.all([np.isfinite(a) for a in inputs], axis=0)
+    if not np.any(suspect):
+        return result
+    precise = sp.lambdify([sp.Symbol(n, real=True) for n in names], expr, modules="mpmath")
+    for index in zip(*np.nonzero(suspect)):
+        try:
+            result[index] = float(precise(*(float(a[index]) for a in inputs)))
+        except (ArithmeticError, ValueError, TypeError):
+            pass  # keep numpy's inf or nan
+    return result
 
 
 # --- matrix rows -----------------------------------------------------------
 
 
 def _as_matrix_shape(shape: Tuple[int, ...], vector: bool) -> Tuple[int, int]:
+    """The shape of the MatrixSymbol an operand becomes: a vector is a
+    column, a stack of matrices (bmm) is one matrix of the stack."""
     if vector or len(shape) == 1:
         return (shape[0] if shape else 1, 1)
-    return tuple(shape) if len(shape) == 2 else (1, 1)
+    return tuple(shape[-2:]) if len(shape) >= 2 else (1, 1)
+
+
+def stack_shape(result_shape: Tuple[int, ...]) -> Tuple[int, ...]:
+    """The leading dims of a stack of matrices (bmm's batch); () for one matrix."""
+    return tuple(result_shape[:-2])
 
 
 @lru_cache(maxsize=None)
@@ -182,13 +219,42 @@ def vector_jacobian_product(rule: Matrix, input_name: str, shapes: Tuple[Tuple[i
 
 
 def matrix_shapes(rule: Matrix, shapes: Tuple[Tuple[int, ...], ...], result_shape) -> Tuple[Tuple[int, int], ...]:
-    """The operands' shapes as matrices; a broadcast operand (the bias of
-    addmm) takes the result's shape, and broadcasting sums it back later."""
+    """The operands' shapes as matrices. An operand the row names in
+    `broadcast` (the bias of addmm) takes the result's shape, and
+    broadcasting sums its gradient back later."""
     out = _as_matrix_shape(tuple(result_shape), False)
-    matrix = []
-    for name, shape in zip(rule.inputs, shapes):
-        as_matrix = _as_matrix_shape(tuple(shape), name in rule.vectors)
-        if name not in rule.vectors and len(shape) < 2:
-            as_matrix = out  # broadcast to the result's shape
-        matrix.append(as_matrix)
-    return tuple(matrix)
+    return tuple(
+        out if name in rule.broadcast else _as_matrix_shape(tuple(shape), name in rule.vectors)
+        for name, shape in zip(rule.inputs, shapes)
+    )
+
+
+def as_matrix(value, shape: Tuple[int, int], stack: Tuple[int, ...] = ()) -> np.ndarray:
+    """An operand's numbers in its MatrixSymbol's shape: a vector as a
+    column, a broadcast operand spread out, a stacked operand as its stack.
+
+    >>> as_matrix([1.0, 2.0], (2, 1)).tolist()
+    [[1.0], [2.0]]
+    >>> as_matrix(5.0, (1, 2)).tolist()
+    [[5.0, 5.0]]
+    """
+    value = np.asarray(value, dtype=np.float64)
+    target = tuple(stack) + tuple(shape) if value.ndim > 2 else tuple(shape)
+    if value.size == int(np.prod(target, dtype=np.int64)):
+        return value.reshape(target)
+    return np.broadcast_to(value, target)
+
+
+def over_stack(function: Callable[..., np.ndarray], stack: Tuple[int, ...], arguments) -> np.ndarray:
+    """`function` of matrices applied to each matrix of a stack (arguments
+    with more than two dims), the results stacked again; one call for ()."""
+    if not stack:
+        return np.asarray(function(*arguments), dtype=np.float64)
+
+    def matrix_at(argument, index):
+        stacked = isinstance(argument, np.ndarray) and argument.ndim > 2
+        return argument[index] if stacked else argument
+
+    results = [np.asarray(function(*(matrix_at(a, index) for a in arguments)), dtype=np.float64)
+               for index in np.ndindex(*stack)]
+    return np.stack(results).reshape(tuple(stack) + results[0].shape)

@@ -17,7 +17,7 @@ import sympy as sp
 from ..model import Node
 from ..rules.kinds import Rule
 from ..render.formatting import is_number, label
-from . import formula
+from . import arguments, formula
 
 
 
@@ -37,8 +37,9 @@ def display_names(rule: Rule, node: Node, count=None) -> Dict[str, Union[str, sp
         literal = operand.producer is None and not operand.requires_grad and is_number(operand.label)
         number = _number(operand.value.data) if literal and operand.value is not None and operand.value.known else None
         names[operand.name] = number if number is not None else label(operand.label)
+    params = arguments.saved(node)
     for name in rule.params + tuple(name for name, _ in rule.defaults):
-        value = node.params.get(name, dict(rule.defaults).get(name))
+        value = params.get(name, dict(rule.defaults).get(name))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             names[name] = _number(value)
     names[formula.RESULT] = label(node.name)

@@ -17,7 +17,7 @@ import numpy as np
 from ..model import Graph, Node, Value, frozen_array
 from ..rules import lookup
 from ..rules.kinds import Matrix, Pointwise, Reduction, Routing
-from . import broadcast, formula, routing
+from . import arguments, formula, routing
 
 
 def _known(value: Optional[Value]) -> bool:
@@ -30,7 +30,8 @@ def forward_value(node: Node) -> Optional[np.ndarray]:
     if rule is None or node.output is None or not all(_known(o.value) for o in node.operands):
         return None
     values: Dict[str, object] = dict(rule.defaults)
-    values.update({k: np.asarray(v, dtype=np.float64) for k, v in node.params.items()
+    params = arguments.saved(node)
+    values.update({k: np.asarray(v, dtype=np.float64) for k, v in params.items()
                    if k in rule.params and isinstance(v, (int, float, np.ndarray)) and not isinstance(v, bool)})
     values.update({o.name: o.value.data for o in node.operands})
     shape = node.output.shape
@@ -41,8 +42,7 @@ def forward_value(node: Node) -> Optional[np.ndarray]:
             return _reduce(rule, node, values, shape)
         if isinstance(rule, Routing):
             (source,) = [o for o in node.operands if o.name == "self"]
-            arguments = dict(node.params, result_shape=shape)
-            index_map = routing.index_map(rule.forward, source.value.shape, arguments)
+            index_map = routing.index_map(rule.forward, source.value.shape, dict(params, result_shape=shape))
             return np.asarray(source.value.data).reshape(-1)[index_map].reshape(shape)
         if isinstance(rule, Matrix):
             return _matrix(rule, node, values, shape)
@@ -52,16 +52,13 @@ def forward_value(node: Node) -> Optional[np.ndarray]:
 
 
 def _reduce(rule: Reduction, node: Node, values, shape) -> np.ndarray:
-    mode = rule.reduce
-    if mode == "reduction":
-        mode = {0: "none", 1: "mean", 2: "sum"}.get(int(node.params.get("reduction", 1)), "mean")
+    mode = arguments.reduction_mode(rule, node)
     elementwise = np.broadcast_shapes(*(o.value.shape for o in node.operands))
     values[formula.COUNT] = 1.0
     term = np.broadcast_to(formula.evaluate(formula.forward(rule), values), elementwise)
     if mode == "none":
         return term.copy()
-    dims = broadcast.reduced_dims(node.params.get("dim") if rule.over == "dim" else None, len(elementwise))
-    keepdim = bool(node.params.get("keepdim", False)) if rule.over == "dim" else False
+    dims, keepdim = arguments.reduced(rule, node, len(elementwise))
     reduced = term.sum(axis=dims, keepdims=keepdim) if mode == "sum" else term.mean(axis=dims, keepdims=keepdim)
     return np.asarray(reduced).reshape(shape)
 
@@ -69,12 +66,11 @@ def _reduce(rule: Reduction, node: Node, values, shape) -> np.ndarray:
 def _matrix(rule: Matrix, node: Node, values, shape) -> np.ndarray:
     shapes = tuple(o.value.shape for o in node.operands)
     matrix_shapes = formula.matrix_shapes(rule, shapes, shape)
+    stack = formula.stack_shape(shape)
     function = formula.matrix_forward_function(rule, matrix_shapes)
-    arguments = [np.broadcast_to(np.asarray(values[name]).reshape(s) if np.size(values[name]) == np.prod(s)
-                                 else values[name], s)
-                 for name, s in zip(rule.inputs, matrix_shapes)]
-    arguments += [values.get(name) for name in rule.params]
-    return np.asarray(function(*arguments), dtype=np.float64).reshape(shape)
+    inputs = [formula.as_matrix(values[name], s, stack) for name, s in zip(rule.inputs, matrix_shapes)]
+    inputs += [values.get(name) for name in rule.params]
+    return formula.over_stack(function, stack, inputs).reshape(shape)
 
 
 def complete(graph: Graph) -> Graph:

@@ -26,8 +26,11 @@ def _select(array, dim, index):
 
 
 def _slice(array, dim, start, end, step):
+    # torch and Python clamp the bounds alike (a negative start counts from
+    # the end, an end of 2**63 - 1 means "to the end"), so Python's slice
+    # takes torch's saved start and end as they are.
     cut = [slice(None)] * array.ndim
-    cut[dim] = slice(start, min(end, array.shape[dim]) if end is not None else None, step)
+    cut[dim] = slice(start, end, step)
     return array[tuple(cut)]
 
 

@@ -18,7 +18,7 @@ import sympy as sp
 from ..model import Graph, Node
 from ..rules import lookup
 from ..rules.kinds import Pointwise, Reduction
-from . import formula
+from . import arguments, formula
 from ..render.formatting import is_name
 from .naming import _number
 
@@ -38,19 +38,13 @@ def _constant(operand) -> sp.Expr:
     return number
 
 
-def _mode(rule: Reduction, node: Node) -> str:
-    if rule.reduce == "reduction":
-        return {0: "none", 1: "mean", 2: "sum"}.get(int(node.params.get("reduction", 1)), "mean")
-    return rule.reduce
-
-
 def _check_shapes(node: Node, rule) -> None:
     result = node.output.shape if node.output is not None else None
     for operand in node.operands:
         if operand.requires_grad and operand.value is not None:
             if isinstance(rule, Pointwise) and operand.value.shape != result:
                 raise NotElementwise("broadcast")
-    if isinstance(rule, Reduction) and _mode(rule, node) != "none":
+    if isinstance(rule, Reduction) and arguments.reduction_mode(rule, node) != "none":
         if rule.over != "all" or (result is not None and int(np.prod(result)) != 1):
             raise NotElementwise("partial reduction")
 
@@ -58,8 +52,9 @@ def _check_shapes(node: Node, rule) -> None:
 def _substitutions(rule, node: Node, operand_exprs: Dict[str, sp.Expr], count: int) -> Dict:
     names = formula.symbols(rule)
     table = {names[name]: expr for name, expr in operand_exprs.items()}
+    params = arguments.saved(node)
     for name in rule.params + tuple(n for n, _ in rule.defaults):
-        value = node.params.get(name, dict(rule.defaults).get(name))
+        value = params.get(name, dict(rule.defaults).get(name))
         number = _number(value) if value is not None and np.size(value) == 1 else None
         if number is None and formula.symbols(rule)[name] in formula.forward(rule).free_symbols:
             raise NotElementwise(name)
@@ -96,7 +91,7 @@ def _compose(graph: Graph) -> Dict[int, str]:
         count = int(np.prod(node.operands[0].value.shape)) if node.operands[0].value is not None else 1
         table = _substitutions(rule, node, operand_exprs, count)
         substitutions[node.id] = table
-        if isinstance(rule, Reduction) and _mode(rule, node) != "none":
+        if isinstance(rule, Reduction) and arguments.reduction_mode(rule, node) != "none":
             forward_exprs[node.id] = sp.Symbol(node.name, real=True)  # one number from here on
         else:
             forward_exprs[node.id] = formula.forward(rule).xreplace(table)
@@ -113,7 +108,7 @@ def _compose(graph: Graph) -> Dict[int, str]:
             formulas[node.id] = str(sp.factor(sp.simplify(upstream[node.id])))
             continue
         rule = lookup(node.op)
-        mode = _mode(rule, node) if isinstance(rule, Reduction) else ""
+        mode = arguments.reduction_mode(rule, node) if isinstance(rule, Reduction) else ""
         for operand in node.operands:
             if operand.producer is None:
                 continue

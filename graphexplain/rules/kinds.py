@@ -75,9 +75,12 @@ class Routing(Rule):
 class Matrix(Rule):
     """result = a matrix expression of the operands (``self*mat2`` is the
     matrix product). Operands named in `vectors` are 1-D tensors taken as
-    column vectors."""
+    column vectors; operands named in `broadcast` are broadcast to the
+    result's shape (the bias of addmm). Operands with more than two dims
+    are stacks of matrices (bmm): the formula holds for each matrix."""
 
     vectors: Tuple[str, ...] = ()
+    broadcast: Tuple[str, ...] = ()
     family: ClassVar[str] = "matrix"
 
 

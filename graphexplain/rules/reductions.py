@@ -21,8 +21,4 @@ ROWS = (
         "-weight*(target*log(self) + (1 - target)*log(1 - self))",
         ("self", "target"), ("weight", "reduction"), (("weight", 1),), reduce="reduction",
     ),
-    Reduction(
-        "L1LossBackward0", "mean absolute error", "Abs(self - target)",
-        ("self", "target"), ("reduction",), reduce="reduction",
-    ),
 )
