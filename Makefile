@@ -20,7 +20,7 @@ setup: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,examples]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,examples,coverage]'
 	touch $(STAMP)
 
 graphviz:

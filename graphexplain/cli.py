@@ -9,7 +9,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .report import EXIT_USAGE, Report
+from .exitcodes import USAGE as EXIT_USAGE
 
 DEFAULT_OUT = "graphexplain-out"
 MARKER = ".graphexplain"  # marks a folder graphexplain made, so reruns may overwrite it
@@ -27,7 +27,8 @@ exit codes:
   2  bad usage: no such script, not valid Python, an output that would be overwritten,
      or a --target that names no tensor
   3  the script raised an error (what was captured before it is still reported)
-  4  the script never called backward
+  4  the script never called backward, or none of its calls could be explained
+     (torch refused them, or --call N is past the last call)
   5  no mismatch, but some ops have no symbolic rule (torch's numbers are shown)
 
 examples:
@@ -52,7 +53,7 @@ def _formats(text: str) -> List[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="graphexplain", description=DESCRIPTION,
+    main = argparse.ArgumentParser(prog="graphexplain", description=DESCRIPTION, epilog=EXIT_CODES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     main.add_argument("--version", action="version", version=f"graphexplain {__version__}")
     commands = main.add_subparsers(dest="command", metavar="COMMAND")
@@ -100,7 +101,7 @@ def _check_outputs(options) -> None:
                              "was left untouched. Choose another --json file, or pass --force to replace it.")
 
 
-def _write_pictures(report: Report, options, err) -> List[str]:
+def _write_pictures(report, options, err) -> List[str]:
     from .render.dot import RenderError
 
     os.makedirs(options.out, exist_ok=True)
@@ -125,7 +126,8 @@ def _write_pictures(report: Report, options, err) -> List[str]:
 
 def trace(options, out, err) -> int:
     from .capture.intercept import Selection
-    from .capture.runner import ScriptError, read_script, run_script
+    from .report import NOTHING_EXPLAINED, Report
+    from .capture.runner import EXITED, ScriptError, read_script, run_script
     from .render.terminal import report_parts, verdict_line
 
     try:
@@ -152,6 +154,15 @@ def trace(options, out, err) -> int:
     if run.target_problem:
         err.print(f"graphexplain: {run.target_problem}")
     out.print(verdict_line(report))
+    if report.status == NOTHING_EXPLAINED:
+        made = len(report.calls)
+        past = selection.which.isdigit() and int(selection.which) > made
+        err.print(f"graphexplain: none of the {made} backward call(s) was explained, so nothing was "
+                  "verified: " + (f"--call {selection.which} is past the last call; choose 1 to {made}."
+                                  if past else "torch refused the call(s) asked for (see above)."))
+    if run.outcome == EXITED:
+        err.print(f"graphexplain: {options.script} exited with code {run.exit_code} after "
+                  f"{len(report.calls)} backward call(s); what was captured is reported above.")
     if run.traceback:
         err.print(f"graphexplain: {options.script} raised an error after "
                   f"{len(report.calls)} backward call(s); what was captured is reported above. "

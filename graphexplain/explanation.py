@@ -53,7 +53,7 @@ class LeafResult:
     status: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Explanation:
     graph: Graph
     derivation: Derivation
@@ -108,6 +108,16 @@ class Explanation:
         from .render.dot import render
 
         return render(self, path, format)
+
+    def __repr__(self) -> str:
+        return (f"<Explanation of call {self.index}: {self.status}, {len(self.graph.nodes)} nodes, "
+                f"{len(self.graph.leaves)} leaves>")
+
+    def __str__(self) -> str:
+        """The walkthrough as plain text, 80 columns: `print(explanation)`."""
+        from .render.terminal import to_text
+
+        return to_text(self)
 
     def __rich_console__(self, console, options):
         from .render.terminal import walkthrough

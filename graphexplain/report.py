@@ -8,7 +8,7 @@ Exit codes (also in `graphexplain trace --help` and docs/cli.md):
     2  bad usage: no such script, not Python, an output that would be overwritten,
        a --target that names no tensor
     3  the script itself raised an error (what was captured before it is reported)
-    4  the script never called backward
+    4  the script never called backward, or none of its calls could be explained
     5  no mismatch, but some ops have no symbolic rule (torch's numbers shown)
 """
 
@@ -23,9 +23,11 @@ from .explanation import Explanation
 from .render.json import SCHEMA, call_to_json, numbers
 from .results import MISMATCH, NO_RULE, NOT_CHECKED, VERIFIED
 
-EXIT_VERIFIED, EXIT_MISMATCH, EXIT_USAGE, EXIT_SCRIPT_ERROR, EXIT_NO_BACKWARD, EXIT_NO_RULE = 0, 1, 2, 3, 4, 5
+from .exitcodes import MISMATCH as EXIT_MISMATCH, NO_BACKWARD as EXIT_NO_BACKWARD, NO_RULE as EXIT_NO_RULE  # noqa: E402
+from .exitcodes import SCRIPT_ERROR as EXIT_SCRIPT_ERROR, USAGE as EXIT_USAGE, VERIFIED as EXIT_VERIFIED  # noqa: E402
 SCRIPT_ERROR = "script-error"
 NO_BACKWARD = "no-backward"
+NOTHING_EXPLAINED = "nothing-explained"  # backward was called, but no call could be explained
 NOT_EXPLAINED = "not-explained"
 CALL_ERROR = "error"
 TARGET_PROBLEM = "target-problem"
@@ -72,6 +74,8 @@ class Report:
             return TARGET_PROBLEM
         if not self.calls and self.target is None:
             return NO_BACKWARD
+        if not self.all_explanations:  # torch refused every call asked for, or --call N > calls made
+            return NOTHING_EXPLAINED
         for status in (MISMATCH, NO_RULE, NOT_CHECKED):
             if status in statuses:
                 return status
@@ -81,7 +85,7 @@ class Report:
     def exit_code(self) -> int:
         return {
             VERIFIED: EXIT_VERIFIED, MISMATCH: EXIT_MISMATCH, SCRIPT_ERROR: EXIT_SCRIPT_ERROR,
-            NO_BACKWARD: EXIT_NO_BACKWARD, NO_RULE: EXIT_NO_RULE, NOT_CHECKED: EXIT_NO_RULE,
+            NO_BACKWARD: EXIT_NO_BACKWARD, NOTHING_EXPLAINED: EXIT_NO_BACKWARD, NO_RULE: EXIT_NO_RULE, NOT_CHECKED: EXIT_NO_RULE,
             TARGET_PROBLEM: EXIT_USAGE,
         }[self.status]
 

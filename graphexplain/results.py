@@ -55,6 +55,7 @@ class NodeDerivation:
     local_gradients: Tuple[LocalGradient, ...] = ()
     steps: Tuple[ChainStep, ...] = ()
     note: str = ""
+    upstream_from_torch: bool = False  # Note [borrowing torch's upstream] in derive/chain.py
 
 
 @dataclass(frozen=True)

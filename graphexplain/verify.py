@@ -56,8 +56,9 @@ def compare(what: str, derived, torch_number, dtype: str) -> Optional[Check]:
     derived = derived.reshape(torch_number.shape)
     finite = np.isfinite(torch_number) & np.isfinite(derived)
     scale = max(1.0, float(np.max(np.abs(torch_number[finite]), initial=0.0)))
-    close = np.isclose(derived, torch_number, rtol=rtol, atol=atol * scale, equal_nan=True)
-    error = np.abs(derived - torch_number)
+    with np.errstate(invalid="ignore"):  # inf - inf: an infinity on both sides compares equal below
+        close = np.isclose(derived, torch_number, rtol=rtol, atol=atol * scale, equal_nan=True)
+        error = np.abs(derived - torch_number)
     worst = float(np.max(error[finite], initial=0.0))
     status = VERIFIED if bool(np.all(close)) else MISMATCH
     if status == MISMATCH and not np.all(finite == (np.isfinite(torch_number) | np.isnan(derived))):
@@ -75,7 +76,8 @@ def _node_checks(node: Node, derivation) -> List[Check]:
     dtype = _dtype(node)
     checks = []
     torch_upstream = node.torch_upstream[0] if node.torch_upstream else None
-    checks.append(compare("upstream", derivation.upstream, torch_upstream, dtype))
+    if not derivation.upstream_from_torch:  # a borrowed upstream would only be compared with itself
+        checks.append(compare("upstream", derivation.upstream, torch_upstream, dtype))
     position = {operand.name: index for index, operand in enumerate(node.operands)}
     for step in derivation.steps:
         if step.how == "torch":
@@ -105,15 +107,19 @@ def verify(graph: Graph, derivation: Derivation) -> Verification:
     """
     nodes: List[NodeVerification] = []
     first_mismatch: Optional[int] = None
+    started_at: Dict[int, int] = {}  # a mismatching node → where its mismatch started
     for node, derived in zip(graph.nodes, derivation.nodes):
         checks = _node_checks(node, derived)
         status = _status(checks, derived.status == NO_RULE)
         inherited = None
         if status == MISMATCH:
             upstream_wrong = any(c.what == "upstream" and c.status == MISMATCH for c in checks)
-            if upstream_wrong and first_mismatch is not None:
-                inherited = first_mismatch
-            elif first_mismatch is None:
+            # inherited only from a consumer that passed a wrong gradient on (consumers come first)
+            passed_on = [started_at[c] for c, _ in graph.consumers(node.id) if c in started_at]
+            if upstream_wrong and passed_on:
+                inherited = passed_on[0]
+            started_at[node.id] = node.id if inherited is None else inherited
+            if first_mismatch is None:
                 first_mismatch = node.id
         nodes.append(NodeVerification(node.id, status, tuple(checks), inherited))
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import inspect
 import sys
-from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 
 from ..model import Graph, Source
-from .naming import names_in_frame
+from .naming import Names, names_in_frame
 from .provenance import Recorder, SourceFinder
 from .snapshot import PendingCall, backward_order, gradient_edge
 
@@ -122,7 +121,7 @@ class Interceptor:
         self.calls: List[CallRecord] = []
         self._busy = False
         self._originals = {}
-        self._listing_names = {}
+        self._leaf_names: Dict[int, Tuple[torch.Tensor, str]] = {}  # id → (leaf, name), for listings
 
     def __enter__(self) -> "Interceptor":
         tensor_backward = torch.Tensor.backward
@@ -188,8 +187,8 @@ class Interceptor:
         paused = self._pause(True)
         try:
             explain = self.selection.wants(index) and all(isinstance(r, torch.Tensor) for r in roots)
-            names = names_in_frame(frame) if explain else self._names_for_listing(frame, roots)
-            if explain and all(isinstance(r, torch.Tensor) for r in roots):
+            names = names_in_frame(frame) if explain else None
+            if explain:
                 try:
                     pending = PendingCall(roots, grads, names, self.recorder, call,
                                           source, inputs if kind == "grad" else None,
@@ -198,6 +197,8 @@ class Interceptor:
                 except Exception as error:  # never let our capture break the script
                     pending, problem = None, f"{type(error).__name__}: {error}"
             leaves = self._leaves(roots) if pending is None else None
+            if names is None:
+                names = self._names_for_listing(frame, roots, leaves)
             try:
                 result = original(*args, **kwargs)
             except BaseException as error:
@@ -236,15 +237,24 @@ class Interceptor:
         self.recorder.paused = paused
         return before
 
-    def _names_for_listing(self, frame, roots):
-        """Names for a call that is only listed: read from the frame once,
-        then reused while the same root and leaf tensors come back (a
-        training loop's parameters), so listing stays cheap."""
-        key = (frame.f_code if frame is not None else None)
-        cached = self._listing_names.get(key)
-        if cached is None:
-            cached = self._listing_names[key] = names_in_frame(frame)
-        return cached
+    def _names_for_listing(self, frame, roots, leaves) -> Names:
+        """Names for a call that is only listed, kept cheap for training
+        loops: the root's name by a look at the frame's variables, the
+        leaves' names read in full only when a leaf is new (a loop's
+        parameters come back every step)."""
+        names = Names()
+        scopes = [frame.f_locals, frame.f_globals] if frame is not None else []
+        for root in roots:
+            for scope in scopes:
+                name = next((k for k, v in scope.items() if v is root), None)
+                if name:
+                    names.tensors[id(root)] = name
+                    break
+        if any(self._leaf_names.get(id(leaf), (None,))[0] is not leaf for leaf in leaves):
+            full = names_in_frame(frame)
+            self._leaf_names = {id(leaf): (leaf, full.tensor(leaf)) for leaf in leaves}
+        names.tensors.update({key: name for key, (_, name) in self._leaf_names.items() if name})
+        return names
 
     @staticmethod
     def _leaves(roots) -> List[torch.Tensor]:

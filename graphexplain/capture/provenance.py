@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+from torch.autograd.function import Function
 from torch.overrides import TorchFunctionMode
 
 from ..model import Source
@@ -166,6 +167,7 @@ class Recorder(TorchFunctionMode):
         self.module_stack: List[Any] = []
         self.constant_reasons: Dict[int, Tuple[Any, str]] = {}
         self.paused = False  # set while graphexplain itself calls torch
+        self._original_apply = None
         self._hooks = []
 
     # --- nn.Module tracking: which module's forward is running ---------------
@@ -176,13 +178,36 @@ class Recorder(TorchFunctionMode):
             nn_module.register_module_forward_pre_hook(self._enter_module),
             nn_module.register_module_forward_hook(self._leave_module),
         ]
+        self._wrap_function_apply()
         return super().__enter__()
 
     def __exit__(self, *exc):
         for hook in self._hooks:
             hook.remove()
         self._hooks = []
+        if self._original_apply is not None:
+            Function.apply = self._original_apply
+            self._original_apply = None
         return super().__exit__(*exc)
+
+    def _wrap_function_apply(self) -> None:
+        """A custom autograd.Function's apply() does not pass through torch
+        function modes; wrapped, its node gets its own line and name instead
+        of the line of whatever uses it next."""
+        self._original_apply = Function.__dict__["apply"]
+        apply = self._original_apply.__func__
+        recorder = self
+
+        def recorded_apply(cls, *args, **kwargs):
+            result = apply(cls, *args, **kwargs)
+            if not recorder.paused:
+                try:
+                    recorder._record(cls, args, kwargs, result, sys._getframe(1))
+                except Exception:  # provenance is a nicety; the script's run is not
+                    pass
+            return result
+
+        Function.apply = classmethod(recorded_apply)
 
     def _enter_module(self, module, args):
         self.module_stack.append(weakref.ref(module))
@@ -202,7 +227,7 @@ class Recorder(TorchFunctionMode):
             pass
         return result
 
-    def _record(self, func, args, kwargs, result) -> None:
+    def _record(self, func, args, kwargs, result, caller=None) -> None:
         outputs = _tensors(result)
         if not outputs:
             return
@@ -213,7 +238,8 @@ class Recorder(TorchFunctionMode):
         if not made:
             self._inherit_constant_reason(args, outputs)
             return
-        source, assigned = self.finder.source_and_name(self.finder.user_frame(sys._getframe(2)))
+        caller = caller if caller is not None else sys._getframe(2)
+        source, assigned = self.finder.source_and_name(self.finder.user_frame(caller))
         module = self.module_stack[-1] if self.module_stack else None
         operands = tuple(o for o in map(_operand, (*args, *kwargs.values())) if o is not None)
         name = getattr(func, "__name__", str(func))

@@ -70,6 +70,17 @@ def read_script(path: str):
 
 _OURS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
          os.sep + os.path.join("torch", "overrides.py"))  # the recorder's dispatch
+_TORCH = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
+
+
+def _detour(frame: traceback.FrameSummary) -> bool:
+    """A frame only there because the recorder is active: ours, torch's
+    dispatch to it, and the torch line that hands a call to that dispatch
+    (``return handle_torch_function(...)`` in Tensor.backward), which plain
+    python never runs."""
+    if frame.filename.startswith(_OURS[0]) or frame.filename.endswith(_OURS[1]):
+        return True
+    return frame.filename.startswith(_TORCH) and "handle_torch_function(" in (frame.line or "")
 
 
 def _script_traceback(error: BaseException, path: str) -> str:
@@ -78,8 +89,7 @@ def _script_traceback(error: BaseException, path: str) -> str:
     frames = traceback.extract_tb(error.__traceback__)
     real = os.path.realpath(path)
     start = next((i for i, f in enumerate(frames) if os.path.realpath(f.filename) == real), 0)
-    kept = [f for f in frames[start:]
-            if not f.filename.startswith(_OURS[0]) and not f.filename.endswith(_OURS[1])]
+    kept = [f for f in frames[start:] if not _detour(f)]
     lines = ["Traceback (most recent call last):\n"] if kept else []
     lines += traceback.StackSummary.from_list(kept).format()
     lines += traceback.format_exception_only(type(error), error)
@@ -95,7 +105,8 @@ def run_script(path: str, args: Sequence[str] = (), selection: Selection = Selec
     """
     code = read_script(path)
     main = types.ModuleType("__main__")
-    main.__dict__.update({"__file__": path, "__builtins__": __builtins__, "__cached__": None})
+    # python makes a script's __file__ absolute (3.9+); sources keep the path as typed
+    main.__dict__.update({"__file__": os.path.abspath(path), "__builtins__": __builtins__, "__cached__": None})
     saved = sys.argv, list(sys.path), sys.modules.get("__main__")
     sys.argv = [path, *args]
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))

@@ -32,6 +32,8 @@ def to_numpy(tensor) -> Optional[np.ndarray]:
         return None
     try:
         tensor = tensor.detach()
+        if tensor._is_zerotensor():  # torch's storage-free zeros (sgn's gradient of a real input)
+            return frozen_array(np.zeros(tuple(tensor.shape)))
         if tensor.is_complex():
             tensor = tensor.real
         if tensor.layout != torch.strided:
@@ -39,6 +41,18 @@ def to_numpy(tensor) -> Optional[np.ndarray]:
         return frozen_array(tensor.to("cpu", torch.float64).numpy())
     except Exception:  # meta tensors, quantized tensors, freed storage
         return None
+
+
+def index_or_numbers(tensor) -> Optional[np.ndarray]:
+    """A saved tensor a row reads as a parameter: an index or a mask keeps
+    its int64 or bool dtype (a routing row indexes with it), any other
+    tensor is read as float64 numbers."""
+    if tensor.dtype == torch.bool or not (tensor.is_floating_point() or tensor.is_complex()):
+        try:
+            return tensor.detach().to("cpu").numpy().astype(bool if tensor.dtype == torch.bool else np.int64)
+        except Exception:  # meta tensors, freed storage
+            return None
+    return to_numpy(tensor)
 
 
 def value_of(tensor) -> Optional[Value]:
@@ -51,9 +65,15 @@ def value_of(tensor) -> Optional[Value]:
 
 
 def _plain(value: Any) -> Any:
-    """A saved non-tensor argument as plain Python (SymInts become ints)."""
+    """A saved non-tensor argument as plain Python: SymInts become ints, and
+    negative ints come back negative (Note [saved ints read back unsigned]
+    in derive/arguments.py), so the JSON says dim=-1."""
     if isinstance(value, (tuple, list)):
         return tuple(_plain(v) for v in value)
+    if isinstance(value, torch.Tensor):  # one of a list of saved tensors (index's `indices`)
+        return index_or_numbers(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 2 ** 63:
+        return value - 2 ** 64
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     try:
@@ -79,6 +99,16 @@ def _saved(node) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
         else:
             params[name] = _plain(saved)
     return params, tensors
+
+
+def _geometry(producer) -> Optional[Tuple[int, Tuple[int, ...]]]:
+    """(storage offset, strides) of the leaf tensor behind an edge: where its
+    elements lie in its storage, which as_strided reads. None for a tensor
+    an op made: the node does not keep it."""
+    if type(producer).__name__ != "AccumulateGrad":
+        return None
+    variable = producer.variable
+    return int(variable.storage_offset()), tuple(int(s) for s in variable.stride())
 
 
 def _number_label(value) -> str:
@@ -271,6 +301,8 @@ class PendingCall:
                                           positions.index(word) if word in positions else k))
         if rule is not None:
             self._fill_params(rule, params, saved, record_operands)
+            if "self_geometry" in rule.params:
+                params["self_geometry"] = _geometry(edges[0][0] if edges else None)
         outputs = tuple(self._output_value(node, nr) for nr in range(self._output_count(node, record)))
         if outputs and (outputs[0] is None or not outputs[0].known) and "result" in saved:
             outputs = (value_of(saved["result"]),) + outputs[1:]
@@ -300,7 +332,7 @@ class PendingCall:
             if params.get(name) is not None:
                 continue
             if name in saved:
-                params[name] = to_numpy(saved[name])
+                params[name] = index_or_numbers(saved[name])
                 continue
             at = order.index(name)
             if at < len(record_operands) and isinstance(record_operands[at], (int, float)):

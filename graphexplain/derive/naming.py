@@ -16,7 +16,7 @@ import sympy as sp
 
 from ..model import Node
 from ..rules.kinds import Rule
-from ..render.formatting import is_number, label
+from ..notation import is_number, label
 from . import arguments, formula
 
 

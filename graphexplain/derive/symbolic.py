@@ -19,7 +19,7 @@ from ..model import Graph, Node
 from ..rules import lookup
 from ..rules.kinds import Pointwise, Reduction
 from . import arguments, formula
-from ..render.formatting import is_name
+from ..notation import is_name
 from .naming import _number
 
 SEED = "v"  # the vector of z.backward(v)

@@ -12,7 +12,6 @@ every renderer shows the same text.
 
 from __future__ import annotations
 
-import re
 from typing import Optional
 
 import numpy as np
@@ -51,33 +50,6 @@ def _nested(data: np.ndarray) -> str:
 
 def shape(dims) -> str:
     return "scalar" if len(dims) == 0 else str(tuple(dims))
-
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
-_CALL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*\([^()]*(\([^()]*\))*[^()]*\)$")  # f(a, g(b))
-
-
-def is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def is_name(text: str) -> bool:
-    return bool(_IDENTIFIER.match(text))
-
-
-def label(text: str) -> str:
-    """A name as a formula shows it: expressions go in parentheses.
-
-    >>> label("y"), label("y * y"), label("t(w)")
-    ('y', '(y * y)', 't(w)')
-    """
-    if is_number(text) or _IDENTIFIER.match(text) or _CALL.match(text):
-        return text
-    return f"({text})"
 
 
 def plural(count: int, word: str) -> str:

@@ -4,7 +4,7 @@ to 10 significant digits so the output is the same on every run."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -54,7 +54,8 @@ def _node(step) -> Dict[str, Any]:
         ],
         "status": verified.status,
         "note": derived.note or None,
-        "checks": [{"what": c.what, "status": c.status, "max_abs_error": c.max_abs_error} for c in verified.checks],
+        "checks": [{"what": c.what, "status": c.status, "max_abs_error": numbers(c.max_abs_error)}
+                   for c in verified.checks],
     }
 
 

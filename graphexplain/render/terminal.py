@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from io import StringIO
-from typing import Iterable, List, Optional
+from typing import Iterable, Optional
 
 import numpy as np
 from rich.console import Console, Group, RenderableType
@@ -23,7 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..results import MISMATCH, NO_RULE, NOT_CHECKED, VERIFIED, ChainStep
-from .formatting import array, label, number, plural, shape
+from ..notation import label
+from .formatting import array, number, plural, shape
 
 MARKS = {VERIFIED: "✓", MISMATCH: "✗", NO_RULE: "?", NOT_CHECKED: "·"}
 STYLES = {
@@ -194,7 +195,9 @@ def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
     """The renderables of one call's walkthrough, for a rich console."""
     graph = explanation.graph
     where = _where(graph.call_source)
-    if explanation.index == 0:
+    if graph.call.startswith("graphexplain.explain("):
+        heading = graph.call
+    elif explanation.index == 0:
         heading = f"{graph.call[len('--target '):]}: explained without a backward call (--target)"
     else:
         heading = f"Backward call {explanation.index}: {graph.call}" + (f"  ({where})" if where else "")
@@ -309,6 +312,12 @@ def verdict_line(report) -> Text:
     if status == "target-problem":
         return Text("✗ the --target tensor could not be explained (see the message above).", style=STYLES[MISMATCH])
     if status == "script-error":
-        return Text(f"✗ the script raised an error — {summary} before it; its traceback follows.",
+        if report.run.traceback:
+            return Text(f"✗ the script raised an error — {summary} before it; its traceback follows.",
+                        style=STYLES[MISMATCH])
+        return Text(f"✗ the script exited with code {report.run.exit_code} — {summary} before that.",
+                    style=STYLES[MISMATCH])
+    if status == "nothing-explained":
+        return Text(f"✗ nothing was explained — {summary}; no call asked for could be explained.",
                     style=STYLES[MISMATCH])
     return Text(f"· {summary}; some numbers could not be checked.", style=STYLES[NOT_CHECKED])

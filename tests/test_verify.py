@@ -1,0 +1,215 @@
+"""Verification must be able to fail: for each path (a node's upstream, a
+node's downstream, a leaf's gradient, a leaf's ``.grad`` after the call) a
+real captured graph gets one deliberately wrong torch number, and verify()
+has to catch it where it first appears.
+
+Graphs are perturbed with `dataclasses.replace`; the derivation is the real
+one, so only the torch side is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import graphexplain
+from graphexplain.model import frozen_array
+from graphexplain.verify import compare, verify
+
+AUTOGRAD_MEAN = Path(__file__).resolve().parents[1] / "examples" / "autograd_mean.py"
+OFF = 1 + 1e-3  # a relative error far above float32's tolerance
+
+
+def scaled(data, factor=OFF):
+    return None if data is None else frozen_array(np.asarray(data) * factor)
+
+
+def with_node(graph, node_id, **changes):
+    nodes = list(graph.nodes)
+    nodes[node_id] = replace(nodes[node_id], **changes)
+    return replace(graph, nodes=tuple(nodes))
+
+
+def with_leaf(graph, position, **changes):
+    leaves = list(graph.leaves)
+    leaves[position] = replace(leaves[position], **changes)
+    return replace(graph, leaves=tuple(leaves))
+
+
+def failing(checks):
+    return [check.what for check in checks if check.status == "mismatch"]
+
+
+def off_from(graph, start):
+    """The graph as torch would have left it had node `start`'s backward
+    been off by OFF: its downstream, and every number torch passed on from
+    there to the nodes and leaves that feed it."""
+    wrong = with_node(graph, start, torch_downstream=tuple(map(scaled, graph.nodes[start].torch_downstream)))
+    feeding, todo = set(), [start]
+    while todo:
+        for operand in graph.nodes[todo.pop()].operands:
+            if operand.producer is not None and operand.producer not in feeding:
+                feeding.add(operand.producer)
+                todo.append(operand.producer)
+    for node_id in feeding:
+        node = graph.nodes[node_id]
+        wrong = with_node(wrong, node_id, torch_upstream=tuple(map(scaled, node.torch_upstream)),
+                          torch_downstream=tuple(map(scaled, node.torch_downstream)))
+    for position, leaf in enumerate(graph.leaves):
+        if leaf.node in feeding:
+            wrong = with_leaf(wrong, position, torch_grad=scaled(leaf.torch_grad),
+                              grad_after=scaled(leaf.grad_after))
+    return wrong
+
+
+@pytest.fixture(scope="module")
+def traced():
+    """z = mean(2 * (x + 2)**2) under z.backward(): a chain of five nodes,
+    mean → mul (× 2) → mul (y * y) → add → x, and one leaf that accumulates."""
+    [explanation] = graphexplain.trace(str(AUTOGRAD_MEAN))
+    assert explanation.status == "verified"
+    assert [node.op for node in explanation.graph.nodes] == [
+        "MeanBackward0", "MulBackward0", "MulBackward0", "AddBackward0", "AccumulateGrad"]
+    return explanation
+
+
+def test_the_real_graph_verifies(traced):
+    verification = verify(traced.graph, traced.derivation)
+    assert verification.status == "verified"
+    assert verification.first_mismatch is None
+    assert all(v.status == "verified" and v.inherited_from is None for v in verification.nodes)
+    for node in verification.nodes[:-1]:
+        assert {"upstream", "downstream self"} <= {check.what for check in node.checks}
+    assert [check.what for check in verification.leaves[0].checks] == ["gradient", ".grad after the call"]
+
+
+def test_wrong_upstream_is_caught_at_its_node(traced):
+    graph = traced.graph
+    wrong = with_node(graph, 2, torch_upstream=(scaled(graph.nodes[2].torch_upstream[0]),))
+    verification = verify(wrong, traced.derivation)
+    assert verification.status == "mismatch"
+    assert verification.first_mismatch == 2
+    assert [v.status for v in verification.nodes] == ["verified", "verified", "mismatch", "verified", "verified"]
+    assert failing(verification.nodes[2].checks) == ["upstream"]
+    assert verification.nodes[2].inherited_from is None
+    assert verification.leaves[0].status == "verified"
+
+
+def test_wrong_downstream_is_caught_where_it_starts_and_inherited_after(traced):
+    """As if torch's backward of node 1 (the × 2) were off by 0.1 %: every
+    gradient torch passed on from there is off by the same factor."""
+    graph, start = traced.graph, 1
+    wrong = off_from(graph, start)
+    verification = verify(wrong, traced.derivation)
+    assert verification.status == "mismatch"
+    assert verification.first_mismatch == start
+    nodes = verification.nodes
+    assert nodes[0].status == "verified"
+    assert nodes[start].status == "mismatch" and nodes[start].inherited_from is None
+    assert failing(nodes[start].checks) == ["downstream self"]
+    for later in nodes[start + 1:]:
+        assert later.status == "mismatch"
+        assert later.inherited_from == start, later
+        assert "upstream" in failing(later.checks)
+    assert verification.leaves[0].status == "mismatch"
+
+
+def test_two_independent_mismatches_are_each_traced_to_their_own_start():
+    a = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([3.0, 4.0], dtype=torch.float64, requires_grad=True)
+    explanation = graphexplain.explain((a * 2).sum() + (b * 3).sum())
+    graph = explanation.graph
+    by_name = {node.name: node.id for node in graph.nodes}
+    sum_a, mul_a, acc_a = by_name["sum(mul(a))"], by_name["mul(a)"], by_name["a"]
+    mul_b, acc_b = by_name["mul(b)"], by_name["b"]
+    wrong = off_from(off_from(graph, sum_a), mul_b)  # a's branch off at its sum, b's at its mul
+    verification = verify(wrong, explanation.derivation)
+    assert verification.first_mismatch == min(sum_a, mul_b)
+    inherited = {node.node: node.inherited_from for node in verification.nodes if node.status == "mismatch"}
+    assert inherited == {sum_a: None, mul_a: sum_a, acc_a: sum_a, mul_b: None, acc_b: mul_b}
+
+
+def test_wrong_leaf_gradient_is_caught(traced):
+    graph = traced.graph
+    wrong = with_leaf(graph, 0, torch_grad=scaled(graph.leaves[0].torch_grad))
+    verification = verify(wrong, traced.derivation)
+    assert verification.status == "mismatch"
+    assert all(v.status == "verified" for v in verification.nodes)
+    assert verification.leaves[0].status == "mismatch"
+    assert failing(verification.leaves[0].checks) == ["gradient"]
+    assert verification.first_mismatch == graph.leaves[0].node
+
+
+def test_wrong_grad_after_accumulation_is_caught(traced):
+    graph = traced.graph
+    wrong = with_leaf(graph, 0, grad_after=scaled(graph.leaves[0].grad_after))
+    verification = verify(wrong, traced.derivation)
+    assert verification.status == "mismatch"
+    assert all(v.status == "verified" for v in verification.nodes)
+    assert failing(verification.leaves[0].checks) == [".grad after the call"]
+    assert verification.first_mismatch == graph.leaves[0].node
+
+
+def test_a_mismatch_shows_in_the_explanation(traced):
+    graph = traced.graph
+    wrong = with_node(graph, 3, torch_downstream=tuple(map(scaled, graph.nodes[3].torch_downstream)))
+    explanation = replace(traced, graph=wrong, verification=verify(wrong, traced.derivation))
+    assert explanation.status == "mismatch"
+    assert explanation.first_mismatch() is wrong.nodes[3]
+    assert [step.status for step in explanation.steps][3] == "mismatch"
+
+
+# --- tolerances ------------------------------------------------------------------
+
+
+def explained(dtype):
+    x = torch.tensor([0.5, 1.5, -2.0], dtype=dtype, requires_grad=True)
+    y = x + 2
+    loss = (y * y * 2).mean()
+    return graphexplain.explain(loss)
+
+
+def test_tolerance_follows_the_dtype_in_compare():
+    derived = np.array([1.0, -2.5, 3.0])
+    off_by_a_millionth = derived * (1 + 1e-6)
+    assert compare("x", derived, off_by_a_millionth, "float32").status == "verified"
+    assert compare("x", derived, off_by_a_millionth, "float64").status == "mismatch"
+    assert compare("x", derived, derived * (1 + 1e-3), "float32").status == "mismatch"
+
+
+@pytest.mark.parametrize("dtype, expected", [(torch.float32, "verified"), (torch.float64, "mismatch")])
+def test_tolerance_follows_the_dtype_torch_computed_in(dtype, expected):
+    explanation = explained(dtype)
+    assert explanation.status == "verified"
+    graph = explanation.graph
+    wrong = with_leaf(graph, 0, torch_grad=scaled(graph.leaves[0].torch_grad, 1 + 1e-6))
+    assert verify(wrong, explanation.derivation).status == expected
+
+
+def test_nan_equals_nan():
+    assert compare("x", np.array([np.nan, 1.0]), np.array([np.nan, 1.0]), "float64").status == "verified"
+    assert compare("x", np.array([np.nan, 1.0]), np.array([0.0, 1.0]), "float64").status == "mismatch"
+    assert compare("x", np.array([1.0, 1.0]), np.array([np.nan, 1.0]), "float64").status == "mismatch"
+
+
+def test_nan_gradients_from_torch_and_sympy_agree():
+    x = torch.tensor([-1.0, 4.0], dtype=torch.float64, requires_grad=True)
+    root = x.sqrt().sum()  # sqrt(-1) is nan, and so is its gradient
+    explanation = graphexplain.explain(root)
+    grad = explanation.leaf("x")
+    assert np.isnan(grad.torch_grad[0]) and np.isnan(grad.derived_grad[0])
+    assert explanation.status == "verified"
+
+
+def test_shapes_that_differ_never_match():
+    check = compare("x", np.ones(3), np.ones(4), "float64")
+    assert check.status == "mismatch" and check.max_abs_error == float("inf")
+
+
+def test_missing_numbers_are_not_checks():
+    assert compare("x", None, np.ones(2), "float64") is None
+    assert compare("x", np.ones(2), None, "float64") is None
