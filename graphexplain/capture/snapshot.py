@@ -169,7 +169,8 @@ class PendingCall:
 
     def __init__(self, roots: Sequence[torch.Tensor], grad_outputs: Sequence[Optional[torch.Tensor]],
                  names: Names, recorder: Optional[Recorder], call: str, call_source: Optional[Source],
-                 inputs: Optional[Sequence[torch.Tensor]] = None, accumulates: bool = True):
+                 inputs: Optional[Sequence[torch.Tensor]] = None, accumulates: bool = True,
+                 input_edges: Optional[Sequence[Tuple[Any, int]]] = None):
         self.names = names
         self.recorder = recorder
         self.call = call
@@ -177,7 +178,9 @@ class PendingCall:
         self.accumulates = accumulates
         self.inputs = list(inputs) if inputs is not None else None
         root_edges = [gradient_edge(root) for root in roots]
-        input_edges = [gradient_edge(t) for t in self.inputs] if self.inputs is not None else []
+        if input_edges is None:  # (given when known: get_gradient_edge fails on sparse leaves)
+            input_edges = [gradient_edge(t) for t in self.inputs] if self.inputs is not None else []
+        input_edges = list(input_edges)
         stops = [node for node, _ in input_edges if type(node).__name__ != "AccumulateGrad"]
         self.raw = backward_order([node for node, _ in root_edges], stops)
         self.index = {id(node): i for i, node in enumerate(self.raw)}

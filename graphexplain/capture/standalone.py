@@ -34,8 +34,10 @@ def capture_tensor(tensor, grad_output: Optional[torch.Tensor], names: Names,
     if grad_output is None and tensor.numel() != 1:
         raise NotExplainable(plain_words("grad can be implicitly created only for scalar outputs", tensor, name))
     node, _ = gradient_edge(tensor)
-    leaves = [n.variable for n in backward_order([node]) if type(n).__name__ == "AccumulateGrad"]
-    pending = PendingCall([tensor], [grad_output], names, recorder, call, source, leaves, accumulates=False)
+    accumulators = [n for n in backward_order([node]) if type(n).__name__ == "AccumulateGrad"]
+    leaves = [n.variable for n in accumulators]
+    pending = PendingCall([tensor], [grad_output], names, recorder, call, source, leaves, accumulates=False,
+                          input_edges=[(n, 0) for n in accumulators])
     pending.register_hooks()
     try:
         results = torch.autograd.grad([tensor], leaves, [grad_output] if grad_output is not None else None,
