@@ -14,9 +14,10 @@ import torch
 
 import graphexplain
 import graphexplain.rules
-from graphexplain.derive import arguments, broadcast, derive, formula, routing
+from graphexplain.derive import arguments, broadcast, derive, formula, indexed, routing
 from graphexplain.model import Graph, Leaf, Node, Operand, Root, Value
 from graphexplain.rules import TABLE, Matrix, Routing
+from graphexplain.rules.kinds import IndexFormula
 
 # --- local gradients, as sympy derives them from the forward formulas -------------
 
@@ -74,9 +75,15 @@ def vocabulary_used(rule) -> set:
         call = ast.parse(rule.forward, mode="eval").body
         assert call.func.id in routing.FUNCTIONS, rule.op
         return {argument.id for argument in call.args}
-    if isinstance(rule, Matrix):
-        shapes = formula.matrix_shapes(rule, ((2, 2),) * len(rule.inputs), (2, 2))
-        return {str(atom) for atom in formula.matrix_forward(rule, shapes).free_symbols}
+    if isinstance(rule, Matrix):  # square operands; the result a matrix, else a vector (addmv)
+        for result_shape in ((2, 2), (2,)):
+            shapes = formula.matrix_shapes(rule, ((2, 2),) * len(rule.inputs), result_shape)
+            try:
+                return {str(atom) for atom in formula.matrix_forward(rule, shapes).free_symbols}
+            except ValueError:  # sympy's ShapeError
+                continue
+    if isinstance(rule, IndexFormula):
+        return indexed.vocabulary(rule)
     return {str(symbol) for symbol in formula.forward(rule).free_symbols}
 
 
@@ -86,7 +93,7 @@ def test_a_row_states_a_forward_formula_in_its_vocabulary(op):
     no upstream, so no hand-written derivative can hide in a row."""
     rule = TABLE[op]
     vocabulary = set(rule.inputs + rule.params) | {name for name, _ in rule.defaults}
-    vocabulary |= {formula.RESULT, formula.COUNT, "result_shape"}
+    vocabulary |= {formula.RESULT, formula.COUNT, "result_shape"} | set(formula.CONSTANTS)
     assert vocabulary_used(rule) <= vocabulary
 
 
@@ -172,6 +179,26 @@ def test_as_matrix_and_stacks():
     assert formula.as_matrix(np.arange(3.0), (2, 3)).tolist() == [[0, 1, 2], [0, 1, 2]]
     stacked = formula.over_stack(lambda a, b: a @ b, (2,), [np.ones((2, 3, 4)), np.ones((4, 5))])
     assert stacked.shape == (2, 3, 5) and np.all(stacked == 4.0)
+
+
+def test_matrix_derivatives_sympy_gets_wrong_alone():
+    """sympy's matrix calculus gives 0 for a determinant and for a sum of
+    traces, and raises through a masked inverse; the rows still derive them
+    (Notes in derive/formula.py)."""
+    det, _ = formula.vector_jacobian_product(TABLE["LinalgDetBackward0"], "A", ((3, 3),))
+    assert str(det) == "G*cofactor(A)"
+    choices = (("upper", True), ("transpose", False), ("unitriangular", False))
+    clone, _ = formula.vector_jacobian_product(TABLE["TriangularSolveBackward0"], "A", ((3, 2), (3, 3)), choices)
+    assert "G_cloned_coefficient" in str(clone) and "upper_triangle" in str(clone)
+
+
+def test_a_matrix_row_whose_formula_is_not_torchs_result_is_left_to_torch():
+    """torch.linalg.pinv(A, hermitian=True) reads one triangle of A: for a
+    non-symmetric A its result is not pinv(A), so the row does not claim it."""
+    a = (torch.arange(9.0, dtype=torch.float64).reshape(3, 3) + 4 * torch.eye(3)).requires_grad_()
+    explanation = graphexplain.explain(torch.linalg.pinv(a, hermitian=True).sum())
+    (pinv,) = [step for step in explanation.steps if step.op == "LinalgPinvBackward0"]
+    assert pinv.status == "no-rule" and explanation.status == "no-rule"
 
 
 # --- the chain rule on hand-built graphs ----------------------------------------------

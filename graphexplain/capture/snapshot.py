@@ -101,16 +101,6 @@ def _saved(node) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
     return params, tensors
 
 
-def _geometry(producer) -> Optional[Tuple[int, Tuple[int, ...]]]:
-    """(storage offset, strides) of the leaf tensor behind an edge: where its
-    elements lie in its storage, which as_strided reads. None for a tensor
-    an op made: the node does not keep it."""
-    if type(producer).__name__ != "AccumulateGrad":
-        return None
-    variable = producer.variable
-    return int(variable.storage_offset()), tuple(int(s) for s in variable.stride())
-
-
 def _number_label(value) -> str:
     """`2` for 2 and 2.0 alike (torch keeps a Python 2 as a float tensor)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -305,13 +295,25 @@ class PendingCall:
         if rule is not None:
             self._fill_params(rule, params, saved, record_operands)
             if "self_geometry" in rule.params:
-                params["self_geometry"] = _geometry(edges[0][0] if edges else None)
+                params["self_geometry"] = self._geometry(*edges[0]) if edges else None
         outputs = tuple(self._output_value(node, nr) for nr in range(self._output_count(node, record)))
         if outputs and (outputs[0] is None or not outputs[0].known) and "result" in saved:
             outputs = (value_of(saved["result"]),) + outputs[1:]
         source = record.source if record is not None else None
         return Node(i, op, self.node_names[i], tuple(operands), outputs, params, source,
                     self._module(record))
+
+    def _geometry(self, producer, nr: int) -> Optional[Tuple[int, Tuple[int, ...]]]:
+        """(storage offset, strides) of the tensor behind an edge: where its
+        elements lie in its storage, which as_strided reads. Known for a leaf,
+        and for an op's output the recorder kept; torch's node keeps neither."""
+        tensor = producer.variable if type(producer).__name__ == "AccumulateGrad" else None
+        record = self._record(producer) if producer is not None and tensor is None else None
+        if record is not None and nr in record.outputs and record.outputs[nr][0]._version == record.outputs[nr][1]:
+            tensor = record.outputs[nr][0]
+        if tensor is None:
+            return None
+        return int(tensor.storage_offset()), tuple(int(s) for s in tensor.stride())
 
     def _aligned(self, record_operands, edges) -> bool:
         """Whether the call's arguments line up with the node's operands:

@@ -25,6 +25,16 @@ from .broadcast import reduced_dims
 INT64_LIMIT = 2 ** 63
 REDUCTION_MODES = {0: "none", 1: "mean", 2: "sum"}  # torch's `reduction` enum
 
+# Note [string arguments read as numbers]
+# A formula compares numbers, so torch's string arguments are read as the
+# number of their choice: gelu's `approximate` ("none" 0, "tanh" 1) and
+# div's `rounding_mode` (None 0 for true division, "trunc" 1, "floor" 2). A
+# row then says ``Piecewise((tanh form, Eq(approximate, 1)), (erf form, True))``.
+CHOICES: Dict[str, Dict[Any, int]] = {
+    "approximate": {"none": 0, "tanh": 1},
+    "rounding_mode": {None: 0, "trunc": 1, "floor": 2},
+}
+
 
 def signed(value: Any) -> Any:
     """`value` with every unsigned-wrapped int turned back into the negative
@@ -37,8 +47,15 @@ def signed(value: Any) -> Any:
 
 
 def saved(node: Node) -> Dict[str, Any]:
-    """The node's saved arguments, negative ints restored."""
-    return {name: signed(value) for name, value in node.params.items()}
+    """The node's saved arguments, negative ints restored and string
+    choices read as numbers (Note [string arguments read as numbers])."""
+    return {name: _chosen(name, signed(value)) for name, value in node.params.items()}
+
+
+def _chosen(name: str, value: Any) -> Any:
+    if name in CHOICES and (value is None or isinstance(value, str)):
+        return CHOICES[name].get(value, value)
+    return value
 
 
 def reduction_mode(rule: Reduction, node: Node) -> str:

@@ -52,7 +52,9 @@ def reduced_dims(dims: Optional[Sequence[int]], ndim: int) -> Tuple[int, ...]:
         return tuple(range(ndim))
     if isinstance(dims, int):
         dims = (dims,)
-    return tuple(sorted(d % ndim if ndim else 0 for d in dims))
+    if ndim == 0:
+        return ()  # dim 0 or -1 of a 0-dim tensor names the one element: nothing to reduce
+    return tuple(sorted(d % ndim for d in dims))
 
 
 def spread(upstream: np.ndarray, shape: Tuple[int, ...], dims: Tuple[int, ...], keepdim: bool) -> np.ndarray:

@@ -13,13 +13,15 @@ per process, however many nodes or training steps use the row.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import sympy as sp
+from sympy.concrete.delta import deltasummation
 from sympy.parsing.sympy_parser import parse_expr
 
 from ..rules.kinds import Matrix, Reduction, Routing, Rule
+from . import functions, routing
 
 RESULT = "result"
 COUNT = "N"  # elements combined by a reduction
@@ -41,10 +43,11 @@ def symbols(rule: Rule) -> Dict[str, sp.Symbol]:
 def forward(rule: Rule) -> sp.Expr:
     """The row's forward formula, parsed; elementwise for pointwise rows, the
     per-element term of reductions, a call of a routing function."""
-    local = dict(symbols(rule))
+    local = dict(functions.NAMES)  # log1p, floor, ...: see derive/functions.py
+    local.update(symbols(rule))
     if isinstance(rule, Routing):
         local["result_shape"] = sp.Symbol("result_shape")
-        local.update({name: sp.Function(name) for name in ("reshape", "transpose", "slice", "select", "permute")})
+        local.update({name: sp.Function(name) for name in routing.FUNCTIONS if name not in symbols(rule)})
     return parse_expr(rule.forward, local_dict=local)
 
 
@@ -56,9 +59,33 @@ def forward(rule: Rule) -> sp.Expr:
 def _inside_the_sum(expr: sp.Expr, j: sp.Symbol) -> sp.Expr:
     def first_branch(piecewise):
         value, condition = piecewise.args[0]
-        return value if j in condition.free_symbols else piecewise
+        about_j = j in condition.free_symbols and not condition.atoms(sp.Indexed)  # not a loss's own branch
+        return value if about_j else piecewise
 
     return expr.replace(lambda e: isinstance(e, sp.Piecewise), first_branch)
+
+
+# Note [a Kronecker delta inside a Piecewise]
+# For a term with branches (huber, smooth_l1), d/dx[j] of the sum is
+# Sum(Piecewise((f'(x[i])*δ(i, j), c(x[i])), ...)): sympy sums δ(i, j) away
+# only when it is a factor of the whole summand (and a Sum folds a factor
+# back into the branches), so where every branch holds δ (or is 0) it is
+# moved out of them, δ*Piecewise((f'(x[i]), c(x[i])), ...), and summed.
+def _delta_outside_branches(expr: sp.Expr) -> sp.Expr:
+    def pull_out(piecewise):
+        for delta in piecewise.atoms(sp.KroneckerDelta):
+            values = [value for value, _ in piecewise.args]
+            if all(value == 0 or delta in sp.Mul.make_args(value) for value in values):
+                return delta * piecewise.func(*((value / delta, condition) for value, condition in piecewise.args))
+        return piecewise
+
+    def summed(total):
+        if len(total.limits) != 1 or not isinstance(total.function, sp.Piecewise):
+            return total
+        term = pull_out(total.function)
+        return deltasummation(term, total.limits[0]) if term is not total.function else total
+
+    return expr.replace(lambda e: isinstance(e, sp.Sum), summed)
 
 
 @lru_cache(maxsize=None)
@@ -89,7 +116,7 @@ def local_gradient(rule: Rule, input_name: str, mode: str = "") -> sp.Expr:
         total, indexed = reduced_forward(rule, mode)
         j = sp.Symbol("j", integer=True)
         element = {name: sp.IndexedBase(name, real=True)[j] for name in rule.inputs}
-        derivative = total.diff(element[input_name]).doit()
+        derivative = _delta_outside_branches(total.diff(element[input_name])).doit()
         derivative = _inside_the_sum(derivative, j)
         back = {element[name]: names[name] for name in rule.inputs}
         back.update({indexed[name]: names[name] for name in rule.inputs})
@@ -100,6 +127,35 @@ def local_gradient(rule: Rule, input_name: str, mode: str = "") -> sp.Expr:
         source = sp.IndexedBase(input_name)
         return source[pi(k)].diff(source[j])
     return tidy(sp.diff(forward(rule), names[input_name]))
+
+
+# Note [an input told by its result]
+# Some ops keep only their result (rsqrt, sigmoid and exp save `result`), and
+# inside a bigger op (rms_norm's x.pow(2).mean() + eps) the input itself may
+# be recorded nowhere. When sympy can solve the row's forward formula for that
+# input, and finds one solution, the local gradient is rewritten in the
+# result: sigmoid's exp(-self)/(1 + exp(-self))**2 becomes
+# result*(1 - result), rsqrt's becomes -result**3/2.
+@lru_cache(maxsize=None)
+def local_gradient_in_result(rule: Rule, input_name: str, unknown: str) -> Optional[sp.Expr]:
+    """∂result/∂input with the `unknown` operand written in the result, or
+    None where the forward formula does not give it back uniquely.
+
+    >>> from graphexplain.rules import TABLE
+    >>> str(local_gradient_in_result(TABLE["SqrtBackward0"], "self", "self"))
+    '1/(2*Abs(result))'
+    """
+    names = symbols(rule)
+    term = forward(rule)
+    if isinstance(rule, (Reduction, Routing, Matrix)) or term.has(sp.Piecewise, sp.Max, sp.Min):
+        return None
+    try:
+        solutions = sp.solve(sp.Eq(names[RESULT], term), names[unknown])
+    except (NotImplementedError, TypeError, ValueError):
+        return None
+    if len(solutions) != 1 or solutions[0].has(sp.I):
+        return None
+    return tidy(sp.simplify(local_gradient(rule, input_name).subs(names[unknown], solutions[0])))
 
 
 def tidy(expr: sp.Expr) -> sp.Expr:
@@ -121,7 +177,7 @@ def numeric(expr: sp.Expr) -> Tuple[Callable[..., np.ndarray], Tuple[str, ...]]:
     """A numpy function of the expression's free symbols, and their names
     in the order it takes them."""
     names = free_names(expr)
-    function = sp.lambdify([sp.Symbol(n, real=True) for n in names], expr, modules="numpy")
+    function = sp.lambdify([sp.Symbol(n, real=True) for n in names], expr, modules=functions.NUMPY_MODULES)
     return function, names
 
 
@@ -132,14 +188,32 @@ def evaluate(expr: sp.Expr, values: Dict[str, object]) -> np.ndarray:
     >>> evaluate(sp.exp(x) / (sp.exp(x) + 1) ** 2, {"self": np.array([0.0, 800.0])}).tolist()
     [0.25, 0.0]
     """
+    expr = _unrolled(expr, values)
     function, names = numeric(expr)
     missing = [name for name in names if values.get(name) is None]
     if missing:
         raise KeyError(", ".join(missing))
     arguments = [values[name] for name in names]
     with np.errstate(all="ignore"):  # nan/inf are shown and compared, not raised
-        result = np.asarray(function(*arguments), dtype=np.float64)
+        try:
+            result = np.asarray(function(*arguments), dtype=np.float64)
+        except NameError as unknown:
+            raise ValueError(functions.missing_implementation(unknown)) from None
     return _without_overflow(expr, names, arguments, result)
+
+
+# Note [sums over a saved count]
+# mvlgamma is Σ_{j<p} loggamma(self - j/2) for the saved int p. numpy cannot
+# loop a symbolic number of times, so once p's value is known the sum is
+# written out term by term (for p = 3: three loggamma terms).
+def _unrolled(expr: sp.Expr, values: Dict[str, object]) -> sp.Expr:
+    counts = {symbol for total in expr.atoms(sp.Sum) for limit in total.limits
+              for bound in limit[1:] for symbol in bound.free_symbols}
+    known = {symbol: values.get(str(symbol)) for symbol in counts}
+    if not counts or any(value is None or np.size(value) != 1 for value in known.values()):
+        return expr
+    numbers = {symbol: sp.Integer(int(np.asarray(value).item())) for symbol, value in known.items()}
+    return expr.xreplace(numbers).doit()
 
 
 # Note [overflow inside a derived formula]
@@ -156,29 +230,167 @@ def _without_overflow(expr: sp.Expr, names, arguments, result: np.ndarray) -> np
     suspect = ~np.isfinite(result) & np.all([np.isfinite(a) for a in inputs], axis=0)
     if not np.any(suspect):
         return result
-    precise = sp.lambdify([sp.Symbol(n, real=True) for n in names], expr, modules="mpmath")
-    for index in zip(*np.nonzero(suspect)):
+    precise = sp.lambdify([sp.Symbol(n, real=True) for n in names], expr, modules=functions.MPMATH_MODULES)
+    for index in zip(*np.nonzero(np.atleast_1d(suspect))) if suspect.ndim else [()]:
         try:
             result[index] = float(precise(*(float(a[index]) for a in inputs)))
-        except (ArithmeticError, ValueError, TypeError):
+        except (ArithmeticError, ValueError, TypeError, NameError):
             pass  # keep numpy's inf or nan
     return result
 
 
 # --- matrix rows -----------------------------------------------------------
+#
+# Note [operands as matrices]
+# Each operand of a matrix row becomes one MatrixSymbol of concrete shape,
+# chosen by its layout: a matrix (its last two dims); a vector, taken as a
+# column (1-D operands, and those the row names in `vectors`); broadcast
+# (the result's shape: the gradient is summed back afterwards); a stack laid
+# `across` as one wide matrix [X₁ … X_B], or `down` as one tall matrix
+# [Y₁; …; Y_B]. The dims in front of a matrix or vector are a stack: the
+# formula holds for each matrix of it (bmm, a batch of determinants), and
+# `over_stack` applies it to each in turn.
+
+MATRIX, VECTOR, BROADCAST, ACROSS, DOWN = "matrix", "vector", "broadcast", "across", "down"
 
 
-def _as_matrix_shape(shape: Tuple[int, ...], vector: bool) -> Tuple[int, int]:
-    """The shape of the MatrixSymbol an operand becomes: a vector is a
-    column, a stack of matrices (bmm) is one matrix of the stack."""
-    if vector or len(shape) == 1:
-        return (shape[0] if shape else 1, 1)
-    return tuple(shape[-2:]) if len(shape) >= 2 else (1, 1)
+def layout(rule: Matrix, name: str, shape: Tuple[int, ...]) -> str:
+    """How the operand `name` of this shape meets the formula."""
+    for kind, names in ((BROADCAST, rule.broadcast), (ACROSS, rule.across), (DOWN, rule.down),
+                        (VECTOR, rule.vectors)):
+        if name in names:
+            return kind
+    return VECTOR if len(shape) <= 1 else MATRIX
 
 
-def stack_shape(result_shape: Tuple[int, ...]) -> Tuple[int, ...]:
-    """The leading dims of a stack of matrices (bmm's batch); () for one matrix."""
-    return tuple(result_shape[:-2])
+def _count(dims) -> int:
+    return int(np.prod(dims, dtype=np.int64))
+
+
+def _as_matrix_shape(shape: Tuple[int, ...], kind: str) -> Tuple[int, int]:
+    """The shape of the MatrixSymbol an operand of this layout becomes."""
+    if kind == VECTOR or len(shape) < 2:
+        return (shape[-1] if shape else 1, 1)
+    if kind == ACROSS:
+        return (shape[-2], _count(shape[:-2]) * shape[-1])
+    if kind == DOWN:
+        return (_count(shape[:-2]) * shape[-2], shape[-1])
+    return tuple(shape[-2:])
+
+
+def _own_stack(shape: Tuple[int, ...], kind: str) -> Tuple[int, ...]:
+    if kind == VECTOR:
+        return tuple(shape[:-1])
+    return tuple(shape[:-2]) if kind == MATRIX else ()
+
+
+def matrix_shapes(rule: Matrix, shapes: Tuple[Tuple[int, ...], ...], result_shape) -> Tuple[Tuple[int, int], ...]:
+    """The operands' shapes as matrices (Note [operands as matrices]). An
+    operand the row names in `broadcast` (the bias of addmm) takes the
+    result's shape, and broadcasting sums its gradient back later."""
+    out = _as_matrix_shape(tuple(result_shape), MATRIX)
+    return tuple(
+        out if kind == BROADCAST else _as_matrix_shape(tuple(shape), kind)
+        for kind, shape in ((layout(rule, name, shape), shape) for name, shape in zip(rule.inputs, shapes))
+    )
+
+
+def vector_dim(rule: Matrix, saved: Dict[str, object], ndim: int):
+    """The dim the vectors lie along, counted from the end, for a row with
+    `along` (linalg.cross's dim); None when they lie along the last."""
+    if not rule.along:
+        return None
+    dim = saved.get(rule.along)
+    if not isinstance(dim, int):
+        raise ValueError(f"no saved {rule.along}")
+    return dim - ndim if dim >= 0 else dim
+
+
+def to_last(value, along):
+    """A tensor with the dim its vectors lie along moved last; `from_last` undoes it."""
+    return value if along is None or value is None else np.moveaxis(np.asarray(value, dtype=np.float64), along, -1)
+
+
+def from_last(value, along):
+    return value if along is None else np.moveaxis(value, -1, along)
+
+
+def moved_shape(shape: Tuple[int, ...], along) -> Tuple[int, ...]:
+    return tuple(shape) if along is None else tuple(np.moveaxis(np.empty(shape, dtype=bool), along, -1).shape)
+
+
+def stack_shape(rule: Matrix, shapes: Tuple[Tuple[int, ...], ...]) -> Tuple[int, ...]:
+    """The stack the formula is applied over: the operands' leading dims,
+    broadcast together; () for one matrix."""
+    stacks = [_own_stack(tuple(shape), layout(rule, name, shape)) for name, shape in zip(rule.inputs, shapes)]
+    return tuple(np.broadcast_shapes(*stacks)) if stacks else ()
+
+
+# Note [matrix constants]
+# Some matrices a formula needs are not operands but follow from the node's
+# shapes and saved arguments: the triangle a triangular solve reads (a 0/1
+# mask, so that the matrix is read, and sympy's derivative lands, on that
+# triangle only), the identity of a non-square trace, the row permutation P
+# of an LU factorisation. A row names them through the helpers below; each
+# is a MatrixSymbol, and CONSTANTS computes its numbers from its shape and
+# the node's values.
+
+def _triangle(matrix: sp.MatrixExpr, upper, unitriangular=False) -> sp.MatrixExpr:
+    """The triangle of `matrix` that a triangular solve reads; with
+    `unitriangular`, the strict triangle plus ones on the diagonal."""
+    side = "upper" if upper else "lower"
+    mask = sp.MatrixSymbol(("strict_" if unitriangular else "") + f"{side}_triangle", *matrix.shape)
+    inside = sp.HadamardProduct(matrix, mask)
+    return inside + sp.Identity(matrix.shape[0]) if unitriangular else inside
+
+
+def _lu(factors: sp.MatrixExpr) -> sp.MatrixExpr:
+    """P·L·U, the matrix an LU factorisation (torch.linalg.lu_factor's LU
+    and pivots) stands for: L its unit lower triangle, U its upper one."""
+    size = factors.shape[0]
+    return sp.MatrixSymbol("P", size, size) * _triangle(factors, False, True) * _triangle(factors, True)
+
+
+def _eye(matrix: sp.MatrixExpr) -> sp.MatrixExpr:
+    """The identity, cut to the shape of `matrix` (it may not be square)."""
+    return sp.MatrixSymbol("eye", *matrix.shape)
+
+
+def _cross(a: sp.MatrixExpr, b: sp.MatrixExpr) -> sp.ImmutableMatrix:
+    """The cross product of two 3-vectors, element by element (sympy's)."""
+    return sp.ImmutableMatrix(sp.Matrix(a).cross(sp.Matrix(b)))
+
+
+HELPERS = {"triangle": _triangle, "lu": _lu, "eye": _eye, "cross": _cross}
+
+
+def _permutation(pivots, shape: Tuple[int, int]) -> np.ndarray:
+    """P of A = P·L·U from LAPACK's pivots (1-based: row i was swapped with
+    row pivots[i] - 1, in turn), for each matrix of a stack."""
+    pivots = np.asarray(pivots, dtype=np.int64)
+    size = shape[0]
+    order = np.broadcast_to(np.arange(size), pivots.shape[:-1] + (size,)).copy()
+    for index in np.ndindex(*pivots.shape[:-1]):
+        for row, swap in enumerate(pivots[index] - 1):
+            order[index + (row,)], order[index + (swap,)] = order[index + (swap,)], order[index + (row,)]
+    rows_of_p = np.eye(size)[order]  # Pᵀ: row i of Pᵀ·A is row order[i] of A
+    return np.swapaxes(rows_of_p, -1, -2)
+
+
+CONSTANTS: Dict[str, Callable[[Tuple[int, int], Dict[str, object]], np.ndarray]] = {
+    "upper_triangle": lambda shape, values: np.triu(np.ones(shape)),
+    "lower_triangle": lambda shape, values: np.tril(np.ones(shape)),
+    "strict_upper_triangle": lambda shape, values: np.triu(np.ones(shape), 1),
+    "strict_lower_triangle": lambda shape, values: np.tril(np.ones(shape), -1),
+    "eye": lambda shape, values: np.eye(*shape),
+    "P": lambda shape, values: _permutation(values["pivots"], shape),
+}
+
+
+def choices_of(rule: Matrix, saved: Dict[str, object]) -> Tuple[Tuple[str, bool], ...]:
+    """The row's saved bool arguments (`left`, `upper`): Python values in
+    the formula, which choose its shape rather than enter it as numbers."""
+    return tuple((name, saved[name]) for name in rule.params if isinstance(saved.get(name), bool))
 
 
 @lru_cache(maxsize=None)
@@ -191,42 +403,223 @@ def matrix_symbols(rule: Matrix, shapes: Tuple[Tuple[int, int], ...]) -> Dict[st
 
 
 @lru_cache(maxsize=None)
-def matrix_forward(rule: Matrix, shapes: Tuple[Tuple[int, int], ...]) -> sp.MatrixExpr:
-    return parse_expr(rule.forward, local_dict=dict(matrix_symbols(rule, shapes)))
+def matrix_outputs(rule: Matrix, shapes: Tuple[Tuple[int, int], ...], choices=()) -> Tuple[sp.Basic, ...]:
+    """The row's forward formula, parsed: one expression per output (a
+    matrix expression, or a scalar one such as a determinant)."""
+    local: Dict[str, object] = {"sign": functions.NAMES["sign"], "det": sp.Determinant}
+    local.update(HELPERS)
+    local.update(matrix_symbols(rule, shapes))
+    local.update(dict(choices))
+    parsed = parse_expr(rule.forward, local_dict=local)
+    return tuple(parsed) if isinstance(parsed, tuple) else (parsed,)
 
 
 @lru_cache(maxsize=None)
-def matrix_forward_function(rule: Matrix, shapes: Tuple[Tuple[int, int], ...]):
-    """The forward matrix expression as a numpy function of (operands..., params...)."""
-    table = matrix_symbols(rule, shapes)
-    args = [table[name] for name in rule.inputs + rule.params]
-    return sp.lambdify(args, matrix_forward(rule, shapes), modules="numpy")
+def matrix_forward(rule: Matrix, shapes: Tuple[Tuple[int, int], ...], choices=()) -> sp.Basic:
+    """The forward formula as the walkthrough shows it (a Tuple for several outputs)."""
+    outputs = matrix_outputs(rule, shapes, choices)
+    return outputs[0] if len(outputs) == 1 else sp.Tuple(*outputs)
 
 
 @lru_cache(maxsize=None)
-def vector_jacobian_product(rule: Matrix, input_name: str, shapes: Tuple[Tuple[int, int], ...]):
-    """∂L/∂input = ∂ tr(Gᵀ·result)/∂input by sympy's matrix calculus, where
-    G is the upstream gradient. Returns the expression and a numpy function
-    of (G, operands..., params...)."""
+def matrix_constants(rule: Matrix, shapes: Tuple[Tuple[int, int], ...], choices=()) -> Tuple[sp.MatrixSymbol, ...]:
+    """The constants the forward formula uses (Note [matrix constants])."""
+    atoms = set().union(*(output.atoms(sp.MatrixSymbol) for output in matrix_outputs(rule, shapes, choices)))
+    return tuple(sorted((atom for atom in atoms if atom.name in CONSTANTS), key=str))
+
+
+def constant_values(rule: Matrix, shapes: Tuple[Tuple[int, int], ...], choices, values: Dict[str, object]) -> list:
+    """The numbers of the constants the formula uses, from the node's values
+    (Note [matrix constants]); KeyError names a value the node lacks."""
+    return [CONSTANTS[constant.name](tuple(int(d) for d in constant.shape), values)
+            for constant in matrix_constants(rule, shapes, choices)]
+
+
+# How numpy computes the matrix functions its printer does not know.
+MATRIX_MODULES = [{"Trace": np.trace, "Determinant": np.linalg.det}] + functions.NUMPY_MODULES
+
+
+def _arguments(rule: Matrix, shapes, choices) -> list:
     table = matrix_symbols(rule, shapes)
-    result = matrix_forward(rule, shapes)
-    upstream = sp.MatrixSymbol(UPSTREAM, *result.shape)
-    product = sp.Trace(upstream.T * result)
-    expr = product.diff(table[input_name])
-    args = [upstream] + [table[name] for name in rule.inputs + rule.params]
-    function = sp.lambdify(args, expr, modules="numpy")
-    return expr, function
+    return [table[name] for name in rule.inputs + rule.params] + list(matrix_constants(rule, shapes, choices))
 
 
-def matrix_shapes(rule: Matrix, shapes: Tuple[Tuple[int, ...], ...], result_shape) -> Tuple[Tuple[int, int], ...]:
-    """The operands' shapes as matrices. An operand the row names in
-    `broadcast` (the bias of addmm) takes the result's shape, and
-    broadcasting sums its gradient back later."""
-    out = _as_matrix_shape(tuple(result_shape), False)
+@lru_cache(maxsize=None)
+def matrix_forward_function(rule: Matrix, shapes: Tuple[Tuple[int, int], ...], choices=()):
+    """The forward formula as a numpy function of (operands..., params...,
+    constants...), returning one array per output."""
+    outputs = matrix_outputs(rule, shapes, choices)
+    return sp.lambdify(_arguments(rule, shapes, choices), list(outputs), modules=MATRIX_MODULES)
+
+
+def upstream_symbols(rule: Matrix, outputs: Tuple[sp.Basic, ...]) -> Tuple[sp.Basic, ...]:
+    """G, the upstream gradient, shaped like the result; G_<output> for
+    each output of an op with several."""
+    names = (UPSTREAM,) if len(outputs) == 1 else tuple(f"{UPSTREAM}_{name}" for name in rule.outputs)
     return tuple(
-        out if name in rule.broadcast else _as_matrix_shape(tuple(shape), name in rule.vectors)
-        for name, shape in zip(rule.inputs, shapes)
+        sp.MatrixSymbol(name, *output.shape) if isinstance(output, sp.MatrixExpr) else sp.Symbol(name, real=True)
+        for name, output in zip(names, outputs)
     )
+
+
+@lru_cache(maxsize=None)
+def vector_jacobian_product(rule: Matrix, input_name: str, shapes: Tuple[Tuple[int, int], ...], choices=()):
+    """∂L/∂input = ∂ tr(Gᵀ·result)/∂input by sympy's matrix calculus, where
+    G is the upstream gradient (G·result for a scalar result, summed over
+    the outputs of an op with several). Returns the expression and a numpy
+    function of (G..., operands..., params..., constants...)."""
+    outputs = matrix_outputs(rule, shapes, choices)
+    upstreams = upstream_symbols(rule, outputs)
+    total = sp.Add(*(sp.Trace(g.T * output) if isinstance(output, sp.MatrixExpr) else g * output
+                     for g, output in zip(upstreams, outputs)))
+    variable = matrix_symbols(rule, shapes)[input_name]
+    args = list(upstreams) + _arguments(rule, shapes, choices)
+    if total.has(sp.Determinant):
+        return _by_cofactors(total, variable, args, len(upstreams))
+    if any(isinstance(output, sp.MatrixBase) for output in outputs):
+        expr = _by_elements(outputs, upstreams, variable)
+    else:
+        expr = _matrix_derivative(total, variable)
+    return expr, sp.lambdify(args, expr, modules=MATRIX_MODULES)
+
+
+# Note [sympy's matrix derivative of a sum]
+# sympy differentiates tr(Gᵀ·A) with respect to A, but a sum of two such
+# terms comes back 0 (as does a determinant: Note [the determinant by
+# cofactor expansion]). So each term is differentiated on its own, and a 0
+# from a term that holds the variable is taken for sympy's failure, never
+# for an answer.
+def _matrix_derivative(total: sp.Expr, variable: sp.MatrixSymbol) -> sp.Basic:
+    derivatives = [_term_derivative(term, variable) for term in sp.Add.make_args(total) if term.has(variable)]
+    if not derivatives:
+        return sp.ZeroMatrix(*variable.shape)
+    summed = derivatives[0]
+    for derivative in derivatives[1:]:
+        summed = summed + derivative
+    return summed
+
+
+def _term_derivative(term: sp.Expr, variable: sp.MatrixSymbol) -> sp.Basic:
+    try:
+        derivative = term.diff(variable)
+    except NotImplementedError:
+        derivative = _through_hadamard_products(term, variable)
+    if derivative == 0 or (isinstance(derivative, sp.MatrixExpr) and derivative.is_ZeroMatrix):
+        raise NotImplementedError(f"sympy's derivative of {term} with respect to {variable} came back 0")
+    return derivative
+
+
+def _by_elements(outputs, upstreams, variable: sp.MatrixSymbol) -> sp.ImmutableMatrix:
+    """A formula written element by element (the cross product) is
+    differentiated so: Σ G[i, j]·result[i, j] with respect to each element."""
+    total = sp.Add(*(g[i, j] * output[i, j] for g, output in zip(upstreams, outputs)
+                     for i in range(output.shape[0]) for j in range(output.shape[1])))
+    return sp.ImmutableMatrix(*variable.shape, lambda i, j: sp.diff(total, variable[i, j]))
+
+
+# Note [a masked matrix inside an inverse]
+# sympy's matrix calculus differentiates tr(Gᵀ·(A∘M)) (to G∘M) and
+# tr(Gᵀ·T⁻¹·B) (to -T⁻ᵀ·G·Bᵀ·T⁻ᵀ), but not the two together: through a
+# triangular solve's (A∘M)⁻¹·B it raises NotImplementedError, with respect to
+# A and to B alike. So each Hadamard product A∘M is given a name T of its
+# own; sympy differentiates the formula with respect to T, and tr(Hᵀ·(A∘M))
+# with respect to A, H being the first derivative. That is the chain rule
+# through T, every factor of it sympy's.
+def _through_hadamard_products(total: sp.Expr, variable: sp.MatrixSymbol) -> sp.Basic:
+    products = sorted(total.atoms(sp.HadamardProduct), key=str)
+    if not products:
+        raise NotImplementedError(f"sympy cannot differentiate {total} with respect to {variable}")
+    names = {product: sp.MatrixSymbol(f"T{index}", *product.shape) for index, product in enumerate(products)}
+    outer = total.xreplace(names)
+    terms = [_matrix_derivative(outer, variable)] if outer.has(variable) else []
+    for product, name in names.items():
+        if product.has(variable):
+            terms.append(_matrix_derivative(sp.Trace(_matrix_derivative(outer, name).T * product), variable))
+    if not terms:
+        return sp.ZeroMatrix(*variable.shape)
+    summed = terms[0]
+    for term in terms[1:]:
+        summed = summed + term
+    return summed.xreplace({name: product for product, name in names.items()})
+
+
+# Note [the determinant by cofactor expansion]
+# sympy's matrix calculus takes Determinant(A) for a constant (its
+# derivative comes back 0), so a formula with a determinant is differentiated
+# element by element instead. Along row i the determinant is Laplace's
+# expansion Σ_k A[i, k]·cofactor(A, i, k), where no cofactor of row i holds
+# an element of row i; sympy differentiates that sum with respect to A[i, j]
+# (Note [Piecewise from a Sum's derivative]). The cofactors are computed from
+# minors, so a singular matrix is no exception. The walkthrough shows
+# cofactor(A), the matrix of them.
+COFACTOR = sp.Function("cofactor", real=True)
+DET = sp.Function("det", real=True)
+
+
+def _cofactors_at(matrix, rows, cols) -> np.ndarray:
+    """cofactor(A, i, j) = (-1)^(i+j)·det(A without row i and column j), at
+    each (i, j) asked."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    size = matrix.shape[-1]
+    cofactors = np.empty((size, size))
+    for i in range(size):
+        for j in range(size):
+            minor = np.delete(np.delete(matrix, i, axis=0), j, axis=1)
+            cofactors[i, j] = (-1) ** (i + j) * np.linalg.det(minor)
+    return cofactors[rows, cols]
+
+
+def _by_cofactors(total: sp.Expr, variable: sp.MatrixSymbol, args: list, count: int):
+    i, j, k = sp.symbols("i j k", integer=True)
+    size = sp.Symbol("n", integer=True, nonnegative=True)
+    matrix = sp.Symbol(variable.name, real=True)
+    element = sp.IndexedBase(variable.name, real=True)
+    expansion = sp.Sum(element[i, k] * COFACTOR(matrix, i, k), (k, 0, size - 1))
+    expanded = total.xreplace({sp.Determinant(variable): expansion})
+    if expanded.has(variable):
+        raise NotImplementedError(f"{variable} appears outside its determinant in {total}")
+    derivative = _inside_the_sum(expanded.diff(element[i, j]).doit(), j).subs(expansion, DET(matrix))
+    shown = derivative.subs(COFACTOR(matrix, i, j), COFACTOR(matrix))
+    modules = [{"cofactor": _cofactors_at, "det": np.linalg.det}] + MATRIX_MODULES
+    elementwise = sp.lambdify(args[:count] + [matrix, i, j], derivative, modules=modules)
+    where = args.index(variable)
+
+    def function(*values):
+        rows, cols = np.indices(variable.shape)
+        result = elementwise(*values[:count], values[where], rows, cols)
+        return np.broadcast_to(np.asarray(result, dtype=np.float64), variable.shape)
+
+    return shown, function
+
+
+# Note [an operand recovered from the result]
+# torch keeps what its own backward formula needs: after a solve X = A⁻¹·B it
+# keeps A and X, not B, and a B that needs no gradient is then unknown. When
+# the first output is a product with that operand as one factor, P·B·Q (every
+# solve), the operand is P⁻¹·result·Q⁻¹: that formula, solved for it, by
+# sympy. Its shape is then the result's, as it is for every such solve.
+@lru_cache(maxsize=None)
+def recovered_operand(rule: Matrix, name: str, shapes: Tuple[Tuple[int, int], ...], choices=()):
+    """`name` as a formula of the result and the other operands, and a
+    numpy function of (result, operands..., params..., constants...); None
+    where the first output is not a product with `name` as one factor."""
+    first = matrix_outputs(rule, shapes, choices)[0]
+    operand = matrix_symbols(rule, shapes)[name]
+    if not isinstance(first, sp.MatMul) or first.args.count(operand) != 1:
+        return None
+    at = first.args.index(operand)
+    before, after = first.args[:at], first.args[at + 1:]
+    if any(not isinstance(f, sp.MatrixExpr) or f.has(operand) for f in before + after):
+        return None
+    found = sp.MatrixSymbol(RESULT, *first.shape)
+    if before:
+        found = sp.MatMul(*before).I * found
+    if after:
+        found = found * sp.MatMul(*after).I
+    if found.shape != operand.shape:
+        return None
+    return found, sp.lambdify([sp.MatrixSymbol(RESULT, *first.shape)] + _arguments(rule, shapes, choices), found,
+                              modules=MATRIX_MODULES)
 
 
 def as_matrix(value, shape: Tuple[int, int], stack: Tuple[int, ...] = ()) -> np.ndarray:
@@ -245,16 +638,57 @@ def as_matrix(value, shape: Tuple[int, int], stack: Tuple[int, ...] = ()) -> np.
     return np.broadcast_to(value, target)
 
 
-def over_stack(function: Callable[..., np.ndarray], stack: Tuple[int, ...], arguments) -> np.ndarray:
-    """`function` of matrices applied to each matrix of a stack (arguments
-    with more than two dims), the results stacked again; one call for ()."""
-    if not stack:
-        return np.asarray(function(*arguments), dtype=np.float64)
+def laid_out(value, kind: str, shape: Tuple[int, int], stack: Tuple[int, ...]) -> np.ndarray:
+    """An operand's numbers as the formula sees them (Note [operands as
+    matrices]): stack + its matrix shape, or its matrix shape alone when it
+    has no stack of its own and is shared by every matrix of the stack."""
+    value = np.asarray(value, dtype=np.float64)
+    if kind == BROADCAST:
+        return as_matrix(value, shape, stack)
+    if kind == ACROSS:
+        return np.moveaxis(value, -2, 0).reshape(shape)
+    if kind == DOWN:
+        return value.reshape(shape)
+    if kind == VECTOR:
+        value = value.reshape(value.shape[:-1] + tuple(shape)) if value.ndim else value.reshape(shape)
+    return np.broadcast_to(value, tuple(stack) + tuple(shape)) if value.ndim > 2 else value
 
-    def matrix_at(argument, index):
-        stacked = isinstance(argument, np.ndarray) and argument.ndim > 2
+
+def laid_back(gradient: np.ndarray, kind: str, operand_shape: Tuple[int, ...]) -> np.ndarray:
+    """`laid_out` undone for a gradient: the operand's own layout, before
+    any sum over broadcast dims."""
+    if kind == ACROSS:
+        rows, _ = gradient.shape
+        spread = gradient.reshape((rows,) + tuple(operand_shape[:-2]) + (operand_shape[-1],))
+        return np.moveaxis(spread, 0, -2)
+    if kind == DOWN:
+        return gradient.reshape(operand_shape)
+    if kind == VECTOR and gradient.ndim:
+        return gradient.reshape(gradient.shape[:-1])
+    return gradient
+
+
+def over_stack(function: Callable[..., np.ndarray], stack: Tuple[int, ...], arguments,
+               shape: Tuple[int, ...] = None, ranks=None) -> np.ndarray:
+    """`function` of matrices applied to each matrix of a stack, the results
+    stacked again; one call for (). An argument is stacked when it has more
+    dims than its rank (2 unless `ranks` says otherwise: 0 for the G of a
+    scalar result). Each result is `shape`, when given; an empty stack
+    gives an empty result of that shape."""
+    ranks = ranks if ranks is not None else [2] * len(arguments)
+
+    def one(values):
+        result = np.asarray(function(*values), dtype=np.float64)
+        return np.broadcast_to(result, shape) if shape is not None else result
+
+    if not stack:
+        return one(arguments)
+    if shape is not None and 0 in stack:
+        return np.zeros(tuple(stack) + tuple(shape))
+
+    def matrix_at(argument, rank, index):
+        stacked = isinstance(argument, np.ndarray) and argument.ndim > rank
         return argument[index] if stacked else argument
 
-    results = [np.asarray(function(*(matrix_at(a, index) for a in arguments)), dtype=np.float64)
-               for index in np.ndindex(*stack)]
+    results = [one([matrix_at(a, r, index) for a, r in zip(arguments, ranks)]) for index in np.ndindex(*stack)]
     return np.stack(results).reshape(tuple(stack) + results[0].shape)

@@ -38,7 +38,10 @@ def display_names(rule: Rule, node: Node, count=None) -> Dict[str, Union[str, sp
         number = _number(operand.value.data) if literal and operand.value is not None and operand.value.known else None
         names[operand.name] = number if number is not None else label(operand.label)
     params = arguments.saved(node)
+    present = {o.name for o in node.operands if o.producer is not None or (o.value is not None and o.value.known)}
     for name in rule.params + tuple(name for name, _ in rule.defaults):
+        if name in present and name not in params:
+            continue  # an operand's default (layer_norm's weight) is for when torch left the operand out
         value = params.get(name, dict(rule.defaults).get(name))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             names[name] = _number(value)

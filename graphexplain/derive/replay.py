@@ -16,8 +16,8 @@ import numpy as np
 
 from ..model import Graph, Node, Value, frozen_array
 from ..rules import lookup
-from ..rules.kinds import Matrix, Pointwise, Reduction, Routing
-from . import arguments, formula, routing
+from ..rules.kinds import IndexFormula, Matrix, Pointwise, Reduction, Routing
+from . import arguments, formula, indexed, routing
 
 
 def _known(value: Optional[Value]) -> bool:
@@ -40,12 +40,16 @@ def forward_value(node: Node) -> Optional[np.ndarray]:
             return np.broadcast_to(formula.evaluate(formula.forward(rule), values), shape).copy()
         if isinstance(rule, Reduction):
             return _reduce(rule, node, values, shape)
-        if isinstance(rule, Routing):
-            (source,) = [o for o in node.operands if o.name == "self"]
-            index_map = routing.index_map(rule.forward, source.value.shape, dict(params, result_shape=shape))
-            return np.asarray(source.value.data).reshape(-1)[index_map].reshape(shape)
+        if isinstance(rule, Routing):  # the forward run on the numbers themselves
+            made = routing.replay(rule.forward, [(o.name, o.value.data) for o in node.operands],
+                                  dict(params, result_shape=shape))
+            if len(made) > 1:  # split, unbind: every output (Note [nodes with several outputs])
+                return tuple(np.asarray(m, dtype=np.float64) for m in made) if len(made) == len(node.outputs) else None
+            return np.asarray(made[0], dtype=np.float64).reshape(shape)
         if isinstance(rule, Matrix):
             return _matrix(rule, node, values, shape)
+        if isinstance(rule, IndexFormula):
+            return np.asarray(indexed.forward_value(rule, node), dtype=np.float64).reshape(shape)
     except (KeyError, ValueError, TypeError, IndexError):
         return None
     return None
@@ -63,14 +67,30 @@ def _reduce(rule: Reduction, node: Node, values, shape) -> np.ndarray:
     return np.asarray(reduced).reshape(shape)
 
 
+def _matrix_outputs(rule: Matrix, node: Node, values, shape) -> np.ndarray:
+    """The first output of a matrix row, for each matrix of the stack."""
+    along = formula.vector_dim(rule, arguments.saved(node), len(shape))
+    shapes = tuple(formula.moved_shape(o.value.shape, along) for o in node.operands)
+    matrix_shapes = formula.matrix_shapes(rule, shapes, formula.moved_shape(shape, along))
+    stack = formula.stack_shape(rule, shapes)
+    choices = formula.choices_of(rule, arguments.saved(node))
+    forward_function = formula.matrix_forward_function(rule, matrix_shapes, choices)
+    inputs = [formula.laid_out(formula.to_last(values[name], along), formula.layout(rule, name, given), s, stack)
+              for name, given, s in zip(rule.inputs, shapes, matrix_shapes)]
+    params = [values.get(name) for name in rule.params]
+    constants = formula.constant_values(rule, matrix_shapes, choices, values)
+    ranks = [2] * len(inputs) + [np.ndim(p) for p in params] + [2] * len(constants)
+    first = tuple(getattr(formula.matrix_outputs(rule, matrix_shapes, choices)[0], "shape", ()))
+    first_output = formula.over_stack(lambda *a: forward_function(*a)[0], stack, inputs + params + constants, first,
+                                      ranks)
+    return formula.from_last(first_output.reshape(formula.moved_shape(shape, along)), along)
+
+
 def _matrix(rule: Matrix, node: Node, values, shape) -> np.ndarray:
-    shapes = tuple(o.value.shape for o in node.operands)
-    matrix_shapes = formula.matrix_shapes(rule, shapes, shape)
-    stack = formula.stack_shape(shape)
-    function = formula.matrix_forward_function(rule, matrix_shapes)
-    inputs = [formula.as_matrix(values[name], s, stack) for name, s in zip(rule.inputs, matrix_shapes)]
-    inputs += [values.get(name) for name in rule.params]
-    return formula.over_stack(function, stack, inputs).reshape(shape)
+    try:
+        return _matrix_outputs(rule, node, values, shape)
+    except (NotImplementedError, RecursionError) as problem:  # a formula sympy cannot turn into numpy
+        raise ValueError(str(problem)) from None
 
 
 def complete(graph: Graph) -> Graph:
@@ -88,7 +108,11 @@ def complete(graph: Graph) -> Graph:
             node = replace(node, operands=operands)  # (Value equality ignores data: compare by identity)
         if node.output is not None and not node.output.known:
             computed = forward_value(node)
-            if computed is not None:
+            if isinstance(computed, tuple):  # a routing node's several outputs
+                node = replace(node, outputs=tuple(
+                    output if output is None or output.known else replace(output, data=frozen_array(made))
+                    for output, made in zip(node.outputs, computed)))
+            elif computed is not None:
                 output = replace(node.output, data=frozen_array(computed))
                 node = replace(node, outputs=(output,) + tuple(node.outputs[1:]))
         for nr, output in enumerate(node.outputs):

@@ -1,24 +1,239 @@
 """The forward functions of routing rows, on numpy arrays.
 
-A routing op only moves elements, so running its forward on the *positions*
-of the input, ``arange(numel).reshape(shape)``, gives the map pi with
-result[k] = self[pi(k)]. The gradient then goes back along pi: each upstream
-element is added to the input element it was taken from.
+A routing op only moves, copies, drops or adds up elements, so running its
+forward on the *positions* of its inputs, ``arange(numel).reshape(shape)``,
+gives the map pi with result[k] = self[pi(k)]. The gradient then goes back
+along pi: each upstream element is added to the input element it was taken
+from (sympy's ∂result[k]/∂self[j] = δ(j, pi(k)), summed over k).
 
     >>> positions((2, 3)).tolist()
     [[0, 1, 2], [3, 4, 5]]
+    >>> index_map("flip(self, dims)", (2, 3), {"dims": (1,)}).tolist()
+    [[2, 1, 0], [5, 4, 3]]
+
+Note [positions of several inputs and outputs]
+Each tensor operand's elements are numbered after those of the operands
+before it: for ``cat([a, b])`` with 2 elements in a and 3 in b, a's
+positions are 0, 1 and b's are 2, 3, 4. The forward runs on these arrays,
+so an output element holding position 3 is b's element 1. An output element
+that comes from no input (padding, the zeros of tril or diag_embed, a scalar
+fill value) holds EMPTY, and no gradient goes back from it. An op with
+several outputs (split, unbind) returns a list of arrays; their elements are
+numbered one output after another, and so are their upstreams (zeros for an
+output nothing used, as torch does). Every route is then an edge
+(output element, input element), and one central `gradients` sends each
+upstream element back along its edges to whichever operand owns the input.
+
+Note [ops that add elements up]
+scatter_add, index_add, index_put/put with accumulate=True, embedding_bag,
+scatter_reduce, fold and the mean over tied maxima (max(), amax) make one
+output element out of *several* input elements, a sum or a mean: one
+position per output element cannot say that. Their forwards (SUMMING) run
+instead on traced elements:
+each input element is a `Linear`, {its position: 1}, and the forward's own
++, * and / combine them, so every output element ends up as
+{position: weight}: result[k] = Σ_j w[k, j]·input[j], and sympy's
+∂result[k]/∂input[j] is w[k, j]. Positions are thereby tracked from the input
+side: scatter_add keeps each src[j] as a term of the output element it was
+added to, so src[j]'s gradient is that element's upstream (torch's
+grad.gather(dim, index)) without anyone writing the gather, and self[k]'s is
+upstream[k]. The gradient is the transpose: input.grad[j] = Σ_k w[k, j]·
+upstream[k], a weighted bincount. Tracing costs a Python object per element,
+so only SUMMING forwards are traced; forwards that only move elements run on
+integer positions.
+
+Note [products of inputs]
+A few forwards multiply input elements: scatter_reduce and index_reduce with
+reduce="prod", embedding_bag's per_sample_weights times the rows. A Linear
+element refuses to be multiplied by another, and such a forward is traced
+once more on sympy symbols, one per input element. Each output element is
+then a sympy expression; sympy differentiates it by each symbol in it, and
+the derivative, evaluated at the operands' numbers, is the weight of that
+edge: for result[k] = a·b·c, ∂result[k]/∂a = b·c, the product of the others,
+which is what torch computes (also where an element is 0).
+
+Note [writes that collide]
+scatter, index_copy, index_put and put without accumulate, and max_unpool
+write elements into places an index names. Where several land on one place,
+torch keeps one of them (which one is not defined), but its backward sends
+every one of them the gradient of that place (src.grad = grad.gather(dim,
+index)). The forward says so: colliding writes all count as written there,
+so each is a term of that output element. Positions cannot hold several
+elements, so a forward that meets a collision is traced instead; replayed on
+numbers, the last write is kept.
+
+Note [a fill, a constant copy, and data that picks elements]
+A forward argument named `fill` says what an output element that comes from
+no input holds (torch's pad value, tril's 0). Mapping puts EMPTY there, and
+replaying the forward on numbers (derive/replay.py) puts the real fill there.
+When the row binds `fill` to a tensor operand (index_fill or fill_ with a
+tensor value), that operand is routed like any other. embedding's padding row is
+copied in the forward but is a constant for torch (it never gets a
+gradient): the forward states this by marking those elements as coming from
+no input while mapping. A forward whose choice of elements depends on the
+numbers (the tied maxima of max()) takes a keyword `numbers`: the numbers
+of its operands, in order, which pick the elements; the elements themselves
+are still positions.
 """
 
 from __future__ import annotations
 
 import ast
-from typing import Callable, Dict, Tuple
+import functools
+import inspect
+import operator
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+EMPTY = -1  # the position held by an output element that comes from no input
+VARIADIC = "tensors"  # the row word for an op's whole list of tensor operands (cat, stack)
 
-def positions(shape: Tuple[int, ...]) -> np.ndarray:
-    return np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)
+Shape = Tuple[int, ...]
+
+
+def positions(shape: Shape, offset: int = 0) -> np.ndarray:
+    return offset + np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
+
+
+class _NotLinear(Exception):
+    """A traced forward multiplied two input elements (Note [products of inputs])."""
+
+
+class Linear:
+    """A traced element: Σ weight·input[position], as {position: weight}
+    (Note [ops that add elements up]).
+
+    >>> (Linear({0: 1.0}) + Linear({3: 1.0}) + Linear({0: 1.0})) / 2
+    Linear({0: 1.0, 3: 0.5})
+    """
+
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: Dict[int, float]):
+        self.terms = terms
+
+    def __add__(self, other):
+        if isinstance(other, Linear):
+            terms = dict(self.terms)
+            for position, weight in other.terms.items():
+                terms[position] = terms.get(position, 0.0) + weight
+            return Linear(terms)
+        if isinstance(other, np.ndarray):
+            return NotImplemented  # numpy adds element by element
+        if isinstance(other, (int, float, np.number)):  # the 0 a sum starts from, a constant element:
+            return self  # it moves the value, not how the value depends on the inputs
+        raise TypeError("a routing adds elements only to elements and numbers")
+
+    __radd__ = __add__
+
+    def __mul__(self, factor):
+        if isinstance(factor, np.ndarray):
+            return NotImplemented
+        if isinstance(factor, Linear):
+            raise _NotLinear()
+        return Linear({position: weight * float(factor) for position, weight in self.terms.items()})
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor):
+        if isinstance(divisor, np.ndarray):
+            return NotImplemented
+        if isinstance(divisor, Linear):
+            raise _NotLinear()
+        return self * (1.0 / float(divisor))
+
+    def __neg__(self):
+        return self * -1.0
+
+    def __repr__(self):
+        return f"Linear({self.terms})"
+
+
+def _traced(position_array: np.ndarray) -> np.ndarray:
+    """Each position as a traced element, {position: 1}."""
+    traced = np.empty(position_array.shape, dtype=object)
+    traced.reshape(-1)[:] = [Linear({position: 1.0}) for position in position_array.reshape(-1).tolist()]
+    return traced
+
+
+# --- helpers the forwards share ------------------------------------------------------
+
+
+def _axis(dim: int, ndim: int) -> int:
+    return dim % ndim if ndim else 0
+
+
+def _index_array(index) -> np.ndarray:
+    """A saved index tensor as numpy indices (bool masks stay masks)."""
+    index = np.asarray(index)
+    return index if index.dtype == bool else index.astype(np.int64)
+
+
+def _full(shape: Shape, fill, like: np.ndarray) -> np.ndarray:
+    return np.full(shape, fill, dtype=like.dtype if like.dtype != bool else np.int64)
+
+
+class _Collision(Exception):
+    """Positions met a write of several elements to one place: the forward
+    must be traced instead (Note [writes that collide])."""
+
+
+def _written(array: np.ndarray, where: np.ndarray, source, add: bool = False) -> np.ndarray:
+    """`array` with the flat positions `where` replaced by (or, with `add`,
+    increased by) `source`, broadcast to `where`'s shape."""
+    flat = np.array(array, copy=True).reshape(-1)
+    source = np.broadcast_to(np.asarray(source, dtype=flat.dtype), np.shape(where)).reshape(-1)
+    where = np.asarray(where, dtype=np.int64).reshape(-1)
+    collide = not add and np.unique(where).size < where.size
+    if collide and flat.dtype == np.int64:  # positions: one per place cannot say it
+        raise _Collision()
+    if add or (collide and flat.dtype == object):  # Note [writes that collide]
+        if not add:
+            flat[where] = 0
+        np.add.at(flat, where, source)
+    else:
+        flat[where] = source
+    return flat.reshape(np.shape(array))
+
+
+def _scattered_into(view: Callable[[np.ndarray], np.ndarray]):
+    """The *_scatter op of a view: self, with the elements the view reads
+    replaced by src (slice_scatter is slice's, select_scatter select's)."""
+    def scatter(array, source, *args):
+        return _written(array, view(positions(np.shape(array)), *args), source)
+    return scatter
+
+
+def _grid(index: np.ndarray, dim: int) -> Tuple[tuple, tuple]:
+    """For gather/scatter along `dim`: (the element of self or result that
+    each index element addresses, the element of index or src it sits at)."""
+    at = list(np.indices(index.shape, sparse=True))
+    addressed = list(at)
+    addressed[dim] = index
+    return tuple(addressed), tuple(at)
+
+
+def _along(dim: int, ndim: int, index) -> tuple:
+    return (slice(None),) * _axis(dim, ndim) + (index,)
+
+
+def _index_key(indices) -> tuple:
+    """torch's saved `indices` (None for a whole dim) as a numpy index; a
+    bool mask becomes the positions it selects, as torch does."""
+    key = []
+    for index in indices:
+        if index is None:
+            key.append(slice(None))
+            continue
+        index = _index_array(index)
+        key.extend(np.nonzero(index) if index.dtype == bool else (index,))
+    return tuple(key)
+
+
+# --- forwards that move elements ---------------------------------------------------
 
 
 def _select(array, dim, index):
@@ -34,11 +249,650 @@ def _slice(array, dim, start, end, step):
     return array[tuple(cut)]
 
 
+def _narrow(array, dim, start, length):
+    start = start % array.shape[dim] if start < 0 else start
+    return _slice(array, dim, start, start + length, 1)
+
+
 def _expand_dims(array, dim):
     return np.expand_dims(array, dim if dim >= 0 else array.ndim + 1 + dim)
 
 
+def _cat(arrays, dim):
+    # torch.cat skips 1-D empty tensors, whatever the others' shape
+    kept = [a for a in arrays if not (a.ndim == 1 and a.shape[0] == 0)] or list(arrays[:1])
+    return np.concatenate(kept, axis=dim)
+
+
+def _split(array, split_size, dim):
+    length = array.shape[dim]
+    cuts = list(range(split_size, length, split_size)) if split_size > 0 else []
+    return np.split(array, cuts, axis=dim)
+
+
+def _split_with_sizes(array, split_sizes, dim):
+    return np.split(array, np.cumsum(split_sizes)[:-1].tolist(), axis=dim)
+
+
+def _unbind(array, dim):
+    return [np.take(array, i, axis=dim) for i in range(array.shape[dim])]
+
+
+def _roll(array, shifts, dims):
+    if not dims:  # torch rolls the flattened tensor
+        return np.roll(array.reshape(-1), shifts).reshape(array.shape)
+    return np.roll(array, shifts, axis=dims)
+
+
+def _repeat(array, repeats):
+    leading = (1,) * (len(repeats) - array.ndim)
+    return np.tile(array.reshape(leading + array.shape), repeats)
+
+
+def _diag_embed(array, offset, dim1, dim2, fill=0):
+    size = array.shape[-1] + abs(offset)
+    result = _full(array.shape[:-1] + (size, size), fill, array)
+    along = np.arange(array.shape[-1])
+    rows, columns = (along, along + offset) if offset >= 0 else (along - offset, along)
+    result[..., rows, columns] = array
+    ndim = array.ndim + 1
+    return np.moveaxis(result, (-2, -1), (_axis(dim1, ndim), _axis(dim2, ndim)))
+
+
+def _triangle(array, diagonal, fill, lower):
+    rows, columns = array.shape[-2:]
+    below = np.tri(rows, columns, diagonal if lower else diagonal - 1, dtype=bool)
+    return np.where(below if lower else ~below, array, np.asarray(fill, dtype=array.dtype))
+
+
+def _pad_width(ndim: int, pad) -> List[Tuple[int, int]]:
+    """torch's pad list (last dim first: left, right, then the dim before)
+    as numpy's per-dim (before, after)."""
+    width = [(0, 0)] * ndim
+    for i in range(len(pad) // 2):
+        width[ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return width
+
+
+def _constant_pad(array, pad, fill=0):
+    width = _pad_width(array.ndim, pad)
+    # a negative pad cuts elements off
+    cut = tuple(slice(max(-before, 0), array.shape[d] - max(-after, 0)) for d, (before, after) in enumerate(width))
+    grow = [(max(before, 0), max(after, 0)) for before, after in width]
+    return np.pad(array[cut], grow, mode="constant", constant_values=np.asarray(fill, dtype=array.dtype))
+
+
+def _edge_pad(array, pad, source_of: Callable[[np.ndarray, int], np.ndarray]):
+    """Reflection and replication pads: output place o of a padded dim of
+    length n reads input place source_of(o - left, n) (a negative pad
+    starts or ends inside the input)."""
+    for d, (before, after) in enumerate(_pad_width(array.ndim, pad)):
+        if before or after:
+            length = array.shape[d]
+            places = np.arange(length + before + after) - before
+            array = np.take(array, source_of(places, length), axis=d)
+    return array
+
+
+def _reflected(places: np.ndarray, length: int) -> np.ndarray:
+    places = np.abs(places)  # -1 reads 1: the edge itself is not repeated
+    return np.where(places >= length, 2 * (length - 1) - places, places)
+
+
+def _replicated(places: np.ndarray, length: int) -> np.ndarray:
+    return np.clip(places, 0, length - 1)
+
+
+def _unfold(array, dimension, size, step):
+    if array.ndim == 0:
+        return array.reshape(1)
+    axis = _axis(dimension, array.ndim)
+    windows = (array.shape[axis] - size) // step + 1
+    taken = np.take(array, np.arange(windows)[:, None] * step + np.arange(size)[None, :], axis=axis)
+    return np.moveaxis(taken, axis + 1, -1)
+
+
+def _storage_positions(size, stride, storage_offset) -> np.ndarray:
+    where = np.full(tuple(size), storage_offset, dtype=np.int64)
+    for d, (n, s) in enumerate(zip(size, stride)):
+        shape = [1] * len(size)
+        shape[d] = n
+        where = where + (np.arange(n, dtype=np.int64) * s).reshape(shape)
+    return where
+
+
+def _as_strided(array, size, stride, storage_offset, self_geometry, fill=None):
+    """as_strided reads self's *storage*: `self_geometry` (capture's word for
+    self's storage offset and strides) says where self's elements lie in it.
+    Storage that holds none of self's elements comes from no input."""
+    if self_geometry is None:
+        raise ValueError("torch does not say where self lies in its storage "
+                         "(known for a leaf, or under graphexplain.recording())")
+    start, strides = self_geometry
+    held = _storage_positions(array.shape, strides, start).reshape(-1)
+    read = _storage_positions(size, stride, start if storage_offset is None else storage_offset)
+    length = 1 + max(int(held.max(initial=-1)), int(read.max(initial=-1)))
+    covered = np.zeros(length, dtype=bool)
+    covered[held] = True
+    if fill is None and not covered[read].all():
+        raise ValueError("as_strided reads storage outside self, whose numbers capture does not have")
+    storage = _full((length,), 0 if fill is None else fill, array)
+    storage[held] = np.asarray(array).reshape(-1)
+    return storage[read]
+
+
+def _pixel_shuffle(array, upscale_factor):
+    r = upscale_factor
+    *batch, channels, height, width = array.shape
+    lead = len(batch)
+    split = array.reshape(*batch, channels // (r * r), r, r, height, width)
+    order = list(range(lead)) + [lead + i for i in (0, 3, 1, 4, 2)]
+    return split.transpose(order).reshape(*batch, channels // (r * r), height * r, width * r)
+
+
+def _pixel_unshuffle(array, downscale_factor):
+    r = downscale_factor
+    *batch, channels, height, width = array.shape
+    lead = len(batch)
+    split = array.reshape(*batch, channels, height // r, r, width // r, r)
+    order = list(range(lead)) + [lead + i for i in (0, 2, 4, 1, 3)]
+    return split.transpose(order).reshape(*batch, channels * r * r, height // r, width // r)
+
+
+def _channel_shuffle(array, groups):
+    batch, channels, *rest = array.shape
+    split = array.reshape(batch, groups, channels // groups, *rest)
+    return np.swapaxes(split, 1, 2).reshape(array.shape)
+
+
+def _block_diag(arrays, fill=0):
+    blocks = [a.reshape(1, -1) if a.ndim < 2 else a for a in arrays]
+    rows = sum(b.shape[0] for b in blocks)
+    columns = sum(b.shape[1] for b in blocks)
+    result = _full((rows, columns), fill, blocks[0] if blocks else np.zeros(0))
+    row = column = 0
+    for block in blocks:
+        result[row:row + block.shape[0], column:column + block.shape[1]] = block
+        row, column = row + block.shape[0], column + block.shape[1]
+    return result
+
+
+def _im2col(array, kernel_size, dilation, padding, stride, fill=0):
+    """nn.functional.unfold: every sliding block of the zero-padded input,
+    flattened into a column: (N, C·kh·kw, blocks)."""
+    batched = array.ndim == 4
+    x = array if batched else array[None]
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=np.asarray(fill, dtype=x.dtype))
+    rows = _block_places(x.shape[2], kh, dh, sh)
+    columns = _block_places(x.shape[3], kw, dw, sw)
+    blocks = x[:, :, rows[:, None, :, None], columns[None, :, None, :]]  # (N, C, kh, kw, oh, ow)
+    result = blocks.reshape(x.shape[0], x.shape[1] * kh * kw, rows.shape[1] * columns.shape[1])
+    return result if batched else result[0]
+
+
+def _col2im(array, result_shape, kernel_size, dilation, padding, stride):
+    """nn.functional.fold: each column's elements added back where its
+    block lies; overlapping blocks add up."""
+    batched = array.ndim == 3
+    x = array if batched else array[None]
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    height, width = result_shape[-2:]
+    rows = _block_places(height + 2 * ph, kh, dh, sh)
+    columns = _block_places(width + 2 * pw, kw, dw, sw)
+    blocks = x.reshape(x.shape[0], -1, kh, kw, rows.shape[1], columns.shape[1])
+    result = np.zeros((x.shape[0], blocks.shape[1], height + 2 * ph, width + 2 * pw), dtype=x.dtype)
+    np.add.at(result, (slice(None), slice(None), rows[:, None, :, None], columns[None, :, None, :]), blocks)
+    result = result[:, :, ph:ph + height, pw:pw + width]
+    return result if batched else result[0]
+
+
+def _block_places(length: int, kernel: int, dilation: int, stride: int) -> np.ndarray:
+    """(kernel, blocks): the place along one dim of each kernel tap in each block."""
+    blocks = (length - dilation * (kernel - 1) - 1) // stride + 1
+    return (np.arange(kernel) * dilation)[:, None] + (np.arange(max(blocks, 0)) * stride)[None, :]
+
+
+def _nearest(out_size: int, in_size: int, scale, exact: bool) -> np.ndarray:
+    """The input place each output place of nearest upsampling reads, in
+    torch's float32 arithmetic (aten/src/ATen/native/UpSample.h)."""
+    if not exact and out_size == in_size:
+        return np.arange(out_size)
+    if not exact and out_size == 2 * in_size:
+        return np.arange(out_size) >> 1
+    ratio = np.float32(1.0 / scale) if scale is not None and scale > 0 else np.float32(in_size) / np.float32(out_size)
+    if exact:
+        source = np.floor(((np.arange(out_size) + 0.5) * np.float64(ratio)).astype(np.float32))
+    else:
+        source = np.floor(np.arange(out_size).astype(np.float32) * ratio)
+    return np.minimum(source.astype(np.int64), in_size - 1)
+
+
+def _upsample_nearest(array, output_size, *scales, exact=False):
+    spatial = len(output_size)
+    for d, (size, scale) in enumerate(zip(output_size, scales)):
+        axis = array.ndim - spatial + d
+        array = np.take(array, _nearest(size, array.shape[axis], scale, exact), axis=axis)
+    return array
+
+
+# --- forwards that average or interpolate: fixed weights, dim by dim ------------------
+# Each output place along a spatial dim is a weighted sum of input places
+# ("taps"); pools and upsampling weigh each spatial dim independently, so
+# the op is its dims' taps applied one dim after another.
+
+
+Taps = List[Tuple[np.ndarray, np.ndarray]]  # per output place: (input places, weights)
+
+
+def _tapped(array, taps_per_dim: Sequence[Taps]):
+    """Apply each spatial dim's taps (the last len(taps_per_dim) dims)."""
+    for d, taps in enumerate(taps_per_dim):
+        axis = array.ndim - len(taps_per_dim) + d
+        parts = []
+        for places, weights in taps:
+            picked = np.take(array, places, axis=axis)
+            shape = [1] * array.ndim
+            shape[axis] = len(places)
+            parts.append((picked * weights.reshape(shape)).sum(axis=axis) if len(places) else
+                         np.zeros(np.delete(np.asarray(array.shape), axis).tolist(), dtype=array.dtype))
+        array = np.stack(parts, axis=axis)
+    return array
+
+
+def _window_taps(size, out, kernel, stride, pad, count_include_pad, divide) -> Taps:
+    """avg_pool along one dim, as torch's kernel: a window of `kernel`
+    places, cut to the padded input (for the divisor that counts padding)
+    and then to the input itself."""
+    taps = []
+    for o in range(out):
+        start = o * stride - pad
+        end = min(start + kernel, size + pad)
+        low, high = max(start, 0), min(end, size)
+        places = np.arange(low, max(high, low))
+        count = (end - start) if count_include_pad else (high - low)
+        taps.append((places, np.full(places.shape, 1.0 / count if divide and len(places) else 1.0)))
+    return taps
+
+
+def _avg_pool(array, kernel_size, stride, padding, count_include_pad, divisor_override, result_shape):
+    spatial = len(kernel_size)
+    stride = stride or kernel_size  # torch saves () for "the kernel size"
+    taps = [_window_taps(array.shape[-spatial + d], result_shape[-spatial + d], kernel_size[d], stride[d],
+                         padding[d], count_include_pad, divisor_override is None) for d in range(spatial)]
+    pooled = _tapped(array, taps)
+    return pooled if divisor_override is None else pooled / divisor_override
+
+
+def _adaptive_avg_pool(array, result_shape, spatial):
+    """Output place o of a dim of n → m averages input places
+    floor(o·n/m) up to ceil((o+1)·n/m)."""
+    taps = []
+    for d in range(spatial):
+        size, out = array.shape[-spatial + d], result_shape[-spatial + d]
+        windows = [np.arange(o * size // out, -(-(o + 1) * size // out)) for o in range(out)]
+        taps.append([(places, np.full(places.shape, 1.0 / len(places))) for places in windows])
+    return _tapped(array, taps)
+
+
+def _source_place(o: int, size: int, out: int, align_corners: bool, scale, cubic: bool) -> float:
+    """Where output place o reads from, in input places (torch's
+    area_pixel_compute_source_index, in double)."""
+    if align_corners:
+        ratio = (size - 1) / (out - 1) if out > 1 else 0.0
+        return ratio * o
+    ratio = 1.0 / scale if scale is not None and scale > 0 else size / out
+    real = ratio * (o + 0.5) - 0.5
+    return real if cubic or real >= 0 else 0.0
+
+
+def _guarded(real: float, size: int) -> Tuple[int, float]:
+    """torch's guard_index_and_lambda: the place before `real` and how far
+    past it `real` lies, kept inside the input."""
+    place = min(int(np.floor(np.float32(real))), size - 1)
+    return place, min(max(real - place, 0.0), 1.0)
+
+
+def _linear_taps(size, out, align_corners, scale) -> Taps:
+    taps = []
+    for o in range(out):
+        place, past = _guarded(_source_place(o, size, out, align_corners, scale, cubic=False), size)
+        step = 1 if place < size - 1 else 0
+        taps.append((np.array([place, place + step]), np.array([1.0 - past, past])))
+    return taps
+
+
+def _cubic_taps(size, out, align_corners, scale, a=-0.75) -> Taps:
+    """Keys' cubic convolution with A = -0.75 over the 4 places around the
+    source, clamped into the input (torch's upsample_bicubic2d)."""
+    def near(x):
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    taps = []
+    for o in range(out):
+        place, t = _guarded(_source_place(o, size, out, align_corners, scale, cubic=True), size)
+        places = np.clip(np.arange(place - 1, place + 3), 0, size - 1)
+        taps.append((places, np.array([far(t + 1), near(t), near(1 - t), far(2 - t)])))
+    return taps
+
+
+def _upsample(array, output_size, align_corners, *scales, cubic=False):
+    spatial = len(output_size)
+    taps_of = _cubic_taps if cubic else _linear_taps
+    return _tapped(array, [taps_of(array.shape[-spatial + d], output_size[d], align_corners, scale)
+                           for d, scale in enumerate(scales)])
+
+
+# --- forwards that pick elements by an index ---------------------------------------
+
+
+def _gather(array, dim, index):
+    index = _index_array(index)
+    if array.ndim == 0:
+        return array.reshape(index.shape).copy()
+    return array[_grid(index, _axis(dim, array.ndim))[0]]
+
+
+def _index_select(array, dim, index):
+    index = _index_array(index).reshape(-1)
+    if array.ndim == 0:
+        return array.reshape(1)[index].reshape(())
+    return np.take(array, index, axis=_axis(dim, array.ndim))
+
+
+def _index(array, indices):
+    return array[_index_key(indices)]
+
+
+def _take(array, index):
+    return array.reshape(-1)[_index_array(index)]
+
+
+def _masked_select(array, mask):
+    array, mask = np.broadcast_arrays(array, np.asarray(mask, dtype=bool))
+    return array[mask]
+
+
+def _take_along(array, indices, dim, keepdim=True):
+    """The elements a value-selecting reduction kept (max/min/kthvalue/...
+    over `dim`, sort, topk, cummax): torch saved which as `indices`."""
+    indices = _index_array(indices)
+    if array.ndim == 0:
+        return array.reshape(indices.shape).copy()
+    axis = _axis(dim, array.ndim)
+    if not keepdim:
+        indices = np.expand_dims(indices, axis)
+    taken = np.take_along_axis(array, indices, axis=axis)
+    return taken if keepdim else np.squeeze(taken, axis)
+
+
+def _pooled(array, indices, spatial):
+    """max_pool / adaptive_max_pool: torch saved, for each output element,
+    the flat position of the chosen element within its (batch, channel)
+    plane."""
+    indices = _index_array(indices)
+    lead = array.shape[:-spatial]
+    flat = array.reshape(lead + (-1,))
+    chosen = np.take_along_axis(flat, indices.reshape(lead + (-1,)), axis=-1)
+    return chosen.reshape(indices.shape)
+
+
+def _unpooled(array, indices, result_shape, spatial, fill=0):
+    """max_unpool: each element goes to the flat position `indices` names in
+    its (batch, channel) plane of the result; the rest hold 0."""
+    indices = _index_array(indices)
+    lead = tuple(result_shape[:-spatial])
+    result = _full(lead + (int(np.prod(result_shape[-spatial:])),), fill, array)
+    places = np.take_along_axis(positions(result.shape), indices.reshape(lead + (-1,)), axis=-1)
+    return _written(result, places, array.reshape(lead + (-1,))).reshape(tuple(result_shape))
+
+
+def _embedding(weight, indices, padding_idx, scale_grad_by_freq=False, fill=None):
+    if scale_grad_by_freq:
+        raise ValueError("scale_grad_by_freq divides the gradient by how often each row is used, "
+                         "which no forward formula says")
+    indices = _index_array(indices)
+    rows = weight[indices]
+    if fill is not None and padding_idx is not None and padding_idx >= 0:
+        # Note [a fill, a constant copy, and data that picks elements]
+        rows = np.array(rows, copy=True)
+        rows[indices == padding_idx] = fill
+    return rows
+
+
+# --- forwards that write into a copy of self ---------------------------------------
+
+
+def _scatter(array, dim, index, source):
+    index = _index_array(index)
+    addressed, at = _grid(index, _axis(dim, max(array.ndim, 1)))
+    where = positions(array.shape)[addressed] if array.ndim else np.zeros(index.shape, np.int64)
+    return _written(array, where, np.asarray(source)[at] if np.ndim(source) else source)
+
+
+def _scatter_add(array, dim, index, source):
+    index = _index_array(index)
+    addressed, at = _grid(index, _axis(dim, max(array.ndim, 1)))
+    where = positions(array.shape)[addressed] if array.ndim else np.zeros(index.shape, np.int64)
+    return _written(array, where, np.asarray(source)[at] if np.ndim(source) else source, add=True)
+
+
+def _index_write(array, dim, index, source, add=False):
+    index = _index_array(index).reshape(-1)
+    if array.ndim == 0:
+        return _written(array, np.zeros(index.shape, np.int64), np.asarray(source).reshape(-1), add)
+    where = positions(array.shape)[_along(dim, array.ndim, index)]
+    return _written(array, where, source, add)
+
+
+def _index_add(array, dim, index, source, alpha=1):
+    return _index_write(array, dim, index, alpha * np.asarray(source), add=True)
+
+
+def _index_copy(array, dim, index, source):
+    return _index_write(array, dim, index, source)
+
+
+def _index_fill(array, dim, index, fill):
+    return _index_write(array, dim, index, fill)
+
+
+def _index_put(array, indices, values, accumulate):
+    where = positions(array.shape)[_index_key(indices)]
+    return _written(array, where, values, add=bool(accumulate))
+
+
+def _put(array, index, source, accumulate):
+    where = _index_array(index).reshape(-1)
+    return _written(array, where, np.asarray(source).reshape(-1), add=bool(accumulate))
+
+
+def _masked_scatter(array, mask, source):
+    shape = np.broadcast_shapes(np.shape(array), np.shape(mask))
+    mask = np.broadcast_to(np.asarray(mask, dtype=bool), shape)
+    where = positions(shape)[mask]
+    return _written(np.broadcast_to(array, shape), where, np.asarray(source).reshape(-1)[:where.size])
+
+
+# --- forwards that add elements up (traced: Note [ops that add elements up]) -----
+
+
+def _mean_of_ties(array, result, dim=None, keepdim=False, *, numbers):
+    """The mean of the elements equal to the reduction's result: max(),
+    median(), amax over `dim`. Its value is the result itself; as a formula
+    it says what torch does: ties share the gradient evenly."""
+    values = np.asarray(numbers[0])
+    dims = tuple(range(values.ndim)) if dim is None or len(np.atleast_1d(dim)) == 0 or values.ndim == 0 else \
+        tuple(sorted(_axis(d, values.ndim) for d in np.atleast_1d(dim)))
+    peak = np.asarray(result)
+    if not keepdim:
+        peak = peak.reshape([1 if d in dims else n for d, n in enumerate(values.shape)])
+    ties = (values == peak) | (np.isnan(values) & np.isnan(peak))
+    count = np.maximum(ties.sum(axis=dims, keepdims=keepdim), 1)
+    total = np.where(ties, array, np.zeros((), dtype=array.dtype)).sum(axis=dims, keepdims=keepdim)
+    return np.asarray(total / count).reshape(np.shape(result))
+
+
+def _embedding_bag(weight, per_sample_weights, indices, result1, mode, padding_idx, result3, result_shape,
+                   fill=0):
+    """The bags of embedding_bag: torch saved each index's bag (`result1`,
+    offset2bag) and, in max mode, the row each output element took
+    (`result3`). Rows at padding_idx are left out of sums, means and counts."""
+    indices = _index_array(indices).reshape(-1)
+    rows = weight[indices]
+    if np.ndim(per_sample_weights) > 0:  # (absent, it stands in as one element: complete_shapes)
+        rows = rows * np.asarray(per_sample_weights).reshape((-1,) + (1,) * (weight.ndim - 1))
+    bags = int(result_shape[0])
+    if mode == 2:  # max: torch saved which row gave each output element
+        chosen = _index_array(result3)
+        taken = np.take_along_axis(weight, np.maximum(chosen, 0), axis=0)
+        return np.where(chosen >= 0, taken, np.asarray(fill, dtype=weight.dtype))
+    bag_of = _index_array(result1).reshape(-1)
+    counted = indices != padding_idx if padding_idx is not None and padding_idx >= 0 else np.ones(indices.shape, bool)
+    result = _full((bags,) + weight.shape[1:], fill, weight)
+    np.add.at(result, bag_of[counted], rows[counted])
+    if mode == 1:
+        sizes = np.bincount(bag_of[counted], minlength=bags).reshape((bags,) + (1,) * (weight.ndim - 1))
+        result = result / np.maximum(sizes, 1)
+    return result
+
+
+def _aminmax(array, min, max, dim, keepdim, *, numbers):
+    """Two outputs, min and max, each the mean of the elements equal to it."""
+    return [_mean_of_ties(array, min, dim, keepdim, numbers=numbers),
+            _mean_of_ties(array, max, dim, keepdim, numbers=numbers)]
+
+
+def _pooling_backward(grad_output, array, indices, spatial):
+    """max_pool's backward as a forward (its double backward): each
+    grad_output element added at the place `indices` names in its plane of
+    a zero tensor of self's shape; self only lends its shape."""
+    indices = _index_array(indices)
+    lead = array.shape[:-spatial]
+    result = np.zeros(lead + (int(np.prod(array.shape[-spatial:])),), dtype=np.asarray(grad_output).dtype)
+    places = np.take_along_axis(positions(result.shape), indices.reshape(lead + (-1,)), axis=-1)
+    return _written(result, places, np.asarray(grad_output).reshape(lead + (-1,)), add=True).reshape(array.shape)
+
+
+def _segment_reduce(data, reduce, lengths, offsets, axis, initial, result, *, numbers):
+    """_segment_reduce: each run of `lengths` elements along `axis` combined
+    into one, with `initial` taking part (a constant). max/min: the mean of
+    the elements equal to the result (ties share, as in torch); an empty run
+    or one `initial` wins holds a constant."""
+    axis = _axis(axis, data.ndim)
+    bounds = _index_array(offsets).reshape(-1) if offsets is not None else \
+        np.concatenate([[0], np.cumsum(_index_array(lengths).reshape(-1))])
+    extra = initial if initial is not None else (1 if reduce == "prod" else 0)
+    parts = []
+    for s, (low, high) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+        run = np.take(data, np.arange(low, high), axis=axis)
+        if reduce in ("max", "min"):
+            if numbers[0] is None:
+                raise ValueError(f"{reduce} needs the numbers of data")
+            peak = np.take(np.asarray(result), s, axis=axis)
+            ties = np.take(np.asarray(numbers[0]), np.arange(low, high), axis=axis) == np.expand_dims(peak, axis)
+            count = ties.sum(axis=axis)
+            chosen = np.where(ties, run, np.zeros((), dtype=run.dtype)).sum(axis=axis)
+            parts.append(np.where(count > 0, chosen / np.maximum(count, 1), peak))
+        elif reduce == "prod":  # Note [products of inputs]
+            start = np.full(np.delete(np.asarray(run.shape), axis).tolist(), extra, dtype=run.dtype)
+            parts.append(functools.reduce(operator.mul, (np.take(run, i, axis=axis) for i in range(high - low)), start))
+        else:
+            total = run.sum(axis=axis) + extra
+            parts.append(total / max(high - low, 1) if reduce == "mean" else total)
+    return np.stack([np.asarray(part) for part in parts], axis=axis)
+
+
+def _combined(members: List[Tuple[Any, float]], reduce: str, excluded: Optional[float] = None):
+    """One output element of scatter_reduce / index_reduce from its members
+    (element, number): their sum or mean, or for amax/amin the mean of the
+    members equal to the extreme (ties share, as in torch). torch also
+    counts self's `excluded` number (include_self=False) among the ties when
+    it equals the result, but sends it nothing: it is a constant tie."""
+    elements = [element for element, _ in members]
+    if reduce == "sum":
+        return sum(elements)
+    if reduce == "mean":
+        return sum(elements) / len(elements)
+    if reduce in ("amax", "amin"):
+        numbers = [number for _, number in members]
+        if any(number is None for number in numbers):
+            raise ValueError(f"{reduce} needs the numbers of every operand")
+        peak = max(numbers) if reduce == "amax" else min(numbers)
+        tied = [element for element, number in members if number == peak or (number != number and peak != peak)]
+        if excluded is not None and excluded == peak:
+            tied.append(excluded)
+        return sum(tied) / len(tied)
+    if reduce == "prod":  # Note [products of inputs]
+        return functools.reduce(operator.mul, elements)
+    raise ValueError(f"reduce={reduce!r} is not a reduction torch has")
+
+
+def _reduced_into(array, places, source, reduce, include_self, numbers):
+    """self, with each source element combined into the place `places` names
+    for it (and self's own element there too if include_self)."""
+    self_numbers, source_numbers = (list(numbers) + [None, None])[:2]
+    members: Dict[int, List[Tuple[Any, float]]] = {}
+    source_numbers = np.broadcast_to(np.asarray(source_numbers, dtype=float), np.shape(source)) \
+        if source_numbers is not None else np.full(np.shape(source), None)
+    for place, element, number in zip(np.asarray(places).reshape(-1).tolist(), np.asarray(source).reshape(-1),
+                                      source_numbers.reshape(-1)):
+        members.setdefault(place, []).append((element, number))
+    flat = np.array(array, copy=True).reshape(-1)
+    own = np.asarray(self_numbers).reshape(-1) if self_numbers is not None else None
+    for place, found in members.items():
+        if include_self:
+            found.append((flat[place], own[place] if own is not None else None))
+        excluded = own[place] if not include_self and own is not None else None
+        flat[place] = _combined(found, reduce, excluded)
+    return flat.reshape(np.shape(array))
+
+
+def _scatter_reduce(array, dim, index, source, reduce, include_self, *, numbers):
+    index = _index_array(index)
+    axis = _axis(dim, max(array.ndim, 1))
+    addressed, at = _grid(index, axis)
+    places = positions(array.shape)[addressed] if array.ndim else np.zeros(index.shape, np.int64)
+    source_numbers = numbers[1] if len(numbers) > 1 and numbers[1] is not None else None
+    picked_numbers = np.asarray(source_numbers)[at] if source_numbers is not None else None
+    return _reduced_into(array, places, np.asarray(source)[at], reduce, include_self,
+                         (numbers[0], picked_numbers))
+
+
+def _index_reduce(array, dim, index, source, reduce, include_self, *, numbers):
+    index = _index_array(index).reshape(-1)
+    if array.ndim == 0:  # a scalar self: every source element goes to it
+        flat = [None if n is None else np.asarray(n).reshape(-1) for n in numbers[1:2]]
+        return _reduced_into(array, np.zeros(index.shape, np.int64), np.asarray(source).reshape(-1), reduce,
+                             include_self, (numbers[0], *flat))
+    places = positions(array.shape)[_along(dim, array.ndim, index)]
+    return _reduced_into(array, places, source, reduce, include_self, numbers)
+
+
+def _clamped(shape: Shape, indices) -> tuple:
+    """_unsafe_masked_index's indices, clamped into range as torch does
+    (those out of range are masked out anyway)."""
+    return _index_key(tuple(None if index is None else np.clip(_index_array(index), -shape[d], shape[d] - 1)
+                            for d, index in enumerate(indices)))
+
+
+def _masked_index(array, mask, indices, fill):
+    return np.where(np.asarray(mask, dtype=bool), array[_clamped(array.shape, indices)],
+                    np.asarray(fill, dtype=array.dtype))
+
+
+def _masked_index_put(array, mask, indices, values):
+    places = positions(array.shape)[_clamped(array.shape, indices)]
+    mask = np.broadcast_to(np.asarray(mask, dtype=bool), places.shape)
+    values = np.broadcast_to(values, places.shape)
+    return _written(array, places[mask], values[mask], add=True)
+
+
 FUNCTIONS: Dict[str, Callable] = {
+    # move elements
     "reshape": lambda array, shape: np.reshape(array, shape),
     "broadcast_to": lambda array, shape: np.broadcast_to(array, shape),
     "transpose": lambda array: np.transpose(array),
@@ -46,15 +900,293 @@ FUNCTIONS: Dict[str, Callable] = {
     "permute": lambda array, dims: np.transpose(array, dims),
     "select": _select,
     "slice": _slice,
+    "narrow": _narrow,
     "expand_dims": _expand_dims,
+    "cat": _cat,
+    "stack": lambda arrays, dim: np.stack(arrays, axis=dim),
+    "split": _split,
+    "split_with_sizes": _split_with_sizes,
+    "unbind": _unbind,
+    "flip": lambda array, dims: np.flip(array, axis=tuple(dims)),
+    "roll": _roll,
+    "repeat": _repeat,
+    "diagonal": lambda array, offset, dim1, dim2: np.diagonal(array, offset, dim1, dim2),
+    "diag_embed": _diag_embed,
+    "tril": lambda array, diagonal, fill=0: _triangle(array, diagonal, fill, lower=True),
+    "triu": lambda array, diagonal, fill=0: _triangle(array, diagonal, fill, lower=False),
+    "constant_pad": _constant_pad,
+    "reflection_pad": lambda array, padding: _edge_pad(array, padding, _reflected),
+    "replication_pad": lambda array, padding: _edge_pad(array, padding, _replicated),
+    "unfold": _unfold,
+    "as_strided": _as_strided,
+    "rot90": lambda array, k, dims: np.rot90(array, k, axes=tuple(dims)),
+    "pixel_shuffle": _pixel_shuffle,
+    "pixel_unshuffle": _pixel_unshuffle,
+    "channel_shuffle": _channel_shuffle,
+    "block_diag": _block_diag,
+    "im2col": _im2col,
+    "col2im": _col2im,
+    "upsample_nearest": _upsample_nearest,
+    "upsample_nearest_exact": partial(_upsample_nearest, exact=True),
+    "avg_pool": _avg_pool,
+    "adaptive_avg_pool2d": partial(_adaptive_avg_pool, spatial=2),
+    "adaptive_avg_pool3d": partial(_adaptive_avg_pool, spatial=3),
+    "upsample_linear": _upsample,
+    "upsample_bicubic": partial(_upsample, cubic=True),
+    # write everything: all from no input (zero_, fill_), or from src (copy_)
+    "filled": lambda array, fill=0: np.full(np.shape(array), fill, dtype=np.asarray(array).dtype) if np.ndim(fill) == 0
+    else np.broadcast_to(fill, np.shape(array)),
+    "copied": lambda array, source: np.broadcast_to(source, np.shape(array)),
+    "slice_scatter": _scattered_into(_slice),
+    "select_scatter": _scattered_into(_select),
+    "diagonal_scatter": _scattered_into(lambda array, offset, dim1, dim2: np.diagonal(array, offset, dim1, dim2)),
+    # pick elements by an index
+    "gather": _gather,
+    "index_select": _index_select,
+    "getitem": _index,
+    "masked_index": _masked_index,
+    "take": _take,
+    "masked_select": _masked_select,
+    "take_along": _take_along,
+    "pooled2d": partial(_pooled, spatial=2),
+    "pooled3d": partial(_pooled, spatial=3),
+    "unpooled2d": partial(_unpooled, spatial=2),
+    "unpooled3d": partial(_unpooled, spatial=3),
+    "embedding": _embedding,
+    # write into a copy of self
+    "scatter": _scatter,
+    "scatter_fill": lambda array, dim, index, fill: _scatter(array, dim, index, fill),
+    "index_copy": _index_copy,
+    "index_fill": _index_fill,
+    "masked_scatter": _masked_scatter,
+    # add elements up
+    "scatter_add": _scatter_add,
+    "index_add": _index_add,
+    "index_put": _index_put,
+    "put": _put,
+    "mean_of_ties": _mean_of_ties,
+    "aminmax": _aminmax,
+    "segment_reduce": _segment_reduce,
+    "pooling_backward2d": partial(_pooling_backward, spatial=2),
+    "pooling_backward3d": partial(_pooling_backward, spatial=3),
+    "scatter_reduce": _scatter_reduce,
+    "index_reduce": _index_reduce,
+    "masked_index_put": _masked_index_put,
+    "embedding_bag": _embedding_bag,
 }
+
+# Forwards whose result is self, written into (its shape is self's).
+WRITES_INTO_SELF = frozenset({
+    "slice_scatter", "select_scatter", "diagonal_scatter", "scatter", "scatter_fill", "scatter_reduce", "index_reduce",
+    "masked_index_put",
+    "scatter_add", "index_copy", "index_fill", "index_add", "index_put", "put", "masked_scatter"})
+
+# Forwards traced element by element (Note [ops that add elements up]).
+SUMMING = frozenset({"scatter_add", "index_add", "index_put", "put", "mean_of_ties", "embedding_bag",
+                     "scatter_reduce", "index_reduce", "masked_index_put", "aminmax", "col2im",
+                     "pooling_backward2d", "pooling_backward3d", "segment_reduce", "avg_pool",
+                     "adaptive_avg_pool2d", "adaptive_avg_pool3d", "upsample_linear", "upsample_bicubic"})
+
+
+# --- running a forward ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Routes:
+    """result[outputs[e]] holds weights[e]·input[inputs[e]] for each edge e:
+    flat positions among all outputs and all inputs, one after another
+    (Note [positions of several inputs and outputs]). `weights` is None
+    where every edge is a plain copy."""
+
+    outputs: np.ndarray
+    inputs: np.ndarray
+    weights: Optional[np.ndarray]
+    output_shapes: Tuple[Shape, ...]
+
+
+_MISSING = object()
+
+
+def _call(forward: str, bind: Callable[[str], Any], mode: str, operand_names: Sequence[str], numbers=None):
+    """Evaluate a forward call; `mode` is "map" (positions), "trace" (traced
+    elements) or "numbers" (replaying the op on its numbers)."""
+    call = ast.parse(forward, mode="eval").body
+    name = call.func.id
+    function = FUNCTIONS[name]
+    signature = inspect.signature(function)
+    bound = signature.bind_partial(*[bind(arg.id) for arg in call.args])
+    names = {parameter: arg.id for parameter, arg in zip(signature.parameters, call.args)}
+    if "fill" in signature.parameters and mode != "numbers" and names.get("fill") not in operand_names:
+        bound.arguments["fill"] = EMPTY if mode == "map" else 0
+    if "numbers" in signature.parameters:
+        bound.arguments["numbers"] = numbers
+    missing = [names.get(p, p) for p, value in bound.arguments.items() if value is _MISSING]
+    if missing:
+        raise KeyError(", ".join(missing))
+    return function(*bound.args, **bound.kwargs)
+
+
+def _binder(operands: Sequence[Tuple[str, Any]], arguments: Dict[str, Any]) -> Callable[[str], Any]:
+    by_name = dict(operands)
+
+    def bind(word: str):
+        if word == VARIADIC:
+            return [array for _, array in operands]
+        if word in by_name:
+            return by_name[word]
+        return arguments.get(word, _MISSING)
+    return bind
+
+
+def _outputs(result) -> List[np.ndarray]:
+    return [np.asarray(part) for part in result] if isinstance(result, (list, tuple)) else [np.asarray(result)]
+
+
+def function_name(forward: str) -> str:
+    return ast.parse(forward, mode="eval").body.func.id
+
+
+def routes(forward: str, shapes: Sequence[Tuple[str, Shape]], arguments: Dict[str, Any],
+           numbers: Sequence[Optional[np.ndarray]] = ()) -> Routes:
+    """Run a routing row's forward on the positions of operands of these
+    shapes (in the node's operand order): every (output element, input
+    element) edge, with its weight.
+
+    >>> r = routes("cat(tensors, dim)", [("a", (2,)), ("b", (1,))], {"dim": 0})
+    >>> r.outputs.tolist(), r.inputs.tolist()
+    ([0, 1, 2], [0, 1, 2])
+    """
+    offsets = np.cumsum([0] + [int(np.prod(shape, dtype=np.int64)) for _, shape in shapes])
+    position_arrays = [(name, positions(shape, int(offset))) for (name, shape), offset in zip(shapes, offsets)]
+    names = [name for name, _ in shapes] + ([VARIADIC] if shapes else [])
+    traced = function_name(forward) in SUMMING
+    result = None
+    if not traced:
+        try:
+            result = _outputs(_call(forward, _binder(position_arrays, arguments), "map", names, numbers))
+        except _Collision:
+            traced = True
+    if traced:
+        try:
+            result = _outputs(_call(forward, _binder([(name, _traced(array)) for name, array in position_arrays],
+                                                     arguments), "trace", names, numbers))
+        except _NotLinear:
+            return _differentiated(forward, position_arrays, names, arguments, numbers)
+    output_shapes = tuple(part.shape for part in result)
+    if not traced:
+        flat = np.concatenate([part.reshape(-1) for part in result]).astype(np.int64) if result else \
+            np.zeros(0, np.int64)
+        taken = np.flatnonzero(flat != EMPTY)
+        return Routes(taken, flat[taken], None, output_shapes)
+    outputs, inputs, weights = [], [], []
+    for k, element in enumerate(np.concatenate([part.reshape(-1) for part in result]).tolist()):
+        if isinstance(element, Linear):
+            for position, weight in element.terms.items():
+                outputs.append(k)
+                inputs.append(position)
+                weights.append(weight)
+    return Routes(np.asarray(outputs, np.int64), np.asarray(inputs, np.int64),
+                  np.asarray(weights, np.float64), output_shapes)
+
+
+def _differentiated(forward: str, position_arrays, names, arguments, numbers) -> Routes:
+    """The routes of a forward that multiplies input elements: run on sympy
+    symbols, each output differentiated by sympy (Note [products of inputs])."""
+    import sympy as sp
+
+    symbolic = [(name, np.vectorize(lambda p: sp.Symbol(f"p{p}", real=True), otypes=[object])(array)
+                 if array.size else np.empty(array.shape, dtype=object)) for name, array in position_arrays]
+    result = _outputs(_call(forward, _binder(symbolic, arguments), "trace", names, numbers))
+    at: Dict[sp.Symbol, sp.Float] = {}  # each input element's number, where capture has it
+    for (_, array), known in zip(symbolic, list(numbers) + [None] * len(symbolic)):
+        if known is not None and np.size(known) == array.size:
+            at.update(zip(array.reshape(-1).tolist(), map(sp.Float, np.asarray(known, dtype=float).reshape(-1))))
+    outputs, inputs, weights = [], [], []
+    for k, element in enumerate(np.concatenate([part.reshape(-1) for part in result]).tolist()):
+        if not isinstance(element, sp.Expr):
+            continue
+        for symbol in sorted(element.free_symbols, key=lambda s: int(s.name[1:])):
+            derivative = element.diff(symbol).xreplace(at)
+            if derivative.free_symbols:
+                raise ValueError(f"∂result/∂input needs numbers capture does not have: {derivative}")
+            outputs.append(k)
+            inputs.append(int(symbol.name[1:]))
+            weights.append(float(derivative))
+    return Routes(np.asarray(outputs, np.int64), np.asarray(inputs, np.int64), np.asarray(weights, np.float64),
+                  tuple(part.shape for part in result))
+
+
+def _cat_shape(shapes, result_shape, arguments) -> Optional[Shape]:
+    """The one cat input whose size nobody kept: the result's, less the others'."""
+    if sum(shape is None for _, shape in shapes) != 1 or not result_shape:
+        return None
+    axis = _axis(arguments["dim"], len(result_shape))
+    known = sum(shape[axis] for _, shape in shapes if shape is not None and shape != (0,))
+    return tuple(result_shape[:axis]) + (result_shape[axis] - known,) + tuple(result_shape[axis + 1:])
+
+
+# For an operand whose shape nobody kept (a constant torch did not save):
+# its shape, from the result's and the op's arguments, where the op says.
+SHAPES_FROM_THE_RESULT: Dict[str, Callable[[str, list, Shape, Dict[str, Any]], Optional[Shape]]] = {
+    "stack": lambda word, shapes, result, arguments: tuple(np.delete(
+        np.asarray(result, dtype=np.int64), _axis(arguments["dim"], len(result))).tolist()),
+    "cat": lambda word, shapes, result, arguments: _cat_shape(shapes, result, arguments),
+    "pooling_backward2d": lambda word, shapes, result, arguments: (
+        tuple(result) if word == "self" else np.shape(arguments["indices"])),
+    "copied": lambda word, shapes, result, arguments: tuple(result) if word == "self" else None,
+    "filled": lambda word, shapes, result, arguments: tuple(result) if word == "self" else None,
+}
+SHAPES_FROM_THE_RESULT["pooling_backward3d"] = SHAPES_FROM_THE_RESULT["pooling_backward2d"]
+
+
+def complete_shapes(forward: str, shapes: Sequence[Tuple[str, Optional[Shape]]], result_shape: Shape,
+                    arguments: Dict[str, Any]) -> List[Tuple[str, Shape]]:
+    """The operands' shapes, with those nobody recorded (a constant tensor in
+    a cat: torch keeps neither it nor its size) worked out from the result
+    where the op allows (SHAPES_FROM_THE_RESULT; a self the op writes into
+    has the result's shape). A shape left unknown becomes (): one element
+    that broadcasts (index_put's values), or a shape the forward refuses."""
+    shapes = list(shapes)
+    if all(shape is not None for _, shape in shapes):
+        return shapes
+    name = function_name(forward)
+    def worked_out(word: str) -> Optional[Shape]:
+        if name in WRITES_INTO_SELF and word == "self":
+            return tuple(result_shape)
+        rule = SHAPES_FROM_THE_RESULT.get(name)
+        return rule(word, shapes, tuple(result_shape), arguments) if rule is not None else None
+    return [(word, shape if shape is not None else (worked_out(word) or ())) for word, shape in shapes]
+
+
+def gradients(found: Routes, upstream: np.ndarray, sizes: Sequence[int]) -> List[np.ndarray]:
+    """Each input's gradient, flat: every upstream element (all outputs',
+    flat, one after another) sent back along its edges, and added up where
+    several edges reach one input element."""
+    contributions = np.asarray(upstream, dtype=np.float64).reshape(-1)[found.outputs]
+    if found.weights is not None:
+        contributions = contributions * found.weights
+    total = int(np.sum(sizes))
+    flat = np.bincount(found.inputs, weights=contributions, minlength=total) if total else np.zeros(0)
+    return np.split(flat, np.cumsum(sizes)[:-1].tolist())
+
+
+def replay(forward: str, operands: Sequence[Tuple[str, np.ndarray]], arguments: Dict[str, Any]) -> List[np.ndarray]:
+    """The forward run on the operands' numbers: the op's outputs."""
+    names = [name for name, _ in operands]
+    return _outputs(_call(forward, _binder(operands, arguments), "numbers", names,
+                          [array for _, array in operands]))
+
+
+# --- the single-input map, as the simple rows use it ----------------------------------
 
 
 def route_back(index_map: np.ndarray, upstream: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
     """The adjoint of result = self[pi]: scatter-add upstream along pi."""
+    pi = np.asarray(index_map).ravel()
+    taken = pi != EMPTY
     flat = np.bincount(
-        np.asarray(index_map).ravel(),
-        weights=np.broadcast_to(upstream, index_map.shape).ravel(),
+        pi[taken],
+        weights=np.broadcast_to(upstream, np.shape(index_map)).ravel()[taken],
         minlength=int(np.prod(shape, dtype=np.int64)),
     )
     return flat.reshape(shape)
@@ -63,6 +1195,5 @@ def route_back(index_map: np.ndarray, upstream: np.ndarray, shape: Tuple[int, ..
 def index_map(forward: str, shape: Tuple[int, ...], arguments: Dict[str, object]) -> np.ndarray:
     """Run a routing row's forward, e.g. ``"swapaxes(self, dim0, dim1)"``,
     on the positions of an operand of `shape`: the map pi."""
-    call = ast.parse(forward, mode="eval").body
-    args = [positions(shape) if arg.id == "self" else arguments[arg.id] for arg in call.args]
-    return FUNCTIONS[call.func.id](*args)
+    (result, *_) = _outputs(_call(forward, _binder([("self", positions(shape))], arguments), "map", ["self"]))
+    return result

@@ -64,6 +64,14 @@ def _substitutions(rule, node: Node, operand_exprs: Dict[str, sp.Expr], count: i
     return table
 
 
+def _simplified(expr: sp.Expr) -> sp.Expr:
+    """The composed gradient in its shortest usual form. sympy.simplify on
+    a Piecewise (huber, clamp) takes seconds; those are only factored."""
+    if expr.has(sp.Piecewise):
+        return sp.piecewise_fold(expr)
+    return sp.factor(sp.simplify(expr))
+
+
 def leaf_formulas(graph: Graph) -> Dict[int, str]:
     """{leaf node id: its gradient as a formula} for the leaves it exists for."""
     try:
@@ -105,7 +113,7 @@ def _compose(graph: Graph) -> Dict[int, str]:
         if node.id not in upstream:
             continue
         if node.is_leaf:
-            formulas[node.id] = str(sp.factor(sp.simplify(upstream[node.id])))
+            formulas[node.id] = str(_simplified(upstream[node.id]))
             continue
         rule = lookup(node.op)
         mode = arguments.reduction_mode(rule, node) if isinstance(rule, Reduction) else ""

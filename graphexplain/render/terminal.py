@@ -52,6 +52,11 @@ def _grid() -> Table:
     return grid
 
 
+def _row(grid: Table, label: str, content) -> None:
+    """A row whose text is shown as it is: a formula's [k] is not rich markup."""
+    grid.add_row(label, Text(content) if isinstance(content, str) else content)
+
+
 def _chain_text(step: ChainStep) -> str:
     down = array(step.downstream)
     if step.how in ("multiply", "spread"):
@@ -84,30 +89,30 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
         title.append(f"  ({where})", style="dim")
     grid = _grid()
     if node.source is not None and node.source.code:
-        grid.add_row("code", Text(node.source.code, style=STYLES["code"]))
+        _row(grid, "code", Text(node.source.code, style=STYLES["code"]))
     if node.module:
-        grid.add_row("module", node.module)
+        _row(grid, "module", node.module)
     if node.output is not None:
-        grid.add_row("value", f"{shape(node.output.shape)} {array(node.output.data)}".strip())
+        _row(grid, "value", f"{shape(node.output.shape)} {array(node.output.data)}".strip())
     if derived.status == NO_RULE:
-        grid.add_row("rule", Text(derived.note or "no symbolic rule", style=STYLES[NO_RULE]))
+        _row(grid, "rule", Text(derived.note or "no symbolic rule", style=STYLES[NO_RULE]))
     else:
-        grid.add_row("forward", Text(f"{node.name} = {derived.forward_named}", style=STYLES["formula"]))
+        _row(grid, "forward", Text(f"{node.name} = {derived.forward_named}", style=STYLES["formula"]))
         for local in derived.local_gradients:
-            grid.add_row("local", _local_text(node, derived, local))
-    grid.add_row("upstream", array(derived.upstream) if derived.upstream is not None else "?")
+            _row(grid, "local", _local_text(node, derived, local))
+    _row(grid, "upstream", array(derived.upstream) if derived.upstream is not None else "?")
     repeated = len({s.label for s in derived.steps}) < len(derived.steps)
     for chain_step in derived.steps:
         target = f"{chain_step.label} ({chain_step.input})" if repeated else chain_step.label
-        grid.add_row("chain", f"→ {target}: {_chain_text(chain_step)}")
+        _row(grid, "chain", f"→ {target}: {_chain_text(chain_step)}")
         if chain_step.broadcast:
-            grid.add_row("", Text(chain_step.broadcast, style="dim"))
+            _row(grid, "", Text(chain_step.broadcast, style="dim"))
         torch_number = _torch_number(node, chain_step)
         if torch_number is not None and chain_step.how != "torch":
-            grid.add_row("torch", torch_number)
+            _row(grid, "torch", torch_number)
     for check in verified.checks:
         if check.status == MISMATCH:
-            grid.add_row("check", Text(f"✗ {check.what}: off by {number(check.max_abs_error)} ({check.tolerance})",
+            _row(grid, "check", Text(f"✗ {check.what}: off by {number(check.max_abs_error)} ({check.tolerance})",
                                        style=STYLES[MISMATCH]))
     status = Text("  ").append_text(_mark(verified.status))
     if verified.inherited_from is not None:
@@ -141,28 +146,28 @@ def _leaf_block(explanation, leaf, derived, verified) -> RenderableType:
     seeded = any(np.size(root.grad_output) > 1 for root in explanation.graph.roots)
     gradient = f"vᵀ·∂{label(roots)}/∂{leaf.name}" if seeded else f"∂{label(roots)}/∂{leaf.name}"
     if derived.symbolic:
-        grid.add_row("gradient", Text(f"{gradient} = {derived.symbolic} = {array(derived.grad)}", style=STYLES["formula"]))
+        _row(grid, "gradient", Text(f"{gradient} = {derived.symbolic} = {array(derived.grad)}", style=STYLES["formula"]))
     else:
-        grid.add_row("gradient", f"{gradient} = {array(derived.grad)}")
+        _row(grid, "gradient", f"{gradient} = {array(derived.grad)}")
     jacobian = explanation.jacobians.get(leaf.node)
     if jacobian is not None:
         root = explanation.graph.roots[0]
-        grid.add_row("Jacobian", f"J = ∂{label(root.name)}/∂{leaf.name}, one row per element of "
+        _row(grid, "Jacobian", f"J = ∂{label(root.name)}/∂{leaf.name}, one row per element of "
                                  f"{root.name}: {_matrix(jacobian)}")
         product = np.asarray(root.grad_output).reshape(-1) @ jacobian
-        grid.add_row("vᵀ·J", f"{array(root.grad_output)} · J = {array(product.reshape(leaf.value.shape))}"
+        _row(grid, "vᵀ·J", f"{array(root.grad_output)} · J = {array(product.reshape(leaf.value.shape))}"
                              " (what backward(v) computes, without forming J)")
     if leaf.torch_grad is not None:
-        grid.add_row("torch", array(leaf.torch_grad))
+        _row(grid, "torch", array(leaf.torch_grad))
     if leaf.accumulates and leaf.grad_before is not None:
-        grid.add_row(".grad", f"accumulates: {array(leaf.grad_before)} (already there) + "
+        _row(grid, ".grad", f"accumulates: {array(leaf.grad_before)} (already there) + "
                               f"{array(derived.grad)} (this call) = {array(derived.accumulated)}; "
                               f"torch's .grad is now {array(leaf.grad_after)}")
     elif leaf.accumulates:
-        grid.add_row(".grad", f"was None, now {array(leaf.grad_after)}")
+        _row(grid, ".grad", f"was None, now {array(leaf.grad_after)}")
     for check in verified.checks:
         if check.status == MISMATCH:
-            grid.add_row("check", Text(f"✗ {check.what}: off by {number(check.max_abs_error)}", style=STYLES[MISMATCH]))
+            _row(grid, "check", Text(f"✗ {check.what}: off by {number(check.max_abs_error)}", style=STYLES[MISMATCH]))
     status = Text("  ").append_text(_mark(verified.status))
     return Group(title, Padding(grid, (0, 0, 0, 3)), Padding(status, (0, 0, 0, 1)))
 
@@ -280,7 +285,7 @@ def call_listing(report) -> Optional[Table]:
     for record in listed:
         norms = ", ".join(f"‖{name}‖={number(norm)}" for name, norm in record.summary.leaf_norms)
         value = number(record.summary.root_value) if record.summary.root_value is not None else ""
-        table.add_row(str(record.index), record.summary.root, value, norms, Text("not explained", style="dim"))
+        table.add_row(str(record.index), Text(record.summary.root), value, Text(norms), Text("not explained", style="dim"))
     return table
 
 

@@ -14,9 +14,15 @@ from __future__ import annotations
 from typing import Dict, Optional
 
 from . import linalg, pointwise, reductions, shape
+from . import activations, losses, special
+from . import accumulate, normalization, softmax
+from . import indexing
 from .kinds import Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 
 FAMILIES = (pointwise, reductions, shape, linalg)
+FAMILIES += (special, activations, losses)
+FAMILIES += (softmax, normalization, accumulate)
+FAMILIES += (indexing,)
 
 
 def _build_table() -> Dict[str, Rule]:

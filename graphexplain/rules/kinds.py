@@ -77,11 +77,50 @@ class Matrix(Rule):
     matrix product). Operands named in `vectors` are 1-D tensors taken as
     column vectors; operands named in `broadcast` are broadcast to the
     result's shape (the bias of addmm). Operands with more than two dims
-    are stacks of matrices (bmm): the formula holds for each matrix."""
+    are stacks of matrices (bmm): the formula holds for each matrix.
+
+    A stack named in `across` is one wide matrix [X₁ … X_B], one named in
+    `down` one tall matrix [Y₁; …; Y_B], so that Σ_b X_b·Y_b (addbmm) is
+    the product of the two. A saved bool argument (`left`, `upper`) is a
+    Python value in the formula: ``A.I*B if left else B*A.I``. Words that
+    name matrices the node's numbers imply are Note [matrix constants] in
+    derive/formula.py. An op with several outputs names them in `outputs`,
+    and its forward gives each, separated by commas. A value named in
+    `full_rank` must have full rank (pinv's closed form); where it has not,
+    the node is left to torch. With `along` naming a saved dim, vectors lie
+    along that dim rather than the last (linalg.cross)."""
 
     vectors: Tuple[str, ...] = ()
     broadcast: Tuple[str, ...] = ()
+    across: Tuple[str, ...] = ()
+    down: Tuple[str, ...] = ()
+    outputs: Tuple[str, ...] = ()
+    full_rank: Tuple[str, ...] = ()
+    along: str = ""
     family: ClassVar[str] = "matrix"
+
+
+@dataclass(frozen=True)
+class IndexFormula(Rule):
+    """result[k] in index notation, for ops whose every output element
+    combines many input elements (softmax, norms, var, layer_norm, cumsum).
+
+    `self[k]` is the element at position k of the axis the op works along,
+    `Sum(term, i)` sums `term` over that whole axis (`Sum(term, (i, 0, k))`
+    over its first k + 1 places), `N` is the axis' length; other dims are
+    independent rows. A formula without k (logsumexp, var) is one number per
+    row. `layout` names how the op's dims become rows and axis
+    (`graphexplain.derive.indexed.LAYOUTS`); `where` names per-row pieces of
+    the formula (``("mean", "Sum(input[i], i)/N")``); `outputs` are the
+    formulas of the op's later outputs (var_mean's mean); params named in
+    `branches_on` pick a branch of a Piecewise and are put in before sympy
+    derives."""
+
+    layout: str = "dim"
+    where: Tuple[Tuple[str, str], ...] = ()
+    outputs: Tuple[str, ...] = ()
+    branches_on: Tuple[str, ...] = ()
+    family: ClassVar[str] = "indexed"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,168 @@
+"""The functions a forward formula may call beyond sympy's own, and how
+each is computed in numbers.
+
+Rows are sympy strings, so ``exp``, ``erf``, ``loggamma``, ``besseli``,
+``Max`` or ``Piecewise`` need nothing here. What this module adds:
+
+- C's ``log1p``, ``expm1``, ``exp2``, ``log2``, ``log10`` and ``hypot``
+  (sympy.codegen's, which know their derivatives and keep torch's precision
+  near 0);
+- the piecewise-constant ``floor``, ``ceiling``, ``trunc``, ``round`` and
+  ``sign`` (Note [piecewise-constant functions]);
+- ``ndtr``, the standard normal CDF, computed without cancelling;
+- ``isfinite`` and ``isnan``, for conditions (nan_to_num keeps only finite
+  values; fmax passes over a nan).
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x", real=True)
+    >>> sp.diff(NAMES["floor"](x) + NAMES["log1p"](x), x)
+    1/(x + 1)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Dict, List
+
+import mpmath
+import numpy as np
+import sympy as sp
+from sympy.codegen.cfunctions import exp2, expm1, hypot, log1p, log2, log10
+
+try:  # scipy computes the special functions (erfinv, loggamma, besseli, ...)
+    import scipy.special
+
+    HAVE_SCIPY = True
+except ImportError:  # pragma: no cover - scipy comes with scikit-learn here
+    HAVE_SCIPY = False
+
+
+# Note [piecewise-constant functions]
+# floor, ceil, round, trunc and sign are constant between their jumps, so
+# their derivative is 0 wherever it exists, and torch takes it as 0 at the
+# jumps too. sympy knows the first half but not how to say it: it leaves
+# d floor(x)/dx unevaluated and gives d sign(x)/dx as 2*DiracDelta(x). These
+# are sympy's functions with the derivative they have between jumps, the
+# way sympy's own sin knows that its derivative is cos: a fact about the
+# function, true for every op that uses it, not a row's answer.
+class _PiecewiseConstant:
+    def fdiff(self, argindex=1):
+        return sp.S.Zero
+
+    def _eval_derivative(self, symbol):
+        return sp.S.Zero
+
+
+class floor(_PiecewiseConstant, sp.floor):
+    pass
+
+
+class ceiling(_PiecewiseConstant, sp.ceiling):
+    pass
+
+
+class sign(_PiecewiseConstant, sp.sign):
+    pass
+
+
+class trunc(_PiecewiseConstant, sp.Function):
+    """Rounding toward 0, as torch.trunc and C's trunc."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number and x.is_finite:
+            return sp.Integer(math.trunc(x))
+        return None
+
+
+class round(_PiecewiseConstant, sp.Function):  # noqa: A001 (torch.round's name)
+    """Rounding to the nearest integer, halves to even, as torch.round."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Number and x.is_finite:
+            return sp.Integer(int(np.round(float(x))))
+        return None
+
+
+class ndtr(sp.Function):
+    """The standard normal CDF, (1 + erf(x/sqrt(2)))/2, kept whole so that
+    its numbers come from scipy's ndtr: far into the left tail 1 + erf(...)
+    cancels to 0 while ndtr keeps its precision. sympy differentiates the
+    definition."""
+
+    nargs = 1
+
+    @staticmethod
+    def definition(x):
+        return (1 + sp.erf(x / sp.sqrt(2))) / 2
+
+    def fdiff(self, argindex=1):
+        x = sp.Dummy("x", real=True)
+        return sp.diff(self.definition(x), x).subs(x, self.args[0])
+
+    def _eval_rewrite_as_erf(self, x, **kwargs):
+        return self.definition(x)
+
+
+# Tests on a value, 1 or 0; they appear only in conditions: Eq(isnan(other), 1).
+isfinite = sp.Function("isfinite")
+isnan = sp.Function("isnan")
+
+# The names a row's formula can use, beyond sympy's.
+NAMES: Dict[str, object] = {
+    "log1p": log1p, "expm1": expm1, "exp2": exp2, "log2": log2, "log10": log10, "hypot": hypot,
+    "floor": floor, "ceiling": ceiling, "trunc": trunc, "round": round, "sign": sign,
+    "isfinite": isfinite, "isnan": isnan, "ndtr": ndtr,
+}
+
+
+class _Broadcasting:
+    """A logical ufunc whose ``reduce`` broadcasts its operands.
+
+    sympy prints ``(self > max) | (min > max)`` as
+    ``logical_or.reduce((greater(self, max), greater(min, max)))``, and
+    numpy's own reduce wants operands of one shape; here a scalar bound and
+    an array condition combine as ``|`` would combine them.
+    """
+
+    def __init__(self, ufunc):
+        self.ufunc = ufunc
+
+    def __call__(self, *operands):
+        return self.ufunc(*operands)
+
+    def reduce(self, operands):
+        return functools.reduce(self.ufunc, operands)
+
+
+# How numpy computes the names its printer does not know.
+_NUMPY: Dict[str, object] = {
+    "trunc": np.trunc, "round": np.round, "isfinite": np.isfinite, "isnan": np.isnan,
+    "logical_and": _Broadcasting(np.logical_and), "logical_or": _Broadcasting(np.logical_or),
+}
+if HAVE_SCIPY:
+    _NUMPY["ndtr"] = scipy.special.ndtr
+
+# How mpmath computes them, for Note [overflow inside a derived formula].
+_MPMATH: Dict[str, object] = {
+    "log1p": lambda x: mpmath.log(1 + x), "expm1": mpmath.expm1, "exp2": lambda x: mpmath.power(2, x),
+    "log2": lambda x: mpmath.log(x, 2), "log10": mpmath.log10, "hypot": mpmath.hypot,
+    "trunc": lambda x: mpmath.mpf(math.trunc(x)), "round": mpmath.nint, "ndtr": mpmath.ncdf,
+    "isfinite": lambda x: 1 if mpmath.isfinite(x) else 0, "isnan": lambda x: 1 if mpmath.isnan(x) else 0,
+}
+
+NUMPY_MODULES: List[object] = [_NUMPY] + (["scipy"] if HAVE_SCIPY else []) + ["numpy"]
+MPMATH_MODULES: List[object] = [_MPMATH, "mpmath"]
+
+
+def missing_implementation(error: NameError) -> str:
+    """Why a formula could not be computed in numbers, in words."""
+    name = getattr(error, "name", None) or str(error)
+    hint = "" if HAVE_SCIPY else " (install scipy: it computes sympy's special functions)"
+    return f"no numeric implementation of {name}{hint}"
