@@ -112,6 +112,13 @@ class Node:
     def output(self) -> Optional[Value]:
         return self.outputs[0] if self.outputs else None
 
+    def torch_gradient_of(self, operand: str) -> Optional[np.ndarray]:
+        """The gradient torch sent to the operand named `operand`, if any."""
+        for index, candidate in enumerate(self.operands):
+            if candidate.name == operand:
+                return self.torch_downstream[index] if index < len(self.torch_downstream) else None
+        return None
+
 
 @dataclass(frozen=True)
 class Leaf:

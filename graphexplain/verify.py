@@ -78,16 +78,11 @@ def _node_checks(node: Node, derivation) -> List[Check]:
     torch_upstream = node.torch_upstream[0] if node.torch_upstream else None
     if not derivation.upstream_from_torch:  # a borrowed upstream would only be compared with itself
         checks.append(compare("upstream", derivation.upstream, torch_upstream, dtype))
-    position = {operand.name: index for index, operand in enumerate(node.operands)}
     for step in derivation.steps:
         if step.how == "torch":
             continue  # torch's own number, nothing to compare it with
-        index = position.get(step.input)
-        torch_downstream = (
-            node.torch_downstream[index]
-            if index is not None and index < len(node.torch_downstream) else None
-        )
-        checks.append(compare(f"downstream {step.input}", step.downstream, torch_downstream, dtype))
+        checks.append(compare(f"downstream {step.input}", step.downstream,
+                              node.torch_gradient_of(step.input), dtype))
     return [check for check in checks if check is not None]
 
 

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..notation import is_number
 from ..model import Constant, Graph, Leaf, Node, Operand, Root, Source, Value, frozen_array
 from ..rules import lookup
 from .naming import Names
@@ -373,20 +374,19 @@ class PendingCall:
 
     def _constants(self) -> Tuple[Constant, ...]:
         """Tensors without a gradient that feed the graph, and why."""
-        found: Dict[str, Tuple[Tuple[int, ...], str, List[int]]] = {}
+        shapes: Dict[str, Tuple[int, ...]] = {}
+        users: Dict[str, List[int]] = {}
         for node in self.nodes:
             for operand in node.operands:
                 if operand.requires_grad or operand.producer is not None or operand.value is None:
                     continue
-                if operand.label.replace(".", "", 1).lstrip("-").isdigit():
+                if is_number(operand.label):
                     continue  # a plain number in the code
-                entry = found.setdefault(operand.label, (operand.value.shape, "", []))
-                entry[2].append(node.id)
-        constants = []
-        for label, (shape, _, users) in found.items():
-            reason = self._constant_reason(label) or "does not require grad"
-            constants.append(Constant(label, shape, reason, tuple(users)))
-        return tuple(constants)
+                shapes.setdefault(operand.label, operand.value.shape)
+                users.setdefault(operand.label, []).append(node.id)
+        return tuple(
+            Constant(label, shape, self._constant_reason(label) or "does not require grad", tuple(users[label]))
+            for label, shape in shapes.items())
 
     def _constant_reason(self, label: str) -> Optional[str]:
         if self.recorder is None:

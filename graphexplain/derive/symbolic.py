@@ -10,7 +10,7 @@ matrix products or reshapes get numbers only.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 import sympy as sp

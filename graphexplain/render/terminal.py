@@ -38,7 +38,7 @@ def _mark(status: str) -> Text:
     return Text(f"{MARKS[status]} {WORDS[status]}", style=STYLES[status])
 
 
-def _where(source, base: Optional[str] = None) -> str:
+def _where(source) -> str:
     if source is None:
         return ""
     name = os.path.basename(source.file)
@@ -69,10 +69,7 @@ def _chain_text(step: ChainStep) -> str:
 
 
 def _torch_number(node, step: ChainStep) -> Optional[str]:
-    position = [o.name for o in node.operands].index(step.input) if step.input in [o.name for o in node.operands] else None
-    if position is None or position >= len(node.torch_downstream):
-        return None
-    value = node.torch_downstream[position]
+    value = node.torch_gradient_of(step.input)
     return None if value is None else array(value)
 
 
