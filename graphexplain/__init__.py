@@ -44,4 +44,5 @@ def trace(path, args=(), call="first"):
     from .explanation import Explanation
 
     run = run_script(path, list(args), Selection.parse(call))
-    return [Explanation.of(record.graph, record.index) for record in run.calls if record.graph is not None]
+    return [Explanation.of(record.graph, record.observed, record.index)
+            for record in run.calls if record.graph is not None]

@@ -35,10 +35,10 @@ def explain(tensor: torch.Tensor, grad_output: Optional[torch.Tensor] = None) ->
     names = names_in_frame(sys._getframe(1))
     try:
         name = names.tensor(tensor) if isinstance(tensor, torch.Tensor) else ""
-        graph = capture_tensor(tensor, grad_output, names, call=f"graphexplain.explain({name})")
+        graph, observed = capture_tensor(tensor, grad_output, names, call=f"graphexplain.explain({name})")
     except NotExplainable as problem:
         raise ExplainError(str(problem)) from None
-    return Explanation.of(graph)
+    return Explanation.of(graph, observed)
 
 
 def recording() -> Recorder:

@@ -19,8 +19,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .derive import complete, derive, jacobians
+from .derive import complete, derive, derive_node, jacobians
 from .model import Graph, Node
+from .observed import NOTHING, Observed
 from .results import Derivation, NodeDerivation, NodeVerification, Verification
 from .verify import verify
 
@@ -60,12 +61,18 @@ class Explanation:
     verification: Verification
     index: int = 1  # which backward call of the script
     jacobians: Dict[int, np.ndarray] = field(default_factory=dict)  # leaf node → J, small non-scalar roots
+    observed: Observed = NOTHING  # torch's numbers, as verification read them
 
     @classmethod
-    def of(cls, graph: Graph, index: int = 1) -> "Explanation":
+    def of(cls, graph: Graph, observed: Optional[Observed] = None, index: int = 1) -> "Explanation":
+        """Derive from the graph alone, then verify against torch's numbers
+        (Note [independence of the derived side] in observed.py)."""
+        observed = observed if observed is not None else NOTHING
         graph = complete(graph)
         derivation = derive(graph)
-        return cls(graph, derivation, verify(graph, derivation), index, jacobians(graph))
+        found = jacobians(graph)
+        verification = verify(graph, derivation, observed, local_step=derive_node, jacobians=found)
+        return cls(graph, derivation, verification, index, found, observed)
 
     @property
     def status(self) -> str:
@@ -79,9 +86,9 @@ class Explanation:
     @property
     def leaves(self) -> List[LeafResult]:
         return [
-            LeafResult(leaf.name, derived.grad, leaf.torch_grad, derived.symbolic, verified.status)
-            for leaf, derived, verified in zip(self.graph.leaves, self.derivation.leaves,
-                                               self.verification.leaves)
+            LeafResult(leaf.name, derived.grad, self.observed.leaf(position).grad, derived.symbolic, verified.status)
+            for position, (leaf, derived, verified) in enumerate(zip(self.graph.leaves, self.derivation.leaves,
+                                                                     self.verification.leaves))
         ]
 
     def leaf(self, name: str) -> LeafResult:

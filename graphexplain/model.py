@@ -88,10 +88,19 @@ class Operand:
 
 
 @dataclass(frozen=True)
+class Hook:
+    """A user's hook on a gradient the node receives (``tensor.register_hook``
+    on its output, ``grad_fn.register_hook``/``register_prehook``): it may
+    change the gradient torch passes on, which no rule can know."""
+
+    kind: str  # "tensor hook", "node hook", "node pre-hook"
+    location: str = ""  # "train.py:12", where it was registered, when recorded
+
+
+@dataclass(frozen=True)
 class Node:
-    """One grad_fn node. `torch_upstream` / `torch_downstream` are the
-    gradients torch itself passed into and out of the node during the real
-    backward call (None where torch did not compute one)."""
+    """One grad_fn node. Torch's own gradients for it are not here but in
+    `graphexplain.observed` (Note [independence of the derived side])."""
 
     id: int
     op: str  # grad_fn type name: "MulBackward0"
@@ -101,8 +110,7 @@ class Node:
     params: Mapping[str, Any] = field(default_factory=dict)
     source: Optional[Source] = None
     module: Optional[str] = None  # "model.lin (Linear)"
-    torch_upstream: Tuple[Optional[np.ndarray], ...] = ()
-    torch_downstream: Tuple[Optional[np.ndarray], ...] = ()
+    hooks: Tuple[Hook, ...] = ()
 
     @property
     def is_leaf(self) -> bool:
@@ -112,29 +120,20 @@ class Node:
     def output(self) -> Optional[Value]:
         return self.outputs[0] if self.outputs else None
 
-    def torch_gradient_of(self, operand: str) -> Optional[np.ndarray]:
-        """The gradient torch sent to the operand named `operand`, if any."""
-        for index, candidate in enumerate(self.operands):
-            if candidate.name == operand:
-                return self.torch_downstream[index] if index < len(self.torch_downstream) else None
-        return None
-
 
 @dataclass(frozen=True)
 class Leaf:
     """A tensor the gradient is wanted for: a `requires_grad` leaf under
     ``.backward()``, or one of the ``inputs`` of ``torch.autograd.grad``.
 
-    `grad_before` is ``.grad`` before the call (None if it was None),
-    `grad_after` after it; `torch_grad` is what this call contributed.
+    `grad_before` is ``.grad`` before the call (None if it was None): the
+    state the call starts from. What torch made of it is in `observed`.
     """
 
     node: int
     name: str
     value: Value
-    torch_grad: Optional[np.ndarray] = None
     grad_before: Optional[np.ndarray] = None
-    grad_after: Optional[np.ndarray] = None
     accumulates: bool = True  # False under torch.autograd.grad: .grad untouched
 
 

@@ -21,7 +21,7 @@ from .capture.intercept import CallRecord
 from .capture.runner import COMPLETED, ScriptRun
 from .explanation import Explanation
 from .render.json import SCHEMA, call_to_json, numbers
-from .results import MISMATCH, NO_RULE, NOT_CHECKED, VERIFIED
+from .results import HOOK_CHANGED, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, worst
 
 from .exitcodes import MISMATCH as EXIT_MISMATCH, NO_BACKWARD as EXIT_NO_BACKWARD, NO_RULE as EXIT_NO_RULE  # noqa: E402
 from .exitcodes import SCRIPT_ERROR as EXIT_SCRIPT_ERROR, USAGE as EXIT_USAGE, VERIFIED as EXIT_VERIFIED  # noqa: E402
@@ -43,10 +43,10 @@ class Report:
     @classmethod
     def of(cls, run: ScriptRun) -> "Report":
         explanations = {
-            record.index: Explanation.of(record.graph, record.index)
+            record.index: Explanation.of(record.graph, record.observed, record.index)
             for record in run.calls if record.graph is not None
         }
-        target = Explanation.of(run.target.graph, 0) if run.target is not None else None
+        target = Explanation.of(run.target.graph, run.target.observed, 0) if run.target is not None else None
         return cls(run, explanations, target)
 
     @property
@@ -76,16 +76,16 @@ class Report:
             return NO_BACKWARD
         if not self.all_explanations:  # torch refused every call asked for, or --call N > calls made
             return NOTHING_EXPLAINED
-        for status in (MISMATCH, NO_RULE, NOT_CHECKED):
-            if status in statuses:
-                return status
-        return VERIFIED
+        return worst(statuses)
 
     @property
     def exit_code(self) -> int:
         return {
             VERIFIED: EXIT_VERIFIED, MISMATCH: EXIT_MISMATCH, SCRIPT_ERROR: EXIT_SCRIPT_ERROR,
-            NO_BACKWARD: EXIT_NO_BACKWARD, NOTHING_EXPLAINED: EXIT_NO_BACKWARD, NO_RULE: EXIT_NO_RULE, NOT_CHECKED: EXIT_NO_RULE,
+            NO_BACKWARD: EXIT_NO_BACKWARD, NOTHING_EXPLAINED: EXIT_NO_BACKWARD,
+            # incomplete: something is not derived, so not verified (docs/cli.md)
+            NO_RULE: EXIT_NO_RULE, RULE_ERROR: EXIT_NO_RULE, NOT_DERIVED: EXIT_NO_RULE, HOOK_CHANGED: EXIT_NO_RULE,
+            UNCHECKED: EXIT_NO_RULE, NOT_CHECKED: EXIT_NO_RULE,
             TARGET_PROBLEM: EXIT_USAGE,
         }[self.status]
 
@@ -117,4 +117,5 @@ class Report:
             "leaf_grad_norms": {name: numbers(norm) for name, norm in record.summary.leaf_norms},
             "error": record.error,
             "explanation": record.explanation,
+            "capture_problem": record.capture_problem,
         }

@@ -3,137 +3,284 @@
 At each node the derived upstream is compared with the gradient torch passed
 into the node, and each derived downstream with what torch passed out; at
 each leaf the derived gradient with torch's, and under ``.backward()`` the
-accumulated ``.grad`` too. Tolerances follow the dtype torch computed in
-(the derivation itself is float64).
+accumulated ``.grad`` too. This is the only stage that reads torch's
+backward numbers (`graphexplain.observed`).
+
+Two numbers agree when they differ by no more than the rounding the
+computing dtype can make on that computation: SAFETY × the error budget
+the derivation carried next to the number (Note [error budget] in
+derive/budget.py; docs/verification.md).
 
 A mismatch is reported where it first appears: a node whose upstream already
-disagreed only inherits the error, and says from where.
+disagreed only inherits the error, and says from where. Below a node whose
+gradient could not be derived (no rule, a rule that raised, complex numbers)
+or was changed by a user's hook, nothing derived arrives: those nodes and
+leaves are UNCHECKED, never ✓, and name the node that broke the chain.
+
+Note [the local step on torch's upstream]
+Below a broken chain a node's own step can still be checked: its row,
+applied to the upstream torch passed in, must give the downstream torch
+passed out. That catches a wrong row anywhere, but it proves nothing about
+the chain (torch's upstream is taken on trust), so the best such a node can
+be is UNCHECKED. `local_step` (derive_node, handed in by the caller, so this
+module imports no sympy) does the work.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
 from .model import Graph, Node
+from .observed import NOTHING, Observed
+from .precision import epsilon, tiny
 from .results import (
-    MISMATCH, NO_RULE, NOT_CHECKED, VERIFIED, Check, Derivation, LeafVerification,
-    NodeVerification, Verification,
+    BREAKS, DERIVED, HOOK_CHANGED, MISMATCH, NOT_CHECKED, UNCHECKED, VERIFIED, Check, Derivation,
+    LeafVerification, NodeDerivation, NodeVerification, Verification, worst,
 )
 
-# dtype → (relative, absolute) tolerance. The absolute part is scaled by the
-# size of the numbers compared, so a float32 sum of large terms is judged by
-# float32's precision at that size, not near zero.
-TOLERANCES: Dict[str, Tuple[float, float]] = {
-    "float64": (1e-7, 1e-9),
-    "float32": (1e-4, 1e-5),
-    "float16": (1e-2, 1e-3),
-    "bfloat16": (2e-2, 1e-2),
-}
-DEFAULT_DTYPE = "float32"
+SAFETY = 2.0  # the budget is a first-order bound; twice it leaves room for second-order terms
+DEFAULT_STEPS = 16  # rounding steps assumed for a number that comes without a budget
+
+LocalStep = Callable[..., NodeDerivation]
 
 
-def tolerance(dtype: str) -> Tuple[float, float]:
-    return TOLERANCES.get(dtype.replace("torch.", ""), TOLERANCES[DEFAULT_DTYPE])
+def allowed_difference(derived: np.ndarray, budget: Optional[np.ndarray], dtype: str) -> np.ndarray:
+    """The largest difference from `derived` that rounding in `dtype` explains, per element."""
+    if budget is None:
+        budget = DEFAULT_STEPS * epsilon(dtype) * np.abs(derived)
+    return SAFETY * np.asarray(budget, dtype=np.float64) + tiny(dtype)
 
 
-def compare(what: str, derived, torch_number, dtype: str) -> Optional[Check]:
+def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Optional[Check]:
     """One check, or None when either side has no number.
 
-    >>> compare("x", np.array([1.0]), np.array([1.0 + 1e-9]), "float64").status
+    >>> compare("x", np.array([1.0]), np.array([1.0 + 1e-15]), "float64").status
     'verified'
-    >>> compare("x", np.array([1.0]), np.array([1.1]), "float64").status
+    >>> compare("x", np.array([1.0]), np.array([1.0 + 1e-6]), "float64").status
     'mismatch'
+    >>> compare("x", np.array([0.0]), np.array([-2.5e-5]), "float32", budget=np.array([1e-4])).status
+    'verified'
     """
     if derived is None or torch_number is None:
         return None
     derived = np.asarray(derived, dtype=np.float64)
     torch_number = np.asarray(torch_number, dtype=np.float64)
-    rtol, atol = tolerance(dtype)
     if derived.size != torch_number.size:
         return Check(what, MISMATCH, float("inf"), f"shape {derived.shape} vs {torch_number.shape}")
     derived = derived.reshape(torch_number.shape)
-    finite = np.isfinite(torch_number) & np.isfinite(derived)
-    scale = max(1.0, float(np.max(np.abs(torch_number[finite]), initial=0.0)))
+    if budget is not None and np.size(budget) != derived.size:
+        budget = np.broadcast_to(np.asarray(budget, dtype=np.float64), derived.shape) \
+            if np.size(budget) == 1 else None
+    allowed = np.broadcast_to(allowed_difference(derived, None if budget is None else np.reshape(budget, derived.shape),
+                                                 dtype), derived.shape)
     with np.errstate(invalid="ignore"):  # inf - inf: an infinity on both sides compares equal below
-        close = np.isclose(derived, torch_number, rtol=rtol, atol=atol * scale, equal_nan=True)
         error = np.abs(derived - torch_number)
-    worst = float(np.max(error[finite], initial=0.0))
+        same = (derived == torch_number) | (np.isnan(derived) & np.isnan(torch_number))
+        close = same | (error <= allowed)
+    finite = np.isfinite(torch_number) & np.isfinite(derived)
+    worst_error = float(np.max(error[finite], initial=0.0))
     status = VERIFIED if bool(np.all(close)) else MISMATCH
-    if status == MISMATCH and not np.all(finite == (np.isfinite(torch_number) | np.isnan(derived))):
-        worst = float("inf")
-    return Check(what, status, worst, f"rtol {rtol:g}, atol {atol * scale:g}")
+    where = None
+    if status == MISMATCH:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            excess = np.where(close, -np.inf, np.where(finite, error / allowed, np.inf))
+        where = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), derived.shape))
+        if not np.all(finite == (np.isfinite(torch_number) | np.isnan(derived))):
+            worst_error = float("inf")
+    at = where if where is not None else (tuple(int(i) for i in np.unravel_index(int(np.argmax(error - allowed)),
+                                                                                   derived.shape))
+                                          if derived.size else None)
+    allowed_at = float(allowed[at]) if at is not None else 0.0
+    rule = f"rounding in {dtype.replace('torch.', '')} explains up to {allowed_at:.3g} here"
+    return Check(what, status, worst_error, rule, allowed_at, where,
+                 float(derived[where]) if where is not None else None,
+                 float(torch_number[where]) if where is not None else None)
 
 
 def _dtype(node: Node) -> str:
     if node.output is not None:
         return node.output.dtype
-    return DEFAULT_DTYPE
+    return "float32"
 
 
-def _node_checks(node: Node, derivation) -> List[Check]:
-    dtype = _dtype(node)
+def _operand_dtype(node: Node, name: str) -> str:
+    operand = next((o for o in node.operands if o.name == name), None)
+    return operand.value.dtype if operand is not None and operand.value is not None else _dtype(node)
+
+
+def _step_checks(node: Node, derived: NodeDerivation, observed: Observed, prefix: str = "") -> List[Check]:
     checks = []
-    torch_upstream = node.torch_upstream[0] if node.torch_upstream else None
-    if not derivation.upstream_from_torch:  # a borrowed upstream would only be compared with itself
-        checks.append(compare("upstream", derivation.upstream, torch_upstream, dtype))
-    for step in derivation.steps:
-        if step.how == "torch":
-            continue  # torch's own number, nothing to compare it with
-        checks.append(compare(f"downstream {step.input}", step.downstream,
-                              node.torch_gradient_of(step.input), dtype))
+    for step in derived.steps:
+        if step.downstream is None:
+            continue
+        checks.append(compare(f"{prefix}downstream {step.input}", step.downstream,
+                              observed.downstream(node, step.input), _operand_dtype(node, step.input), step.budget))
     return [check for check in checks if check is not None]
 
 
-def _status(checks: List[Check], no_rule: bool) -> str:
-    if any(check.status == MISMATCH for check in checks):
-        return MISMATCH
-    if no_rule:
-        return NO_RULE
-    return VERIFIED if checks else NOT_CHECKED
+def _upstream_check(node: Node, derived: NodeDerivation, observed: Observed) -> Optional[Check]:
+    return compare("upstream", derived.upstream, observed.upstream(node.id), _dtype(node), derived.upstream_budget)
 
 
-def verify(graph: Graph, derivation: Derivation) -> Verification:
+def _local_step(node: Node, observed: Observed, local_step: Optional[LocalStep]) -> Optional[NodeDerivation]:
+    """The node's row applied to torch's upstream (Note [the local step on torch's upstream])."""
+    upstreams = observed.upstreams(node.id)
+    if local_step is None or not upstreams or upstreams[0] is None:
+        return None
+    each = None
+    if len(upstreams) > 1 and len(node.outputs) == len(upstreams) and None not in node.outputs:
+        each = tuple(np.zeros(o.shape) if u is None else u for u, o in zip(upstreams, node.outputs))
+    local = local_step(node, upstreams[0], each)
+    return local if local.status == DERIVED else None
+
+
+def _hook_reason(node: Node, check: Check, derived, torch_number) -> str:
+    where = ", ".join(f"{hook.kind} at {hook.location}" if hook.location else hook.kind for hook in node.hooks)
+    from_to = ""
+    if derived is not None and torch_number is not None and np.size(derived) == 1:
+        from_to = f": {float(np.reshape(derived, ())):.4g} → {float(np.reshape(torch_number, ())):.4g}"
+    return f"a user's hook ({where}) changed this gradient{from_to}; the derivation cannot know what it does"
+
+
+def _break_words(node: Node, derived: NodeDerivation, status: str) -> str:
+    if status == HOOK_CHANGED:
+        return f"{node.name} [{node.op}] (step {node.id + 1}), whose gradient a hook changed"
+    return f"{node.name} [{node.op}] (step {node.id + 1}): {derived.note or status}"
+
+
+class _Walk:
+    """verify()'s state while it goes down the graph in backward order."""
+
+    def __init__(self, graph: Graph, derivation: Derivation, observed: Observed, local_step):
+        self.graph, self.derivation, self.observed, self.local_step = graph, derivation, observed, local_step
+        self.status: Dict[int, str] = {}
+        self.broken_at: Dict[int, Tuple[int, ...]] = {}  # node → the nodes that broke the chain above it
+        self.started_at: Dict[int, int] = {}  # a mismatching node → where its mismatch started
+        self.first_mismatch: Optional[int] = None
+        self.consumers = {node.id: graph.consumers(node.id) for node in graph.nodes}
+
+    def breaks_above(self, node_id: int) -> Tuple[int, ...]:
+        found: Set[int] = set()
+        for consumer, _ in self.consumers[node_id]:
+            if self.status.get(consumer) in BREAKS + (HOOK_CHANGED,):
+                found.add(consumer)
+            found |= set(self.broken_at.get(consumer, ()))
+        return tuple(sorted(found))
+
+    def mismatch(self, node_id: int, checks: List[Check]) -> Optional[int]:
+        """Record a mismatch at the node; returns where it started, if earlier."""
+        upstream_wrong = any(c.what == "upstream" and c.status == MISMATCH for c in checks)
+        passed_on = [self.started_at[c] for c, _ in self.consumers[node_id] if c in self.started_at]
+        inherited = passed_on[0] if upstream_wrong and passed_on else None
+        self.started_at[node_id] = node_id if inherited is None else inherited
+        if self.first_mismatch is None:
+            self.first_mismatch = node_id
+        return inherited
+
+    def node(self, node: Node) -> NodeVerification:
+        derived = self.derivation.nodes[node.id]
+        broken_at = self.breaks_above(node.id)
+        if broken_at:
+            return self._unchecked(node, broken_at)
+        checks = [check for check in [_upstream_check(node, derived, self.observed)] if check is not None]
+        upstream_off = any(c.status == MISMATCH for c in checks)
+        if upstream_off and node.hooks:
+            torch_upstream = self.observed.upstream(node.id)
+            local = _local_step(node, self.observed, self.local_step)
+            local_checks = _step_checks(node, local, self.observed, "from torch's upstream: ") if local else []
+            status = MISMATCH if any(c.status == MISMATCH for c in local_checks) else HOOK_CHANGED
+            if status == MISMATCH:
+                self.mismatch(node.id, local_checks)
+            return NodeVerification(node.id, status, tuple(checks + local_checks), None,
+                                    _hook_reason(node, checks[0], derived.upstream, torch_upstream), (), local)
+        if derived.status != DERIVED:
+            status = MISMATCH if upstream_off else derived.status
+            inherited = self.mismatch(node.id, checks) if upstream_off else None
+            return NodeVerification(node.id, status, tuple(checks), inherited, derived.note)
+        checks += _step_checks(node, derived, self.observed)
+        if any(c.status == MISMATCH for c in checks):
+            return NodeVerification(node.id, MISMATCH, tuple(checks), self.mismatch(node.id, checks))
+        return NodeVerification(node.id, VERIFIED if checks else NOT_CHECKED, tuple(checks))
+
+    def _unchecked(self, node: Node, broken_at: Tuple[int, ...]) -> NodeVerification:
+        self.broken_at[node.id] = broken_at
+        first = self.graph.nodes[broken_at[0]]
+        reason = "below " + _break_words(first, self.derivation.nodes[first.id], self.status[first.id]) + \
+            ("" if len(broken_at) == 1 else f" (and {len(broken_at) - 1} more)") + \
+            ": only torch's numbers reach here"
+        derived = self.derivation.nodes[node.id]
+        if derived.status in BREAKS:  # no rule here either: its own status says more than "unchecked"
+            return NodeVerification(node.id, derived.status, (), None, reason, broken_at)
+        local = _local_step(node, self.observed, self.local_step)
+        checks = _step_checks(node, local, self.observed, "from torch's upstream: ") if local is not None else []
+        if any(c.status == MISMATCH for c in checks):
+            return NodeVerification(node.id, MISMATCH, tuple(checks), self.mismatch(node.id, checks), reason,
+                                    broken_at, local)
+        return NodeVerification(node.id, UNCHECKED, tuple(checks), None, reason, broken_at, local)
+
+
+def _jacobian_check(graph: Graph, leaf, jacobian, torch_grad) -> Optional[Check]:
+    """vᵀ·J, row by row derived, against what backward(v) gave the leaf."""
+    if jacobian is None or len(graph.roots) != 1:
+        return None
+    seed = np.asarray(graph.roots[0].grad_output, dtype=np.float64).reshape(-1)
+    product = seed @ jacobian
+    rows = jacobian.shape[0]
+    budget = epsilon(leaf.value.dtype) * (DEFAULT_STEPS + rows) * (np.abs(seed) @ np.abs(jacobian))
+    return compare("vᵀ·J", product.reshape(leaf.value.shape), torch_grad, leaf.value.dtype, budget)
+
+
+def verify(graph: Graph, derivation: Derivation, observed: Observed = NOTHING,
+           local_step: Optional[LocalStep] = None, jacobians=None) -> Verification:
     """Compare the derivation with torch's numbers, node by node.
 
     A deliberately wrong number is caught (the doctest in `compare` shows
-    one); tests/test_verify.py feeds whole graphs with perturbed gradients.
+    one); tests/test_verify.py and tests/test_faults.py feed whole graphs
+    with wrong gradients.
     """
+    walk = _Walk(graph, derivation, observed, local_step)
     nodes: List[NodeVerification] = []
-    first_mismatch: Optional[int] = None
-    started_at: Dict[int, int] = {}  # a mismatching node → where its mismatch started
-    for node, derived in zip(graph.nodes, derivation.nodes):
-        checks = _node_checks(node, derived)
-        status = _status(checks, derived.status == NO_RULE)
-        inherited = None
-        if status == MISMATCH:
-            upstream_wrong = any(c.what == "upstream" and c.status == MISMATCH for c in checks)
-            # inherited only from a consumer that passed a wrong gradient on (consumers come first)
-            passed_on = [started_at[c] for c, _ in graph.consumers(node.id) if c in started_at]
-            if upstream_wrong and passed_on:
-                inherited = passed_on[0]
-            started_at[node.id] = node.id if inherited is None else inherited
-            if first_mismatch is None:
-                first_mismatch = node.id
-        nodes.append(NodeVerification(node.id, status, tuple(checks), inherited))
+    for node in graph.nodes:
+        verified = walk.node(node)
+        walk.status[node.id] = verified.status
+        nodes.append(verified)
 
     leaves = []
-    for leaf, derived in zip(graph.leaves, derivation.leaves):
+    for position, (leaf, derived) in enumerate(zip(graph.leaves, derivation.leaves)):
+        torch_side = observed.leaf(position)
+        node = graph.nodes[leaf.node]
+        if walk.status.get(leaf.node) == HOOK_CHANGED:
+            leaves.append(LeafVerification(leaf.node, leaf.name, HOOK_CHANGED, nodes[leaf.node].checks,
+                                           nodes[leaf.node].reason))
+            continue
+        broken_at = walk.broken_at.get(leaf.node, ()) or \
+            ((leaf.node,) if walk.status.get(leaf.node) in BREAKS + (HOOK_CHANGED,) else ())
+        if derived.grad is None or broken_at:
+            part = " (the part through the other consumers is derived, not checked)" if derived.partial is not None \
+                else ""
+            leaves.append(LeafVerification(leaf.node, leaf.name, UNCHECKED, (),
+                                           nodes[leaf.node].reason + part, broken_at))
+            continue
         dtype = leaf.value.dtype
-        checks = [compare("gradient", derived.grad, leaf.torch_grad, dtype)]
+        checks = [compare("gradient", derived.grad, torch_side.grad, dtype, derived.budget),
+                  _jacobian_check(graph, leaf, (jacobians or {}).get(leaf.node), torch_side.grad)]
         if leaf.accumulates:
-            checks.append(compare(".grad after the call", derived.accumulated, leaf.grad_after, dtype))
+            checks.append(compare(".grad after the call", derived.accumulated, torch_side.grad_after, dtype,
+                                  derived.accumulated_budget))
         checks = [check for check in checks if check is not None]
-        leaves.append(LeafVerification(leaf.node, leaf.name, _status(checks, False), tuple(checks)))
+        status = VERIFIED if checks else NOT_CHECKED
+        reason = ""
+        if any(check.status == MISMATCH for check in checks):
+            status = MISMATCH
+            if node.hooks:
+                status, reason = HOOK_CHANGED, _hook_reason(node, checks[0], derived.grad, torch_side.grad)
+        leaves.append(LeafVerification(leaf.node, leaf.name, status, tuple(checks), reason))
 
-    statuses = {v.status for v in nodes} | {v.status for v in leaves}
-    for status in (MISMATCH, NO_RULE, NOT_CHECKED):
-        if status in statuses:
-            overall = status
-            break
-    else:
-        overall = VERIFIED
+    overall = worst([v.status for v in nodes] + [v.status for v in leaves])
+    first_mismatch = walk.first_mismatch
     if overall == MISMATCH and first_mismatch is None:
         first_mismatch = next((v.node for v in leaves if v.status == MISMATCH), None)
     return Verification(overall, tuple(nodes), tuple(leaves), first_mismatch)
+

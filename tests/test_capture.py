@@ -130,7 +130,7 @@ def test_backprop_by_hand_weight_gradient_is_minus_two(backprop_by_hand):
     assert w.formula == "2*x*(w*x - y)"
     assert float(w.derived_grad) == -2.0
     assert float(w.torch_grad) == -2.0
-    assert float(backprop_by_hand.graph.leaves[0].grad_after) == -2.0
+    assert float(backprop_by_hand.observed.leaves[0].grad_after) == -2.0
 
 
 # --- every way into backward is intercepted ------------------------------------
@@ -142,11 +142,11 @@ def test_autograd_backward_is_intercepted():
     [record] = run.calls
     assert record.kind == "backward"
     assert record.call == "torch.autograd.backward(loss)"
-    explanation = graphexplain.Explanation.of(record.graph, record.index)
+    explanation = graphexplain.Explanation.of(record.graph, record.observed, record.index)
     assert explanation.status == "verified"
     w = explanation.graph.leaves[0]
     assert w.name == "w" and w.accumulates
-    assert w.grad_after.tolist() == [2.0, 4.0]
+    assert explanation.observed.leaves[0].grad_after.tolist() == [2.0, 4.0]
 
 
 def test_autograd_grad_is_intercepted_and_leaves_grad_alone(capsys):
@@ -156,13 +156,14 @@ def test_autograd_grad_is_intercepted_and_leaves_grad_alone(capsys):
     [record] = run.calls
     assert record.kind == "grad"
     assert record.call == "torch.autograd.grad(loss, [w])"
-    explanation = graphexplain.Explanation.of(record.graph, record.index)
+    explanation = graphexplain.Explanation.of(record.graph, record.observed, record.index)
     assert explanation.status == "verified"
     [w] = explanation.graph.leaves
     assert w.name == "w"
     assert not w.accumulates
-    assert w.grad_before is None and w.grad_after is None
-    assert w.torch_grad.tolist() == [2.0, 4.0]
+    [torch_side] = explanation.observed.leaves
+    assert w.grad_before is None and torch_side.grad_after is None
+    assert torch_side.grad.tolist() == [2.0, 4.0]
     assert explanation.leaf("w").derived_grad.tolist() == [2.0, 4.0]
 
 
@@ -179,10 +180,11 @@ def test_call_selection(call, explained):
         assert explanation.status == "verified"
         assert float(explanation.graph.roots[0].value.data) == 2.0 * k
         [w] = explanation.graph.leaves
-        assert w.torch_grad.tolist() == [k, k]
+        [torch_side] = explanation.observed.leaves
+        assert torch_side.grad.tolist() == [k, k]
         before = None if k == 1 else [sum(range(1, k))] * 2
         assert (None if w.grad_before is None else w.grad_before.tolist()) == before
-        assert w.grad_after.tolist() == [sum(range(1, k + 1))] * 2
+        assert torch_side.grad_after.tolist() == [sum(range(1, k + 1))] * 2
 
 
 def test_unselected_calls_are_listed_not_explained():

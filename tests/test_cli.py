@@ -258,8 +258,10 @@ def test_custom_autograd_function_has_no_rule(graphexplain_main):
     assert "x.grad = [6.0, 24.0]" in run.stdout
     block = run.stdout[run.stdout.index("CubeBackward"):]
     assert "no symbolic rule" in block
-    assert "torch's numbers: [6, 24]" in block
-    assert "no symbolic rule (CubeBackward)" in " ".join(run.stdout.split())
+    assert "not derived; torch's number: [6, 24]" in block
+    assert "no symbolic rule: CubeBackward" in " ".join(run.stdout.split())
+    leaf = block[block.index("leaf x"):]
+    assert "· unchecked" in leaf and "✓" not in leaf  # below the Function, only torch's numbers
 
 
 def test_script_that_exits_with_an_error_code(graphexplain_main):

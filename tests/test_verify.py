@@ -3,8 +3,9 @@ node's downstream, a leaf's gradient, a leaf's ``.grad`` after the call) a
 real captured graph gets one deliberately wrong torch number, and verify()
 has to catch it where it first appears.
 
-Graphs are perturbed with `dataclasses.replace`; the derivation is the real
-one, so only the torch side is wrong.
+Torch's numbers (`graphexplain.observed`) are perturbed with
+`dataclasses.replace`; the derivation is the real one, so only the torch
+side is wrong.
 """
 
 from __future__ import annotations
@@ -28,27 +29,27 @@ def scaled(data, factor=OFF):
     return None if data is None else frozen_array(np.asarray(data) * factor)
 
 
-def with_node(graph, node_id, **changes):
-    nodes = list(graph.nodes)
+def with_node(observed, node_id, **changes):
+    nodes = list(observed.nodes)
     nodes[node_id] = replace(nodes[node_id], **changes)
-    return replace(graph, nodes=tuple(nodes))
+    return replace(observed, nodes=tuple(nodes))
 
 
-def with_leaf(graph, position, **changes):
-    leaves = list(graph.leaves)
+def with_leaf(observed, position, **changes):
+    leaves = list(observed.leaves)
     leaves[position] = replace(leaves[position], **changes)
-    return replace(graph, leaves=tuple(leaves))
+    return replace(observed, leaves=tuple(leaves))
 
 
 def failing(checks):
     return [check.what for check in checks if check.status == "mismatch"]
 
 
-def off_from(graph, start):
-    """The graph as torch would have left it had node `start`'s backward
-    been off by OFF: its downstream, and every number torch passed on from
-    there to the nodes and leaves that feed it."""
-    wrong = with_node(graph, start, torch_downstream=tuple(map(scaled, graph.nodes[start].torch_downstream)))
+def off_from(graph, observed, start):
+    """Torch's numbers as torch would have left them had node `start`'s
+    backward been off by OFF: its downstream, and every number torch passed
+    on from there to the nodes and leaves that feed it."""
+    wrong = with_node(observed, start, downstream=tuple(map(scaled, observed.node(start).downstream)))
     feeding, todo = set(), [start]
     while todo:
         for operand in graph.nodes[todo.pop()].operands:
@@ -56,13 +57,13 @@ def off_from(graph, start):
                 feeding.add(operand.producer)
                 todo.append(operand.producer)
     for node_id in feeding:
-        node = graph.nodes[node_id]
-        wrong = with_node(wrong, node_id, torch_upstream=tuple(map(scaled, node.torch_upstream)),
-                          torch_downstream=tuple(map(scaled, node.torch_downstream)))
+        gradients = observed.node(node_id)
+        wrong = with_node(wrong, node_id, upstream=tuple(map(scaled, gradients.upstream)),
+                          downstream=tuple(map(scaled, gradients.downstream)))
     for position, leaf in enumerate(graph.leaves):
         if leaf.node in feeding:
-            wrong = with_leaf(wrong, position, torch_grad=scaled(leaf.torch_grad),
-                              grad_after=scaled(leaf.grad_after))
+            torch_side = observed.leaf(position)
+            wrong = with_leaf(wrong, position, grad=scaled(torch_side.grad), grad_after=scaled(torch_side.grad_after))
     return wrong
 
 
@@ -78,7 +79,7 @@ def traced():
 
 
 def test_the_real_graph_verifies(traced):
-    verification = verify(traced.graph, traced.derivation)
+    verification = verify(traced.graph, traced.derivation, traced.observed)
     assert verification.status == "verified"
     assert verification.first_mismatch is None
     assert all(v.status == "verified" and v.inherited_from is None for v in verification.nodes)
@@ -88,9 +89,9 @@ def test_the_real_graph_verifies(traced):
 
 
 def test_wrong_upstream_is_caught_at_its_node(traced):
-    graph = traced.graph
-    wrong = with_node(graph, 2, torch_upstream=(scaled(graph.nodes[2].torch_upstream[0]),))
-    verification = verify(wrong, traced.derivation)
+    observed = traced.observed
+    wrong = with_node(observed, 2, upstream=(scaled(observed.upstream(2)),))
+    verification = verify(traced.graph, traced.derivation, wrong)
     assert verification.status == "mismatch"
     assert verification.first_mismatch == 2
     assert [v.status for v in verification.nodes] == ["verified", "verified", "mismatch", "verified", "verified"]
@@ -103,8 +104,8 @@ def test_wrong_downstream_is_caught_where_it_starts_and_inherited_after(traced):
     """As if torch's backward of node 1 (the × 2) were off by 0.1 %: every
     gradient torch passed on from there is off by the same factor."""
     graph, start = traced.graph, 1
-    wrong = off_from(graph, start)
-    verification = verify(wrong, traced.derivation)
+    wrong = off_from(graph, traced.observed, start)
+    verification = verify(graph, traced.derivation, wrong)
     assert verification.status == "mismatch"
     assert verification.first_mismatch == start
     nodes = verification.nodes
@@ -126,8 +127,8 @@ def test_two_independent_mismatches_are_each_traced_to_their_own_start():
     by_name = {node.name: node.id for node in graph.nodes}
     sum_a, mul_a, acc_a = by_name["sum(mul(a))"], by_name["mul(a)"], by_name["a"]
     mul_b, acc_b = by_name["mul(b)"], by_name["b"]
-    wrong = off_from(off_from(graph, sum_a), mul_b)  # a's branch off at its sum, b's at its mul
-    verification = verify(wrong, explanation.derivation)
+    wrong = off_from(graph, off_from(graph, explanation.observed, sum_a), mul_b)  # a's off at its sum, b's at its mul
+    verification = verify(graph, explanation.derivation, wrong)
     assert verification.first_mismatch == min(sum_a, mul_b)
     inherited = {node.node: node.inherited_from for node in verification.nodes if node.status == "mismatch"}
     assert inherited == {sum_a: None, mul_a: sum_a, acc_a: sum_a, mul_b: None, acc_b: mul_b}
@@ -135,8 +136,8 @@ def test_two_independent_mismatches_are_each_traced_to_their_own_start():
 
 def test_wrong_leaf_gradient_is_caught(traced):
     graph = traced.graph
-    wrong = with_leaf(graph, 0, torch_grad=scaled(graph.leaves[0].torch_grad))
-    verification = verify(wrong, traced.derivation)
+    wrong = with_leaf(traced.observed, 0, grad=scaled(traced.observed.leaf(0).grad))
+    verification = verify(graph, traced.derivation, wrong)
     assert verification.status == "mismatch"
     assert all(v.status == "verified" for v in verification.nodes)
     assert verification.leaves[0].status == "mismatch"
@@ -146,8 +147,8 @@ def test_wrong_leaf_gradient_is_caught(traced):
 
 def test_wrong_grad_after_accumulation_is_caught(traced):
     graph = traced.graph
-    wrong = with_leaf(graph, 0, grad_after=scaled(graph.leaves[0].grad_after))
-    verification = verify(wrong, traced.derivation)
+    wrong = with_leaf(traced.observed, 0, grad_after=scaled(traced.observed.leaf(0).grad_after))
+    verification = verify(graph, traced.derivation, wrong)
     assert verification.status == "mismatch"
     assert all(v.status == "verified" for v in verification.nodes)
     assert failing(verification.leaves[0].checks) == [".grad after the call"]
@@ -156,10 +157,10 @@ def test_wrong_grad_after_accumulation_is_caught(traced):
 
 def test_a_mismatch_shows_in_the_explanation(traced):
     graph = traced.graph
-    wrong = with_node(graph, 3, torch_downstream=tuple(map(scaled, graph.nodes[3].torch_downstream)))
-    explanation = replace(traced, graph=wrong, verification=verify(wrong, traced.derivation))
+    wrong = with_node(traced.observed, 3, downstream=tuple(map(scaled, traced.observed.node(3).downstream)))
+    explanation = replace(traced, observed=wrong, verification=verify(graph, traced.derivation, wrong))
     assert explanation.status == "mismatch"
-    assert explanation.first_mismatch() is wrong.nodes[3]
+    assert explanation.first_mismatch() is graph.nodes[3]
     assert [step.status for step in explanation.steps][3] == "mismatch"
 
 
@@ -185,9 +186,9 @@ def test_tolerance_follows_the_dtype_in_compare():
 def test_tolerance_follows_the_dtype_torch_computed_in(dtype, expected):
     explanation = explained(dtype)
     assert explanation.status == "verified"
-    graph = explanation.graph
-    wrong = with_leaf(graph, 0, torch_grad=scaled(graph.leaves[0].torch_grad, 1 + 1e-6))
-    assert verify(wrong, explanation.derivation).status == expected
+    observed = explanation.observed
+    wrong = with_leaf(observed, 0, grad=scaled(observed.leaf(0).grad, 1 + 1e-6))
+    assert verify(explanation.graph, explanation.derivation, wrong).status == expected
 
 
 def test_nan_equals_nan():

@@ -18,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..model import Graph, Source
+from ..observed import Observed
 from .naming import Names, names_in_frame
 from .provenance import Recorder, SourceFinder
 from .snapshot import PendingCall, backward_order, gradient_edge
@@ -69,7 +70,8 @@ class CallRecord:
     graph: Optional[Graph] = None
     error: Optional[str] = None  # torch's message, when the call raised
     explanation: Optional[str] = None  # that message in plain words
-    capture_problem: Optional[str] = None
+    capture_problem: Optional[str] = None  # why the graph could not be captured
+    observed: Optional[Observed] = None  # torch's numbers for `graph`
 
 
 # torch's error messages, in plain words. Substring → explanation.
@@ -209,18 +211,18 @@ class Interceptor:
                     index, kind, call, source, self._summary(roots, [], names), None, str(error),
                     plain_words(str(error), root, names.tensor(root) if root is not None else ""), problem))
                 raise
-            graph = None
+            graph, observed = None, None
             if pending is not None:
                 try:
-                    graph = pending.finish(result if kind == "grad" else None)
+                    graph, observed = pending.finish(result if kind == "grad" else None)
                 except Exception as error:
                     problem = f"{type(error).__name__}: {error}"
             leaf_tensors = pending.leaf_tensors if pending is not None else leaves
             record = CallRecord(index, kind, call, source, self._summary(roots, leaf_tensors, names),
-                                graph, capture_problem=problem)
+                                graph, capture_problem=problem, observed=observed)
             if self.selection.which == "last":
                 for earlier in self.calls:
-                    earlier.graph = None  # only the last one is kept
+                    earlier.graph = earlier.observed = None  # only the last one is kept
             self.calls.append(record)
             if not self.selection.may_want_after(index):
                 paused = True  # nothing later is explained: stop recording, keep the loop fast

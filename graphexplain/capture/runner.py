@@ -148,9 +148,9 @@ def _capture_target(run: ScriptRun, namespace: dict, target: str, recorder: Reco
         return
     names = names_from_namespace(namespace)
     try:
-        graph = capture_tensor(tensor, None, names, recorder, f"--target {target}")
+        graph, observed = capture_tensor(tensor, None, names, recorder, f"--target {target}")
     except NotExplainable as problem:
         run.target_problem = f"--target {target}: {problem}"
         return
     run.target = CallRecord(0, "target", f"--target {target}", None,
-                            CallSummary(target, None), graph)
+                            CallSummary(target, None), graph, observed=observed)

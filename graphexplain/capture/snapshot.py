@@ -15,13 +15,15 @@ it, or from the call the recorder saw.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..notation import is_number
-from ..model import Constant, Graph, Leaf, Node, Operand, Root, Source, Value, frozen_array
+from ..model import Constant, Graph, Hook, Leaf, Node, Operand, Root, Source, Value, frozen_array
+from ..observed import LeafGradients, NodeGradients, Observed
 from ..rules import lookup
 from .naming import Names
 from .provenance import KEY, Provenance, Recorder
@@ -44,6 +46,13 @@ def to_numpy(tensor) -> Optional[np.ndarray]:
         return None
 
 
+def torch_number(tensor) -> Optional[np.ndarray]:
+    """A gradient torch computed, as verification will read it. Every number
+    of torch's backward passes through here (tests/test_independence.py
+    scales them all, and no derived number may move)."""
+    return to_numpy(tensor)
+
+
 def index_or_numbers(tensor) -> Optional[np.ndarray]:
     """A saved tensor a row reads as a parameter: an index or a mask keeps
     its int64 or bool dtype (a routing row indexes with it), any other
@@ -63,6 +72,21 @@ def value_of(tensor) -> Optional[Value]:
         return None
     return Value(tuple(tensor.shape), str(tensor.dtype).replace("torch.", ""), to_numpy(tensor),
                  str(tensor.device))
+
+
+def hooks_of(tensor) -> Tuple[Hook, ...]:
+    """The user's hooks on a tensor's gradient (``tensor.register_hook``),
+    each with where its function was written."""
+    try:
+        registered = list((tensor._backward_hooks or {}).values())
+    except Exception:
+        return ()
+    hooks = []
+    for function in registered:
+        code = getattr(function, "__code__", None)
+        where = f"{os.path.basename(code.co_filename)}:{code.co_firstlineno}" if code is not None else ""
+        hooks.append(Hook("tensor hook", where))
+    return tuple(hooks)
 
 
 def _plain(value: Any) -> Any:
@@ -168,6 +192,7 @@ class PendingCall:
         self.call_source = call_source
         self.accumulates = accumulates
         self.inputs = list(inputs) if inputs is not None else None
+        self.root_tensors = [root for root in roots if isinstance(root, torch.Tensor)]
         root_edges = [gradient_edge(root) for root in roots]
         if input_edges is None:  # (given when known: get_gradient_edge fails on sparse leaves)
             input_edges = [gradient_edge(t) for t in self.inputs] if self.inputs is not None else []
@@ -281,7 +306,7 @@ class PendingCall:
         if op == "AccumulateGrad":
             value = value_of(node.variable)
             operands = (Operand("self", self.node_names[i], value, None, 0, True),)
-            return Node(i, op, self.node_names[i], operands, (value,))
+            return Node(i, op, self.node_names[i], operands, (value,), hooks=hooks_of(node.variable))
         edges = node.next_functions
         words = rule.inputs if rule is not None and len(rule.inputs) == len(edges) else \
             tuple(f"input{k}" for k in range(len(edges)))
@@ -301,8 +326,11 @@ class PendingCall:
         if outputs and (outputs[0] is None or not outputs[0].known) and "result" in saved:
             outputs = (value_of(saved["result"]),) + outputs[1:]
         source = record.source if record is not None else None
+        hooked = [tensor for tensor, _ in record.outputs.values()] if record is not None else []
+        hooked += [root for root in self.root_tensors if root.grad_fn is node]
+        hooks = tuple(dict.fromkeys(hook for tensor in hooked for hook in hooks_of(tensor)))
         return Node(i, op, self.node_names[i], tuple(operands), outputs, params, source,
-                    self._module(record))
+                    self._module(record), hooks)
 
     def _geometry(self, producer, nr: int) -> Optional[Tuple[int, Tuple[int, ...]]]:
         """(storage offset, strides) of the tensor behind an edge: where its
@@ -408,8 +436,8 @@ class PendingCall:
 
     def _hook(self, i: int):
         def record_gradients(grad_inputs, grad_outputs):
-            self.torch_downstream[i] = tuple(to_numpy(g) for g in grad_inputs)
-            self.torch_upstream[i] = tuple(to_numpy(g) for g in grad_outputs)
+            self.torch_downstream[i] = tuple(torch_number(g) for g in grad_inputs)
+            self.torch_upstream[i] = tuple(torch_number(g) for g in grad_outputs)
         return record_gradients
 
     def remove_hooks(self) -> None:
@@ -417,22 +445,22 @@ class PendingCall:
             hook.remove()
         self._hooks = []
 
-    def finish(self, results: Optional[Sequence[Optional[torch.Tensor]]] = None) -> Graph:
-        """The Graph, with torch's numbers. `results` are the return values
-        of torch.autograd.grad, one per input."""
+    def finish(self, results: Optional[Sequence[Optional[torch.Tensor]]] = None) -> Tuple[Graph, Observed]:
+        """The Graph, and torch's numbers for it apart (Note [independence of
+        the derived side] in observed.py). `results` are the return values of
+        torch.autograd.grad, one per input."""
         self.remove_hooks()
         leaf_grads = {}
         if results is not None:
             for (node, _), result in zip(self.leaf_edges, results):
-                leaf_grads[id(node)] = to_numpy(result)
-        nodes = []
-        for i, node in enumerate(self.nodes):
+                leaf_grads[id(node)] = torch_number(result)
+        gradients = []
+        for i in range(len(self.nodes)):
             upstream = self.torch_upstream.get(i, ())
             if id(self.raw[i]) in leaf_grads and not upstream:
                 upstream = (leaf_grads[id(self.raw[i])],)
-            nodes.append(Node(node.id, node.op, node.name, node.operands, node.outputs, node.params,
-                              node.source, node.module, upstream, self.torch_downstream.get(i, ())))
-        leaves = []
+            gradients.append(NodeGradients(upstream, self.torch_downstream.get(i, ())))
+        leaves, observed_leaves = [], []
         for (edge_node, _), tensor, before in zip(self.leaf_edges, self.leaf_tensors, self.grad_before):
             i = self.index.get(id(edge_node))
             if i is None:
@@ -440,12 +468,12 @@ class PendingCall:
             torch_grad = leaf_grads.get(id(edge_node))
             if torch_grad is None and self.torch_upstream.get(i):
                 torch_grad = self.torch_upstream[i][0]
-            after = to_numpy(tensor.grad) if self.accumulates and tensor.is_leaf else None
-            leaves.append(Leaf(i, self.node_names[i], value_of(tensor), torch_grad, before, after,
-                               self.accumulates))
-        return Graph(tuple(nodes), tuple(self.roots), tuple(leaves), self.call, self.call_source,
-                     self.constants)
-
+            after = torch_number(tensor.grad) if self.accumulates and tensor.is_leaf else None
+            leaves.append(Leaf(i, self.node_names[i], value_of(tensor), before, self.accumulates))
+            observed_leaves.append(LeafGradients(torch_grad, after))
+        graph = Graph(tuple(self.nodes), tuple(self.roots), tuple(leaves), self.call, self.call_source,
+                      self.constants)
+        return graph, Observed(tuple(gradients), tuple(observed_leaves))
 
 _SHORT = {
     "TBackward0": "t", "ViewBackward0": "view", "ExpandBackward0": "expand",

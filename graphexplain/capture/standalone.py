@@ -7,11 +7,12 @@ so the user's ``.grad`` fields and the graph itself are left as they were.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 
 from ..model import Graph, Source
+from ..observed import Observed
 from .intercept import plain_words
 from .naming import Names
 from .provenance import Recorder
@@ -24,8 +25,8 @@ class NotExplainable(ValueError):
 
 def capture_tensor(tensor, grad_output: Optional[torch.Tensor], names: Names,
                    recorder: Optional[Recorder] = None, call: str = "explain()",
-                   source: Optional[Source] = None) -> Graph:
-    """The graph behind `tensor`, with torch's gradients at every node."""
+                   source: Optional[Source] = None) -> Tuple[Graph, Observed]:
+    """The graph behind `tensor`, and torch's gradients at every node."""
     name = names.tensor(tensor) if isinstance(tensor, torch.Tensor) else ""
     if not isinstance(tensor, torch.Tensor):
         raise NotExplainable(f"{name or 'the value'} is a {type(tensor).__name__}, not a torch.Tensor.")

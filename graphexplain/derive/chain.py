@@ -3,8 +3,12 @@
 Starting from the roots' seed gradients, each node (in backward order) takes
 its upstream gradient — the sum of what its consumers sent back — multiplies
 it by the local gradient of each operand, and sends the result downstream.
-A node without a row passes torch's own numbers on, so one unknown op
-leaves the rest of the explanation intact.
+
+Nothing here reads torch's backward numbers (Note [independence of the
+derived side] in observed.py). A node without a usable row sends nothing
+derived downstream: the nodes and leaves below it are UNREACHED, and say
+from where. Next to each derived number goes its error budget (Note [error
+budget] in derive/budget.py), which verify.py turns into a tolerance.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ import numpy as np
 import sympy as sp
 
 from ..model import Graph, Node, Operand
-from ..results import ChainStep, Derivation, LeafDerivation, LocalGradient, NO_RULE, NodeDerivation
+from ..results import (
+    DERIVED, NO_RULE, NOT_DERIVED, RULE_ERROR, UNREACHED, ChainStep, Derivation, LeafDerivation, LocalGradient,
+    NodeDerivation,
+)
 from ..rules import lookup
 from ..rules.kinds import IndexFormula, Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
-from . import arguments, broadcast, formula, indexed, routing
+from . import arguments, broadcast, budget, formula, indexed, routing
 from .naming import display_names, rename, show
 from .symbolic import leaf_formulas
-
-DERIVED = "derived"
+from ..precision import epsilon
 
 
 class CannotApply(Exception):
@@ -69,7 +75,32 @@ def _local_gradient_record(rule, node, operand, expr, value, count=None) -> Loca
 # --- one function per family of rows ------------------------------------------
 
 
-def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray):
+def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float) -> Tuple[np.ndarray, float]:
+    """The term magnitude of a local gradient and its rounding steps, over
+    both forms torch may compute it in (Note [error budget])."""
+    magnitude, steps = np.abs(formula.evaluate(budget.terms(expr), values)), budget.steps(expr, eps)
+    if isinstance(rule, Pointwise) and len(rule.inputs) == 1 and formula.RESULT in values:
+        in_result = formula.local_gradient_in_result(rule, input_name, input_name)
+        if in_result is not None:
+            try:
+                other = np.abs(formula.evaluate(budget.terms(in_result), values))
+                magnitude = np.fmax(magnitude, other)
+                steps = max(steps, budget.steps(in_result, eps))
+            except (KeyError, ValueError, TypeError):
+                pass
+    return magnitude, steps
+
+
+def _elementwise_budget(local, local_terms, steps, upstream, upstream_budget, shape):
+    """The budget of sum_to(upstream·local) (Note [error budget])."""
+    full_shape = np.broadcast_shapes(np.shape(upstream), np.shape(local))
+    magnitude = np.broadcast_to(np.abs(upstream), full_shape) * local_terms
+    each = np.abs(local) * upstream_budget + (steps + 1) * magnitude
+    count = int(np.prod(full_shape, dtype=np.int64)) // max(1, int(np.prod(shape, dtype=np.int64)))
+    return broadcast.sum_to(each, shape) + budget.summation(count) * broadcast.sum_to(magnitude, shape)
+
+
+def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float):
     values = _operand_values(rule, node)
     locals_, steps = [], []
     for operand in node.operands:
@@ -81,17 +112,21 @@ def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray):
         except KeyError as missing:
             expr, local = _in_result(rule, operand.name, values, missing.args[0])
         full = np.broadcast_to(upstream, np.broadcast_shapes(upstream.shape, local.shape)) * local
+        shape = _shape_of(operand)
         if expr.is_zero:
             # Note [a local gradient of 0]: the input does not move the result
             # (floor, sign), so nothing flows back, even from an upstream that
             # is inf or nan (where 0·upstream would be nan); torch sends zeros.
             full = np.zeros_like(full)
-        shape = _shape_of(operand)
+            error = np.zeros(shape)
+        else:
+            magnitude, rounding = _local_terms(rule, operand.name, expr, values, eps)
+            error = _elementwise_budget(local, magnitude, rounding, upstream, upstream_budget, shape)
         downstream = broadcast.sum_to(full, shape)
         locals_.append(_local_gradient_record(rule, node, operand, expr, local))
         steps.append(ChainStep(
             operand.name, operand.label, upstream, local, downstream, "multiply",
-            broadcast.describe_sum(full.shape, shape),
+            broadcast.describe_sum(full.shape, shape), budget=error,
         ))
     return locals_, steps
 
@@ -111,7 +146,7 @@ def _in_result(rule: Pointwise, input_name: str, values, missing: str):
         raise CannotApply(f"no value for {still_missing.args[0]}") from None
 
 
-def _reduction(rule: Reduction, node: Node, upstream: np.ndarray):
+def _reduction(rule: Reduction, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float):
     mode = arguments.reduction_mode(rule, node)
     values = _operand_values(rule, node)
     shapes = [_shape_of(o) for o in node.operands]
@@ -120,6 +155,8 @@ def _reduction(rule: Reduction, node: Node, upstream: np.ndarray):
     count = int(np.prod([elementwise[d] for d in dims], dtype=np.int64)) if dims else 1
     values[formula.COUNT] = float(count)
     spread = broadcast.spread(upstream, elementwise, dims, keepdim) if mode != "none" else upstream
+    spread_budget = broadcast.spread(upstream_budget, elementwise, dims, keepdim) if mode != "none" \
+        else upstream_budget
     locals_, steps = [], []
     for operand in node.operands:
         if not operand.requires_grad:
@@ -132,20 +169,25 @@ def _reduction(rule: Reduction, node: Node, upstream: np.ndarray):
         full = np.broadcast_to(spread, elementwise) * local
         shape = _shape_of(operand)
         downstream = broadcast.sum_to(full, shape)
+        magnitude, rounding = _local_terms(rule, operand.name, expr, values, eps)
+        error = _elementwise_budget(local, magnitude, rounding, np.broadcast_to(spread, elementwise),
+                                    np.broadcast_to(spread_budget, elementwise), shape)
         how = broadcast.describe_spread(upstream.shape, elementwise)
         summed = broadcast.describe_sum(full.shape, shape)
         locals_.append(_local_gradient_record(rule, node, operand, expr, local, count))
         steps.append(ChainStep(
             operand.name, operand.label, upstream, local, downstream, "spread",
-            "; ".join(part for part in (how, summed) if part) or None,
+            "; ".join(part for part in (how, summed) if part) or None, budget=error,
         ))
     return locals_, steps
 
 
-def _routing(rule: Routing, node: Node, upstream: np.ndarray, each_output=None):
+def _routing(rule: Routing, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float,
+             each_output=None, each_budget=None):
     """Route every output's upstream back to every operand (Note [positions
     of several inputs and outputs] in derive/routing.py)."""
     upstreams = each_output if each_output is not None else (upstream,)
+    budgets = each_budget if each_budget is not None else (upstream_budget,)
     saved = dict(arguments.saved(node), result_shape=np.shape(upstreams[0]))
     if node.output is not None and node.output.known:
         saved.setdefault(formula.RESULT, node.output.data)
@@ -158,10 +200,12 @@ def _routing(rule: Routing, node: Node, upstream: np.ndarray, each_output=None):
         raise CannotApply(f"the forward makes {len(found.output_shapes)} outputs, torch's node {len(upstreams)}")
     flat = np.concatenate([np.broadcast_to(u, s).reshape(-1) for u, s in zip(upstreams, found.output_shapes)])
     shown = upstream if each_output is None else flat
-    grads = routing.gradients(found, flat, [int(np.prod(shape, dtype=np.int64)) for _, shape in shapes])
+    sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in shapes]
+    grads = routing.gradients(found, flat, sizes)
     weighted = found.weights is not None
+    errors = _routing_budget(found, upstreams, budgets, sizes)
     locals_, steps = [], []
-    for operand, (_, shape), grad in zip(node.operands, shapes, grads):
+    for operand, (_, shape), grad, error in zip(node.operands, shapes, grads, errors):
         if not operand.requires_grad:
             continue
         expr = formula.local_gradient(rule, operand.name)
@@ -171,15 +215,31 @@ def _routing(rule: Routing, node: Node, upstream: np.ndarray, each_output=None):
         steps.append(ChainStep(operand.name, operand.label, shown, None, grad.reshape(shape), "route", (
             "each upstream element goes back, times its share, to the elements it was made of" if weighted else
             "each upstream element goes back to the element it was taken from")
-            + ("; the upstreams of all outputs, one after another" if each_output is not None else "")))
+            + ("; the upstreams of all outputs, one after another" if each_output is not None else ""),
+            budget=error.reshape(shape)))
     return locals_, steps
 
 
-def _matrix(rule: Matrix, node: Node, upstream: np.ndarray, each_output=None):
+def _routing_budget(found: routing.Routes, upstreams, budgets, sizes):
+    """Routing only copies and adds (times a weight, for pools and
+    interpolation): |J| is the map with |weights|, and the rounding steps
+    are the additions into the element that collects the most."""
+    absolute = replace(found, weights=None if found.weights is None else np.abs(found.weights))
+    flat = lambda arrays: np.concatenate(  # noqa: E731
+        [np.broadcast_to(np.abs(a), s).reshape(-1) for a, s in zip(arrays, found.output_shapes)])
+    collected = np.bincount(found.inputs, minlength=int(np.sum(sizes))) if len(found.inputs) else np.zeros(1)
+    steps = budget.summation(int(np.max(collected, initial=1))) + (1 if found.weights is not None else 0)
+    magnitude = flat(upstreams)
+    carried = routing.gradients(absolute, flat(budgets) + steps * magnitude, sizes)
+    return carried
+
+
+def _matrix(rule: Matrix, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float,
+            each_output=None, each_budget=None):
     """∂L/∂X = ∂ tr(Gᵀ·result)/∂X, by sympy, for each matrix of the stack
     (Note [operands as matrices] in derive/formula.py)."""
     try:
-        return _matrix_steps(rule, node, upstream, each_output)
+        return _matrix_steps(rule, node, upstream, upstream_budget, each_output, each_budget)
     except (NotImplementedError, RecursionError) as problem:  # sympy's matrix calculus gave up
         raise CannotApply(f"sympy cannot differentiate it: {type(problem).__name__} {problem}") from None
 
@@ -233,9 +293,13 @@ def _matrix_call(rule: Matrix, node: Node, upstreams) -> _MatrixCall:
                        [len(s) for s in output_shapes] + ranks, known)
 
 
-def _matrix_steps(rule: Matrix, node: Node, upstream: np.ndarray, each_output=None):
+def _matrix_steps(rule: Matrix, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray,
+                  each_output=None, each_budget=None):
     upstreams = each_output if each_output is not None else (upstream,)
+    budgets = each_budget if each_budget is not None else (upstream_budget,)
     call = _matrix_call(rule, node, upstreams)
+    inner = max((max(shape) for shape in call.matrix_shapes), default=1)
+    rounding = budget.dot_product(inner) + 2
     shown = upstream if each_output is None else np.concatenate([np.reshape(u, -1) for u in upstreams])
     locals_, steps = [], []
     for operand, kind, matrix_shape in zip(node.operands, call.kinds, call.matrix_shapes):
@@ -247,17 +311,46 @@ def _matrix_steps(rule: Matrix, node: Node, upstream: np.ndarray, each_output=No
         shape = _shape_of(operand)
         full = formula.over_stack(function, call.stack, call.inputs, matrix_shape, call.ranks)
         full = formula.from_last(formula.laid_back(full, kind, formula.moved_shape(shape, call.along)), call.along)
+        error = _matrix_budget(rule, operand, call, matrix_shape, kind, shape, full, budgets, rounding)
         if full.size == int(np.prod(shape, dtype=np.int64)):
             downstream = full.reshape(shape)
             summed = None
         else:
             downstream = broadcast.sum_to(full, shape)
             summed = broadcast.describe_sum(full.shape, shape)
+        error = error.reshape(shape) if error.size == downstream.size else \
+            broadcast.sum_to(error, shape) + budget.summation(error.size // max(1, downstream.size)) * \
+            broadcast.sum_to(np.abs(full), shape)
         record = _local_gradient_record(rule, node, operand, expr, None)
         locals_.append(record)
         steps.append(ChainStep(operand.name, operand.label, shown, None, downstream, "matrix",
-                               summed, record.named))
+                               summed, record.named, error))
     return locals_, steps
+
+
+def _matrix_budget(rule: Matrix, operand: Operand, call: "_MatrixCall", matrix_shape, kind, shape, full,
+                   budgets, rounding: float) -> np.ndarray:
+    """|J|ᵀ·(budget + rounding·|G|) by the formula's term magnitude at the
+    operands' absolute values; for an inverse or a determinant, the result's
+    size times the condition number squared (Note [error budget]): torch's
+    inverse is off by κ·eps relative, and the formula multiplies two."""
+    count = len(budgets)
+    gradients = [np.asarray(b, dtype=np.float64).reshape(g.shape) + rounding * np.abs(g)
+                 for b, g in zip(budgets, call.inputs[:count])]
+    rest = [np.abs(a) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in call.inputs[count:]]
+    magnitude = formula.vector_jacobian_terms(rule, operand.name, call.matrix_shapes, call.choices)
+    if magnitude is not None:
+        try:
+            terms = formula.over_stack(magnitude, call.stack, gradients + rest, matrix_shape, call.ranks)
+            terms = formula.from_last(formula.laid_back(terms, kind, formula.moved_shape(shape, call.along)),
+                                      call.along)
+            return np.broadcast_to(np.abs(terms), full.shape)
+        except (ValueError, TypeError, IndexError, NotImplementedError):
+            pass
+    kappa = budget.condition(call.inputs[count:])
+    relative = max((float(np.max(np.abs(b), initial=0.0)) / max(float(np.max(np.abs(g), initial=0.0)), 1e-300)
+                    for b, g in zip(budgets, call.inputs[:count])), default=0.0)
+    return np.full(full.shape, kappa ** 2 * (rounding + relative) * float(np.max(np.abs(full), initial=0.0)))
 
 
 def _matrix_operand_shapes(rule: Matrix, node: Node, result_shape) -> Tuple[Tuple[int, ...], ...]:
@@ -310,22 +403,43 @@ def _require_full_rank(rule: Matrix, values: Dict[str, object]) -> None:
             raise CannotApply(f"{name} is not of full rank, and the formula holds at full rank only")
 
 
-def _indexed(rule: IndexFormula, node: Node, upstream: np.ndarray, each_output=None):
+def _indexed(rule: IndexFormula, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float,
+             each_output=None, each_budget=None):
     """∂L/∂x[j] = ∂/∂x[j] Σ_k G[k]·result[k], by sympy, evaluated along the
     op's axis (Note [index notation] in derive/indexed.py)."""
     upstreams = each_output if each_output is not None else (upstream,)
+    budgets = each_budget if each_budget is not None else (upstream_budget,)
     shown = upstream if each_output is None else np.concatenate([np.reshape(u, -1) for u in upstreams])
     operands = {operand.name: operand for operand in node.operands}
+    found = indexed.gradients(rule, node, upstreams)
+    errors = _indexed_budget(rule, node, upstreams, budgets, found, eps)
     locals_, steps = [], []
-    for gradient in indexed.gradients(rule, node, upstreams):
+    for gradient, error in zip(found, errors):
         operand = operands[gradient.name]
         record = LocalGradient(operand.name, operand.label, str(gradient.expr),
                                indexed.named(rule, node, gradient.expr, gradient.count))
         locals_.append(record)
         # shown as a matrix row's is: the formula of G, then its numbers
         steps.append(ChainStep(operand.name, operand.label, shown, None, gradient.downstream, "matrix",
-                               gradient.summed, record.named))
+                               gradient.summed, record.named, error))
     return locals_, steps
+
+
+def _indexed_budget(rule: IndexFormula, node: Node, upstreams, budgets, found, eps: float) -> List[np.ndarray]:
+    """The formulas' term magnitudes evaluated with budget + rounding·|G| for
+    G (Note [error budget]); where that cannot be evaluated, the largest
+    such magnitude of the tensor for every element."""
+    rounding = max((budget.steps(g.expr, eps) for g in found), default=1.0) + \
+        budget.summation(max((g.count for g in found), default=1))
+    seeds = tuple(None if u is None else np.asarray(b, dtype=np.float64) + rounding * np.abs(u)
+                  for u, b in zip(upstreams, budgets))
+    try:
+        return [np.abs(m.downstream) for m in indexed.gradients(rule, node, seeds, transform=budget.terms)]
+    except Exception:  # noqa: BLE001 - a magnitude the evaluator cannot do: the uniform bound below
+        relative = max((float(np.max(s, initial=0.0)) / max(float(np.max(np.abs(u), initial=0.0)), 1e-300)
+                        for s, u in zip(seeds, upstreams) if u is not None), default=rounding)
+        return [np.full(np.shape(g.downstream), relative * float(np.max(np.abs(g.downstream), initial=0.0)))
+                for g in found]
 
 
 def _forward(rule: Rule, node: Node, result_shape) -> sp.Basic:
@@ -349,40 +463,72 @@ FAMILIES = {Pointwise: _pointwise, Reduction: _reduction, Routing: _routing, Mat
 FAMILIES[IndexFormula] = _indexed
 
 
-def _with_torch_numbers(node: Node, upstream: Optional[np.ndarray], title: str, note: str) -> NodeDerivation:
-    """A node explained by torch's own numbers: no rule, or a rule that
-    could not be applied. Its downstream gradients are torch's."""
-    steps = []
-    for index, operand in enumerate(node.operands):
-        if not operand.requires_grad:
-            continue
-        torch_number = node.torch_downstream[index] if index < len(node.torch_downstream) else None
-        steps.append(ChainStep(operand.name, operand.label, upstream, None, torch_number, "torch"))
-    if node.is_leaf and upstream is not None:
-        steps = [ChainStep("self", node.name, upstream, None, upstream, "torch")]
-    return NodeDerivation(node.id, NO_RULE, title, "", "", upstream, (), tuple(steps), note)
+def _not_derived(node: Node, upstream: Optional[np.ndarray], title: str, status: str, note: str,
+                 upstream_budget=None, missing_from: Tuple[int, ...] = ()) -> NodeDerivation:
+    """A node whose gradients could not be derived: no rule, a rule that
+    raised, or a gradient above it that was not derived. Its operands get
+    no derived number (how "unknown"), so nothing below pretends to be."""
+    steps = tuple(ChainStep(operand.name, operand.label, upstream, None, None, "unknown")
+                  for operand in node.operands if operand.requires_grad)
+    return NodeDerivation(node.id, status, title, "", "", upstream, (), steps, note, upstream_budget, missing_from)
 
 
-def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None) -> NodeDerivation:
+def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, upstream_budget=None,
+                each_budget=None) -> NodeDerivation:
     """Apply the node's row to its upstream gradient (`each_output`: every
-    output's, for a routing node with several; Note [nodes with several outputs])."""
+    output's, for a node with several; Note [nodes with several outputs]).
+    The budgets default to 0: an upstream taken as exact."""
     rule = lookup(node.op)
     if rule is None:
-        return _with_torch_numbers(node, upstream, node.op, "no symbolic rule for this op")
+        return _not_derived(node, upstream, node.op, NO_RULE, "no symbolic rule for this op", upstream_budget)
     if isinstance(rule, NotDifferentiable):
-        return _with_torch_numbers(node, upstream, rule.title, "this op has no gradient")
+        return _not_derived(node, upstream, rule.title, NO_RULE, "this op has no gradient", upstream_budget)
     if upstream is None:
-        return _with_torch_numbers(node, upstream, rule.title, "no upstream gradient reached it")
+        return _not_derived(node, upstream, rule.title, UNREACHED, "no derived gradient reached it")
+    if _is_complex(node):
+        return _not_derived(node, upstream, rule.title, NOT_DERIVED,
+                            "complex numbers: this row is not derived for them yet", upstream_budget)
+    upstream = np.asarray(upstream, dtype=np.float64)
+    upstream_budget = np.zeros(upstream.shape) if upstream_budget is None else np.asarray(upstream_budget)
+    # Budgets are absolute; inside a family they count in this node's eps
+    # (Note [error budget]), so a float16 op rounds as float16 does.
+    eps = epsilon(computing_dtype(node))
+    several = {}
+    if each_output is not None:
+        each_budget = each_budget or tuple(np.zeros(np.shape(u)) for u in each_output)
+        several = {"each_output": each_output, "each_budget": tuple(np.asarray(b) / eps for b in each_budget)}
     try:
-        several = {"each_output": each_output} if each_output is not None else {}
-        locals_, steps = FAMILIES[type(rule)](rule, node, np.asarray(upstream, dtype=np.float64), **several)
-    except (CannotApply, ValueError, IndexError, TypeError) as problem:
-        return _with_torch_numbers(node, upstream, rule.title, f"the rule could not be applied: {problem}")
+        locals_, steps = FAMILIES[type(rule)](rule, node, upstream, upstream_budget / eps, eps, **several)
+        steps = [replace(step, budget=_stored(step, np.asarray(step.budget) * eps, node)) for step in steps]
+    except (CannotApply, ValueError, IndexError, TypeError, KeyError, ArithmeticError) as problem:
+        reason = f"{type(problem).__name__}: {problem}" if not isinstance(problem, CannotApply) else str(problem)
+        return _not_derived(node, upstream, rule.title, RULE_ERROR, f"the rule could not be applied: {reason}",
+                            upstream_budget)
     forward_named = rename(_forward(rule, node, np.shape(upstream)), display_names(rule, node))
     return NodeDerivation(
         node.id, DERIVED, rule.title, rule.forward, show(forward_named),
-        upstream, tuple(locals_), tuple(steps),
+        upstream, tuple(locals_), tuple(steps), upstream_budget=upstream_budget,
     )
+
+
+def _stored(step: ChainStep, error: np.ndarray, node: Node) -> np.ndarray:
+    """The budget once torch stores the gradient in its operand's dtype (a
+    float64 gradient sent to a float32 tensor rounds once more)."""
+    operand = next((o for o in node.operands if o.name == step.input), None)
+    if operand is None or operand.value is None or step.downstream is None:
+        return error
+    return error + epsilon(operand.value.dtype) * np.abs(step.downstream) / 2
+
+
+def computing_dtype(node: Node) -> str:
+    """The dtype torch computes the node's backward in: its output's."""
+    value = node.output if node.output is not None else next((o.value for o in node.operands if o.value), None)
+    return value.dtype if value is not None else "float32"
+
+
+def _is_complex(node: Node) -> bool:
+    values = [o.value for o in node.operands] + list(node.outputs)
+    return any(value is not None and value.dtype.startswith("complex") for value in values)
 
 
 # Note [nodes with several outputs]
@@ -394,7 +540,8 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None) ->
 # Rows of other families read the first output's upstream only.
 def _arrived(node: Node, upstream_of) -> Tuple[Optional[np.ndarray], Optional[Tuple[np.ndarray, ...]]]:
     """The upstream of the node's first output, and for a routing or matrix
-    node with several outputs the upstream of each (Note [nodes with several outputs])."""
+    node with several outputs the upstream of each (Note [nodes with several
+    outputs]). `upstream_of(nr)` gives an output's, None where none arrived."""
     first = upstream_of(0)
     several = isinstance(lookup(node.op), (Routing, Matrix, IndexFormula))
     if len(node.outputs) < 2 or not several or None in node.outputs:
@@ -407,12 +554,8 @@ def _arrived(node: Node, upstream_of) -> Tuple[Optional[np.ndarray], Optional[Tu
     return each[0], each
 
 
-def _torch_upstream(node: Node, nr: int) -> Optional[np.ndarray]:
-    return node.torch_upstream[nr] if nr < len(node.torch_upstream) else None
-
-
 def derive(graph: Graph, symbolic: bool = True) -> Derivation:
-    """Run the chain rule over the whole graph.
+    """Run the chain rule over the whole graph, from the graph alone.
 
     >>> from graphexplain.model import Graph, Node, Operand, Root, Value, Leaf
     >>> x = Value.of([1.0, 2.0])
@@ -426,40 +569,63 @@ def derive(graph: Graph, symbolic: bool = True) -> Derivation:
     [3.0, 3.0]
     """
     upstreams: Dict[Tuple[int, int], np.ndarray] = {}
+    budgets: Dict[Tuple[int, int], np.ndarray] = {}  # Note [error budget] in derive/budget.py
+    missing: Dict[Tuple[int, int], List[int]] = {}  # consumers that could not send a derived gradient
     for root in graph.roots:
         key = (root.node, root.output)
-        upstreams[key] = upstreams.get(key, 0) + np.asarray(root.grad_output, dtype=np.float64)
+        seed = np.asarray(root.grad_output, dtype=np.float64)
+        upstreams[key] = upstreams.get(key, 0) + seed
+        budgets[key] = budgets.get(key, 0) + np.zeros(seed.shape)  # the seed is exact
 
     derived: List[NodeDerivation] = []
     for node in graph.nodes:
+        outputs = range(max(1, len(node.outputs)))
+        missing_from = tuple(sorted({c for nr in outputs for c in missing.get((node.id, nr), ())}))
         upstream, each_output = _arrived(node, lambda nr: upstreams.get((node.id, nr)))
-        borrowed = False
-        if upstream is None:
-            # Note [borrowing torch's upstream]: nothing derived reached this
-            # node (an op above it has no rule and torch passed it nothing we
-            # could route). Its own step can still be derived and checked,
-            # starting from the gradient torch gave it.
-            upstream, each_output = _arrived(node, lambda nr: _torch_upstream(node, nr))
-            borrowed = upstream is not None
-        result = derive_node(node, upstream, each_output)
-        if borrowed:
-            result = replace(result, upstream_from_torch=True)
+        upstream_budget, each_budget = _arrived(node, lambda nr: budgets.get((node.id, nr)))
+        if missing_from:
+            rule = lookup(node.op)
+            result = _not_derived(node, None, rule.title if rule is not None else node.op, UNREACHED,
+                                  "a gradient it receives could not be derived", None, missing_from)
+        else:
+            result = derive_node(node, upstream, each_output, upstream_budget, each_budget)
         derived.append(result)
         operands_by_name = {o.name: o for o in node.operands}
         for step in result.steps:
             operand = operands_by_name.get(step.input)
-            if operand is None or operand.producer is None or step.downstream is None:
+            if operand is None or operand.producer is None:
                 continue
             key = (operand.producer, operand.producer_output)
-            upstreams[key] = upstreams.get(key, 0) + step.downstream
+            if step.downstream is None:
+                missing.setdefault(key, []).append(node.id)
+                continue
+            previous = upstreams.get(key)
+            upstreams[key] = step.downstream if previous is None else previous + step.downstream
+            added = step.budget if step.budget is not None else np.zeros(np.shape(step.downstream))
+            if previous is not None:  # torch adds the two in its input buffer: one more rounding
+                eps = epsilon(operand.value.dtype if operand.value is not None else "float32")
+                added = added + eps * (np.abs(previous) + np.abs(step.downstream))
+            budgets[key] = added if previous is None else budgets[key] + added
 
     formulas = leaf_formulas(graph) if symbolic else {}
-    leaves = []
-    for leaf in graph.leaves:
-        steps = derived[leaf.node].steps
-        grad = steps[0].downstream if steps else None
-        accumulated = grad
-        if grad is not None and leaf.accumulates and leaf.grad_before is not None:
-            accumulated = leaf.grad_before + grad
-        leaves.append(LeafDerivation(leaf.node, leaf.name, grad, formulas.get(leaf.node), accumulated))
+    leaves = [_leaf(leaf, derived[leaf.node], upstreams, budgets, missing, formulas) for leaf in graph.leaves]
     return Derivation(tuple(derived), tuple(leaves))
+
+
+def _leaf(leaf, node: NodeDerivation, upstreams, budgets, missing, formulas) -> LeafDerivation:
+    """What the call adds to the leaf's .grad: wholly derived, or the derived
+    part and the consumers whose part is missing."""
+    key = (leaf.node, 0)
+    if node.status != DERIVED:
+        return LeafDerivation(leaf.node, leaf.name, None, partial=upstreams.get(key),
+                              missing_from=tuple(sorted(set(missing.get(key, ())))) or node.missing_from)
+    step = node.steps[0] if node.steps else None
+    grad = step.downstream if step is not None else None
+    error = step.budget if step is not None else None
+    accumulated, accumulated_budget = grad, error
+    if grad is not None and leaf.accumulates and leaf.grad_before is not None:
+        accumulated = leaf.grad_before + grad
+        accumulated_budget = (error if error is not None else 0) + \
+            epsilon(leaf.value.dtype) * (np.abs(leaf.grad_before) + np.abs(grad))
+    return LeafDerivation(leaf.node, leaf.name, grad, formulas.get(leaf.node), accumulated, error,
+                          accumulated_budget)

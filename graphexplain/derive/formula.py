@@ -21,7 +21,7 @@ from sympy.concrete.delta import deltasummation
 from sympy.parsing.sympy_parser import parse_expr
 
 from ..rules.kinds import Matrix, Reduction, Routing, Rule
-from . import functions, routing
+from . import budget, functions, routing
 
 RESULT = "result"
 COUNT = "N"  # elements combined by a reduction
@@ -194,12 +194,16 @@ def evaluate(expr: sp.Expr, values: Dict[str, object]) -> np.ndarray:
     if missing:
         raise KeyError(", ".join(missing))
     arguments = [values[name] for name in names]
-    with np.errstate(all="ignore"):  # nan/inf are shown and compared, not raised
+    overflowed = []
+    with np.errstate(all="ignore", over="call"):  # nan/inf are shown and compared, not raised
+        previous = np.seterrcall(lambda *_: overflowed.append(True))
         try:
             result = np.asarray(function(*arguments), dtype=np.float64)
         except NameError as unknown:
             raise ValueError(functions.missing_implementation(unknown)) from None
-    return _without_overflow(expr, names, arguments, result)
+        finally:
+            np.seterrcall(previous)
+    return _without_overflow(expr, names, arguments, result, bool(overflowed))
 
 
 # Note [sums over a saved count]
@@ -221,13 +225,17 @@ def _unrolled(expr: sp.Expr, values: Dict[str, object]) -> sp.Expr:
 # in float64 once self > 709, although its value is tiny. Where a formula
 # comes out inf or nan from finite numbers, those elements are evaluated
 # again with mpmath, whose exponents do not overflow. A value that is truly
-# infinite (1/(2*sqrt(self)) at 0) raises or stays infinite there too.
-def _without_overflow(expr: sp.Expr, names, arguments, result: np.ndarray) -> np.ndarray:
-    if np.all(np.isfinite(result)) or not arguments:
+# infinite (1/(2*sqrt(self)) at 0) raises or stays infinite there too. Where
+# an intermediate overflowed, a 0 is suspect as well: logaddexp's
+# exp(self)/(exp(other) + exp(self)) is finite/inf = 0 in float64, though
+# its value (1e-136, say) is not.
+def _without_overflow(expr: sp.Expr, names, arguments, result: np.ndarray, overflowed: bool = False) -> np.ndarray:
+    if (np.all(np.isfinite(result)) and not overflowed) or not arguments:
         return result
     arrays = np.broadcast_arrays(result, *(np.asarray(a, dtype=np.float64) for a in arguments))
     result, inputs = arrays[0].copy(), arrays[1:]
-    suspect = ~np.isfinite(result) & np.all([np.isfinite(a) for a in inputs], axis=0)
+    wrong = ~np.isfinite(result) | ((result == 0) if overflowed else False)
+    suspect = wrong & np.all([np.isfinite(a) for a in inputs], axis=0)
     if not np.any(suspect):
         return result
     precise = sp.lambdify([sp.Symbol(n, real=True) for n in names], expr, modules=functions.MPMATH_MODULES)
@@ -481,6 +489,22 @@ def vector_jacobian_product(rule: Matrix, input_name: str, shapes: Tuple[Tuple[i
     else:
         expr = _matrix_derivative(total, variable)
     return expr, sp.lambdify(args, expr, modules=MATRIX_MODULES)
+
+
+@lru_cache(maxsize=None)
+def vector_jacobian_terms(rule: Matrix, input_name: str, shapes: Tuple[Tuple[int, int], ...], choices=()):
+    """The term magnitude of `vector_jacobian_product`'s formula as a numpy
+    function of the same arguments (fed their absolute values), or None
+    where the formula is no polynomial of them (Note [error budget] in
+    derive/budget.py)."""
+    expr, _ = vector_jacobian_product(rule, input_name, shapes, choices)
+    outputs = matrix_outputs(rule, shapes, choices)
+    try:
+        magnitude = budget.matrix_terms(expr)
+    except (budget.NotPolynomial, TypeError, ValueError, AttributeError):
+        return None
+    args = list(upstream_symbols(rule, outputs)) + _arguments(rule, shapes, choices)
+    return sp.lambdify(args, magnitude, modules=MATRIX_MODULES)
 
 
 # Note [sympy's matrix derivative of a sum]

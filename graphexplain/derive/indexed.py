@@ -531,9 +531,12 @@ class OperandGradient:
     count: int  # N, the length of the axis
 
 
-def gradients(rule: IndexFormula, node: Node, upstreams: Tuple[Optional[np.ndarray], ...]) -> List[OperandGradient]:
+def gradients(rule: IndexFormula, node: Node, upstreams: Tuple[Optional[np.ndarray], ...],
+              transform=None) -> List[OperandGradient]:
     """∂L/∂operand for each operand that requires grad, from the upstream
-    gradients of the node's outputs (None where none reached one)."""
+    gradients of the node's outputs (None where none reached one). With
+    `transform`, each formula is transformed before it is evaluated (the
+    term magnitude of Note [error budget] in derive/budget.py)."""
     setting = _setting(rule, node)
     reached = _reached(rule, upstreams)
     for number in reached:
@@ -556,7 +559,7 @@ def gradients(rule: IndexFormula, node: Node, upstreams: Tuple[Optional[np.ndarr
             missing = _missing(expr, setting)
             if missing and RESULT in setting.tensors:
                 expr = in_result(rule, word, missing, setting.branches, reached) or expr
-            values = _evaluate(rule, setting, expr, J)
+            values = _evaluate(rule, setting, transform(expr) if transform is not None else expr, J)
             downstream = downstream + setting.layout.restore(values, aligned).reshape(operand.value.shape)
             parts.append((word, expr))
         summed = None

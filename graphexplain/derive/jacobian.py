@@ -35,7 +35,8 @@ def jacobians(graph: Graph, limit: int = LIMIT) -> Dict[int, np.ndarray]:
         seed.reshape(-1)[i] = 1.0
         derived = derive(replace(graph, roots=(replace(root, grad_output=seed),)), symbolic=False)
         for leaf in derived.leaves:
-            if leaf.node in rows:
-                grad = leaf.grad if leaf.grad is not None else np.full(graph.node(leaf.node).output.shape, np.nan)
-                rows[leaf.node].append(np.asarray(grad).reshape(-1))
+            if leaf.node in rows and leaf.grad is None:
+                del rows[leaf.node]  # a row that cannot be derived: no J at all, never a borrowed one
+            elif leaf.node in rows:
+                rows[leaf.node].append(np.asarray(leaf.grad).reshape(-1))
     return {node: np.array(matrix) for node, matrix in rows.items()}

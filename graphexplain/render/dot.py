@@ -13,7 +13,7 @@ from typing import Dict
 import graphviz
 import numpy as np
 
-from ..results import MISMATCH, NO_RULE
+from ..results import HOOK_CHANGED, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .formatting import array, number, shape
 
 FORMATS = ("png", "svg", "pdf", "dot")
@@ -28,6 +28,10 @@ STYLES: Dict[str, Dict[str, str]] = {
     "constant-edge": {"style": "dashed", "color": "gray60", "arrowhead": "empty"},
     MISMATCH: {"color": "#dc2626", "fontcolor": "#dc2626", "penwidth": "2.5"},
     NO_RULE: {"style": "dashed,rounded", "color": "#d97706"},
+    RULE_ERROR: {"style": "dashed,rounded,bold", "color": "#d97706"},
+    NOT_DERIVED: {"style": "dashed,rounded", "color": "#d97706"},
+    HOOK_CHANGED: {"style": "dashed,rounded", "color": "#7c3aed"},
+    UNCHECKED: {"style": "dotted,rounded", "color": "gray50"},  # torch's numbers only
     "module": {"style": "rounded,dashed", "color": "gray60", "fontcolor": "gray30", "fontsize": "10"},
 }
 
@@ -104,7 +108,7 @@ def to_dot(explanation) -> str:
             attributes.update(STYLES["leaf"])
         if node.id in roots:
             attributes.update(STYLES["root"])
-        if step.status in (MISMATCH, NO_RULE):
+        if step.status in STYLES:
             attributes.update(STYLES[step.status])
         entry = (f"n{node.id}", _label(node, step.derivation), attributes)
         if node.module and not node.is_leaf:

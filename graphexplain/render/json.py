@@ -25,7 +25,19 @@ def _source(source) -> Optional[Dict[str, Any]]:
     return {"file": source.file, "line": source.line, "code": source.code, "expr": source.expr}
 
 
-def _node(step) -> Dict[str, Any]:
+def _check(check) -> Dict[str, Any]:
+    return {"what": check.what, "status": check.status, "max_abs_error": numbers(check.max_abs_error),
+            "allowed": numbers(check.allowed), "rule": check.tolerance,
+            "worst_index": list(check.worst_index) if check.worst_index is not None else None,
+            "derived_at_worst": numbers(check.derived_at_worst), "torch_at_worst": numbers(check.torch_at_worst)}
+
+
+def _chain(steps) -> list:
+    return [{"input": c.input, "how": c.how, "downstream": numbers(c.downstream), "broadcast": c.broadcast}
+            for c in steps]
+
+
+def _node(step, observed) -> Dict[str, Any]:
     node, derived, verified = step.node, step.derivation, step.verification
     return {
         "id": node.id,
@@ -47,19 +59,22 @@ def _node(step) -> Dict[str, Any]:
             for g in derived.local_gradients
         ],
         "upstream": numbers(derived.upstream),
-        "torch_upstream": numbers(node.torch_upstream[0]) if node.torch_upstream else None,
-        "chain": [
-            {"input": c.input, "how": c.how, "downstream": numbers(c.downstream), "broadcast": c.broadcast}
-            for c in derived.steps
-        ],
+        "torch_upstream": numbers(observed.upstream(node.id)),
+        "chain": _chain(derived.steps),
+        "torch_downstream": {o.name: numbers(observed.downstream(node, o.name)) for o in node.operands
+                             if o.requires_grad},
+        "derivation": derived.status,
         "status": verified.status,
         "note": derived.note or None,
-        "checks": [{"what": c.what, "status": c.status, "max_abs_error": numbers(c.max_abs_error)}
-                   for c in verified.checks],
+        "reason": verified.reason or None,
+        "broken_at": list(verified.broken_at),
+        "hooks": [{"kind": h.kind, "location": h.location} for h in node.hooks],
+        "local_step_on_torch_upstream": _chain(verified.local.steps) if verified.local is not None else None,
+        "checks": [_check(c) for c in verified.checks],
     }
 
 
-def _leaf(leaf, derived, verified, jacobian=None) -> Dict[str, Any]:
+def _leaf(leaf, derived, verified, torch_side, jacobian=None) -> Dict[str, Any]:
     return {
         "name": leaf.name,
         "node": leaf.node,
@@ -67,11 +82,16 @@ def _leaf(leaf, derived, verified, jacobian=None) -> Dict[str, Any]:
         "value": numbers(leaf.value.data),
         "formula": derived.symbolic,
         "derived_grad": numbers(derived.grad),
-        "torch_grad": numbers(leaf.torch_grad),
+        "torch_grad": numbers(torch_side.grad),
         "grad_before": numbers(leaf.grad_before),
-        "grad_after": numbers(leaf.grad_after),
+        "grad_after": numbers(torch_side.grad_after),
+        "derived_part": numbers(derived.partial),
+        "missing_from": list(derived.missing_from),
         "jacobian": numbers(jacobian),
         "status": verified.status,
+        "reason": verified.reason or None,
+        "broken_at": list(verified.broken_at),
+        "checks": [_check(c) for c in verified.checks],
     }
 
 
@@ -87,10 +107,11 @@ def call_to_json(explanation) -> Dict[str, Any]:
         "first_mismatch": first,
         "root": {"name": root.name, "shape": list(root.value.shape), "value": numbers(root.value.data),
                  "grad_output": numbers(root.grad_output)} if root else None,
-        "nodes": [_node(step) for step in explanation.steps],
-        "leaves": [_leaf(leaf, derived, verified, explanation.jacobians.get(leaf.node))
-                   for leaf, derived, verified in zip(graph.leaves, explanation.derivation.leaves,
-                                                      explanation.verification.leaves)],
+        "nodes": [_node(step, explanation.observed) for step in explanation.steps],
+        "leaves": [_leaf(leaf, derived, verified, explanation.observed.leaf(position),
+                         explanation.jacobians.get(leaf.node))
+                   for position, (leaf, derived, verified) in enumerate(zip(
+                       graph.leaves, explanation.derivation.leaves, explanation.verification.leaves))],
         "constants": [{"name": c.name, "shape": list(c.shape), "reason": c.reason, "used_by": list(c.used_by)}
                       for c in graph.constants],
     }

@@ -22,16 +22,22 @@ from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
-from ..results import MISMATCH, NO_RULE, NOT_CHECKED, VERIFIED, ChainStep
+from ..results import (
+    DERIVED, HOOK_CHANGED, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, ChainStep,
+)
 from ..notation import label
 from .formatting import array, number, plural, shape
 
-MARKS = {VERIFIED: "✓", MISMATCH: "✗", NO_RULE: "?", NOT_CHECKED: "·"}
+MARKS = {VERIFIED: "✓", MISMATCH: "✗", NO_RULE: "?", RULE_ERROR: "!", NOT_DERIVED: "?", HOOK_CHANGED: "~",
+         UNCHECKED: "·", NOT_CHECKED: "·"}
 STYLES = {
-    VERIFIED: "green", MISMATCH: "bold red", NO_RULE: "yellow", NOT_CHECKED: "dim",
+    VERIFIED: "green", MISMATCH: "bold red", NO_RULE: "yellow", RULE_ERROR: "bold yellow", NOT_DERIVED: "yellow",
+    HOOK_CHANGED: "yellow", UNCHECKED: "dim", NOT_CHECKED: "dim",
     "label": "bold cyan", "op": "bold", "code": "italic", "formula": "magenta", "heading": "bold",
 }
-WORDS = {VERIFIED: "verified", MISMATCH: "MISMATCH", NO_RULE: "no symbolic rule", NOT_CHECKED: "not checked"}
+WORDS = {VERIFIED: "verified", MISMATCH: "MISMATCH", NO_RULE: "no symbolic rule", RULE_ERROR: "the rule failed",
+         NOT_DERIVED: "not derived", HOOK_CHANGED: "changed by a hook",
+         UNCHECKED: "unchecked: torch's numbers", NOT_CHECKED: "not checked"}
 
 
 def _mark(status: str) -> Text:
@@ -65,11 +71,11 @@ def _chain_text(step: ChainStep) -> str:
         return f"{array(step.upstream)} routed back = {down}"
     if step.how == "matrix":
         return f"{step.formula} = {down}"
-    return f"torch's numbers: {down}"
+    return "not derived"
 
 
-def _torch_number(node, step: ChainStep) -> Optional[str]:
-    value = node.torch_gradient_of(step.input)
+def _torch_number(explanation, node, step: ChainStep) -> Optional[str]:
+    value = explanation.observed.downstream(node, step.input)
     return None if value is None else array(value)
 
 
@@ -91,30 +97,49 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
         _row(grid, "module", node.module)
     if node.output is not None:
         _row(grid, "value", f"{shape(node.output.shape)} {array(node.output.data)}".strip())
-    if derived.status == NO_RULE:
-        _row(grid, "rule", Text(derived.note or "no symbolic rule", style=STYLES[NO_RULE]))
-    else:
-        _row(grid, "forward", Text(f"{node.name} = {derived.forward_named}", style=STYLES["formula"]))
-        for local in derived.local_gradients:
-            _row(grid, "local", _local_text(node, derived, local))
-    _row(grid, "upstream", array(derived.upstream) if derived.upstream is not None else "?")
-    repeated = len({s.label for s in derived.steps}) < len(derived.steps)
-    for chain_step in derived.steps:
+    shown = derived if derived.status == DERIVED or verified.local is None else verified.local
+    if verified.reason and verified.status in (UNCHECKED, HOOK_CHANGED):
+        _row(grid, "chain", Text(verified.reason, style=STYLES[verified.status]))
+    if derived.status in (NO_RULE, RULE_ERROR) or (derived.status == NOT_DERIVED and shown is derived):
+        _row(grid, "rule", Text(derived.note or "no symbolic rule", style=STYLES[derived.status]))
+    if shown.status == DERIVED:
+        _row(grid, "forward", Text(f"{node.name} = {shown.forward_named}", style=STYLES["formula"]))
+        for local in shown.local_gradients:
+            _row(grid, "local", _local_text(node, shown, local))
+    if derived.upstream is not None:
+        _row(grid, "upstream", array(derived.upstream))
+    torch_upstream = explanation.observed.upstream(node.id)
+    if shown is not derived or (derived.upstream is None and torch_upstream is not None):
+        _row(grid, "upstream", Text(f"{array(torch_upstream)} (torch's)" if torch_upstream is not None else "?"))
+    repeated = len({s.label for s in shown.steps}) < len(shown.steps)
+    for chain_step in shown.steps:
         target = f"{chain_step.label} ({chain_step.input})" if repeated else chain_step.label
-        _row(grid, "chain", f"→ {target}: {_chain_text(chain_step)}")
+        if chain_step.downstream is None:
+            torch_number = _torch_number(explanation, node, chain_step)
+            _row(grid, "chain", f"→ {target}: not derived; torch's number: {torch_number or '?'}")
+            continue
+        words = " (on torch's upstream)" if shown is not derived else ""
+        _row(grid, "chain", f"→ {target}: {_chain_text(chain_step)}{words}")
         if chain_step.broadcast:
             _row(grid, "", Text(chain_step.broadcast, style="dim"))
-        torch_number = _torch_number(node, chain_step)
-        if torch_number is not None and chain_step.how != "torch":
+        torch_number = _torch_number(explanation, node, chain_step)
+        if torch_number is not None:
             _row(grid, "torch", torch_number)
     for check in verified.checks:
         if check.status == MISMATCH:
-            _row(grid, "check", Text(f"✗ {check.what}: off by {number(check.max_abs_error)} ({check.tolerance})",
-                                       style=STYLES[MISMATCH]))
+            _row(grid, "check", Text(_mismatch_words(check), style=STYLES[MISMATCH]))
     status = Text("  ").append_text(_mark(verified.status))
     if verified.inherited_from is not None:
         status.append(f" (inherited from step {verified.inherited_from + 1})", style="dim")
     return Group(title, Padding(grid, (0, 0, 0, 3)), Padding(status, (0, 0, 0, 1)))
+
+
+def _mismatch_words(check) -> str:
+    where = ""
+    if check.worst_index is not None and check.derived_at_worst is not None:
+        index = ", ".join(str(i) for i in check.worst_index)
+        where = f" at [{index}]: derived {number(check.derived_at_worst)}, torch {number(check.torch_at_worst)};"
+    return f"✗ {check.what}{where} off by {number(check.max_abs_error)} ({check.tolerance})"
 
 
 def _local_text(node, derived, local) -> Text:
@@ -133,7 +158,7 @@ def _local_text(node, derived, local) -> Text:
     return text
 
 
-def _leaf_block(explanation, leaf, derived, verified) -> RenderableType:
+def _leaf_block(explanation, leaf, derived, verified, torch_side) -> RenderableType:
     title = Text()
     title.append("leaf ", style=STYLES["heading"])
     title.append(leaf.name, style=STYLES["label"])
@@ -142,7 +167,13 @@ def _leaf_block(explanation, leaf, derived, verified) -> RenderableType:
     roots = ", ".join(root.name for root in explanation.graph.roots)
     seeded = any(np.size(root.grad_output) > 1 for root in explanation.graph.roots)
     gradient = f"vᵀ·∂{label(roots)}/∂{leaf.name}" if seeded else f"∂{label(roots)}/∂{leaf.name}"
-    if derived.symbolic:
+    if derived.grad is None:
+        _row(grid, "gradient", Text(f"{gradient}: not derived — {verified.reason or 'see above'}",
+                                    style=STYLES[UNCHECKED]))
+        if derived.partial is not None:
+            through = ", ".join(f"step {c + 1}" for c in derived.missing_from)
+            _row(grid, "", f"derived part {array(derived.partial)}; the part through {through} is torch's alone")
+    elif derived.symbolic:
         _row(grid, "gradient", Text(f"{gradient} = {derived.symbolic} = {array(derived.grad)}", style=STYLES["formula"]))
     else:
         _row(grid, "gradient", f"{gradient} = {array(derived.grad)}")
@@ -154,17 +185,22 @@ def _leaf_block(explanation, leaf, derived, verified) -> RenderableType:
         product = np.asarray(root.grad_output).reshape(-1) @ jacobian
         _row(grid, "vᵀ·J", f"{array(root.grad_output)} · J = {array(product.reshape(leaf.value.shape))}"
                              " (what backward(v) computes, without forming J)")
-    if leaf.torch_grad is not None:
-        _row(grid, "torch", array(leaf.torch_grad))
-    if leaf.accumulates and leaf.grad_before is not None:
+    if torch_side.grad is not None:
+        _row(grid, "torch", array(torch_side.grad))
+    if leaf.accumulates and leaf.grad_before is not None and derived.grad is not None:
         _row(grid, ".grad", f"accumulates: {array(leaf.grad_before)} (already there) + "
                               f"{array(derived.grad)} (this call) = {array(derived.accumulated)}; "
-                              f"torch's .grad is now {array(leaf.grad_after)}")
+                              f"torch's .grad is now {array(torch_side.grad_after)}")
+    elif leaf.accumulates and leaf.grad_before is not None:
+        _row(grid, ".grad", f"accumulates: {array(leaf.grad_before)} (already there) + this call; "
+                              f"torch's .grad is now {array(torch_side.grad_after)}")
     elif leaf.accumulates:
-        _row(grid, ".grad", f"was None, now {array(leaf.grad_after)}")
+        _row(grid, ".grad", f"was None, now {array(torch_side.grad_after)}")
+    if verified.reason and verified.status == HOOK_CHANGED:
+        _row(grid, "hook", Text(verified.reason, style=STYLES[HOOK_CHANGED]))
     for check in verified.checks:
         if check.status == MISMATCH:
-            _row(grid, "check", Text(f"✗ {check.what}: off by {number(check.max_abs_error)}", style=STYLES[MISMATCH]))
+            _row(grid, "check", Text(_mismatch_words(check), style=STYLES[MISMATCH]))
     status = Text("  ").append_text(_mark(verified.status))
     return Group(title, Padding(grid, (0, 0, 0, 3)), Padding(status, (0, 0, 0, 1)))
 
@@ -186,11 +222,34 @@ def _verdict(explanation) -> Text:
         named = f"step {where + 1}, {node.name} [{node.op}]{line}" if node is not None else "a leaf"
         return Text(f"✗ Mismatch: the derived gradient first disagrees with torch at {named}.",
                     style=STYLES[MISMATCH])
-    missing = sorted({s.node.op for s in explanation.steps if s.status == NO_RULE})
-    if verification.status == NO_RULE:
-        return Text(f"? No mismatch, but {len(missing)} op type(s) have no symbolic rule "
-                    f"({', '.join(missing)}); torch's numbers are shown for them.", style=STYLES[NO_RULE])
-    return Text("· Some numbers could not be checked: torch computed none for them.", style=STYLES[NOT_CHECKED])
+    return Text(_incomplete_words(explanation), style=STYLES[verification.status])
+
+
+def _incomplete_words(explanation) -> str:
+    """Why a call with no mismatch is not verified, every reason counted."""
+    steps = explanation.steps
+    verified = sum(1 for s in steps if s.status == VERIFIED and not s.node.is_leaf)
+    leaves = sum(1 for v in explanation.verification.leaves if v.status == VERIFIED)
+    parts = []
+    for status, words in ((NO_RULE, "no symbolic rule"), (RULE_ERROR, "a rule that failed to apply"),
+                          (NOT_DERIVED, "complex numbers not derived"), (HOOK_CHANGED, "a gradient changed by a hook")):
+        ops = sorted({s.node.op for s in steps if s.status == status})
+        if status == HOOK_CHANGED:
+            ops = ops or sorted({explanation.graph.nodes[v.node].op for v in explanation.verification.leaves
+                                 if v.status == HOOK_CHANGED})
+        if ops:
+            parts.append(f"{words}: {', '.join(ops)}")
+    unchecked = sum(1 for s in steps if s.status == UNCHECKED and not s.node.is_leaf)
+    unchecked_leaves = sum(1 for v in explanation.verification.leaves if v.status == UNCHECKED)
+    not_checked = sum(1 for s in steps if s.status == NOT_CHECKED)
+    if unchecked or unchecked_leaves:
+        parts.append(f"{plural(unchecked, 'node')} and {plural(unchecked_leaves, 'leaf')} below it "
+                     "carry torch's numbers only")
+    if not_checked:
+        parts.append(f"{plural(not_checked, 'node')} with no torch number to compare")
+    total_nodes = sum(1 for s in steps if not s.node.is_leaf)
+    return (f"? Not verified: {'; '.join(parts) or 'see above'}. Verified: {verified} of "
+            f"{plural(total_nodes, 'node')} and {leaves} of {plural(len(explanation.verification.leaves), 'leaf')}.")
 
 
 def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
@@ -218,8 +277,9 @@ def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
         if step.node.is_leaf:
             continue
         yield _node_block(explanation, step, i + 1)
-    for leaf, derived, verified in zip(graph.leaves, explanation.derivation.leaves, explanation.verification.leaves):
-        yield _leaf_block(explanation, leaf, derived, verified)
+    for position, (leaf, derived, verified) in enumerate(zip(graph.leaves, explanation.derivation.leaves,
+                                                             explanation.verification.leaves)):
+        yield _leaf_block(explanation, leaf, derived, verified, explanation.observed.leaf(position))
     yield Text("")
     yield _verdict(explanation)
 
@@ -305,8 +365,12 @@ def verdict_line(report) -> Text:
         return Text(f"✓ verified — {summary}; every node and leaf matches torch.", style=STYLES[VERIFIED])
     if status == MISMATCH:
         return Text(f"✗ mismatch — {summary}; see the first ✗ above.", style=STYLES[MISMATCH])
-    if status == NO_RULE:
-        return Text(f"? incomplete — {summary}; some ops have no symbolic rule.", style=STYLES[NO_RULE])
+    if status in (NO_RULE, RULE_ERROR, NOT_DERIVED, HOOK_CHANGED, UNCHECKED):
+        why = {NO_RULE: "some ops have no symbolic rule", RULE_ERROR: "a rule failed to apply",
+               NOT_DERIVED: "some complex gradients are not derived", HOOK_CHANGED: "a hook changed a gradient",
+               UNCHECKED: "some numbers are torch's only"}[status]
+        return Text(f"? incomplete — {summary}; {why}, and what lies below it is not verified.",
+                    style=STYLES[NO_RULE])
     if status == "no-backward":
         return Text("The script finished without calling .backward(), torch.autograd.backward or "
                     "torch.autograd.grad, so there is no gradient to explain. Call backward on a "
