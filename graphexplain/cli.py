@@ -29,7 +29,11 @@ exit codes:
   3  the script raised an error (what was captured before it is still reported)
   4  the script never called backward, or none of its calls could be explained
      (torch refused them, or --call N is past the last call)
-  5  no mismatch, but some ops have no symbolic rule (torch's numbers are shown)
+  5  incomplete: no mismatch, but not every number could be derived: an op without
+     a symbolic rule (no-rule), a rule that failed to apply (rule-error), complex
+     numbers a rule does not do yet (not-derived), a gradient changed by a user's
+     hook (hook-changed), or the nodes and leaves below any of these, which carry
+     torch's numbers only (unchecked); never shown as verified
 
 examples:
   graphexplain trace examples/autograd_mean.py

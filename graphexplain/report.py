@@ -9,7 +9,8 @@ Exit codes (also in `graphexplain trace --help` and docs/cli.md):
        a --target that names no tensor
     3  the script itself raised an error (what was captured before it is reported)
     4  the script never called backward, or none of its calls could be explained
-    5  no mismatch, but some ops have no symbolic rule (torch's numbers shown)
+    5  incomplete: no mismatch, but some numbers could not be derived (no rule,
+       a rule that failed, complex, a user's hook, and everything below them)
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Option
                                                                                    derived.shape))
                                           if derived.size else None)
     allowed_at = float(allowed[at]) if at is not None else 0.0
-    rule = f"rounding in {dtype.replace('torch.', '')} explains up to {allowed_at:.3g} here"
+    rule = f"what rounding in {dtype.replace('torch.', '')} can explain"  # the number itself is `allowed`
     return Check(what, status, worst_error, rule, allowed_at, where,
                  float(derived[where]) if where is not None else None,
                  float(torch_number[where]) if where is not None else None)

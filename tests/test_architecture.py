@@ -25,6 +25,7 @@ HEAVY = ("torch", "sympy", "graphviz", "rich")
 # modules → what importing them must not import
 BOUNDARIES = {
     "graphexplain.model, graphexplain.results": ("torch", "sympy", "graphviz", "rich"),
+    "graphexplain.observed, graphexplain.precision": HEAVY,
     "graphexplain.derive": ("torch", "graphviz", "rich"),
     "graphexplain.render.terminal": ("torch", "sympy"),
     "graphexplain.render.dot": ("torch", "sympy", "rich"),
@@ -96,6 +97,45 @@ def test_model_is_plain_data():
     assert graph.leaf_for(0).name == "x" and graph.consumers(0) == ()
     with pytest.raises(ValueError):
         x.data[0] = 5.0  # frozen
+
+
+# --- the derived side never sees torch's backward numbers --------------------------------
+
+
+def _imports(path: Path):
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            yield from ([f"{'.' * node.level}{module}"] + [f"{'.' * node.level}{module}.{a.name}" for a in node.names])
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "derive").glob("*.py")), ids=lambda p: p.name)
+def test_derivation_cannot_reach_torch_numbers(path):
+    """Note [independence of the derived side] in graphexplain/observed.py:
+    no module of the derivation imports the module holding torch's numbers,
+    nor the capture or verification stages."""
+    forbidden = ("observed", "capture", "verify", "torch")
+    for name in _imports(path):
+        parts = name.lstrip(".").split(".")
+        assert not set(parts) & set(forbidden), f"{path.name} imports {name}"
+
+
+def test_the_graph_holds_no_torch_numbers():
+    """What derive reads (Node, Leaf, Graph, Operand, Root) has no field for a
+    gradient torch computed; those live on observed.Observed alone."""
+    import dataclasses
+
+    from graphexplain import model, observed
+
+    for kind in (model.Node, model.Leaf, model.Graph, model.Operand, model.Root):
+        fields = {field.name for field in dataclasses.fields(kind)}
+        assert not {f for f in fields if f.startswith("torch") or f in ("grad_after", "grad")}, kind.__name__
+    assert {f.name for f in dataclasses.fields(observed.NodeGradients)} == {"upstream", "downstream"}
 
 
 # --- the public API --------------------------------------------------------------

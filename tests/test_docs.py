@@ -74,3 +74,20 @@ def test_coverage_page_matches_the_measured_json():
     measured = json.loads((REPO / "benchmarks" / "coverage.json").read_text(encoding="utf-8"))
     page = (REPO / "docs" / "coverage.md").read_text(encoding="utf-8")
     assert page == yardstick.markdown(measured), "run: python benchmarks/coverage.py --markdown docs/coverage.md"
+
+
+def _python_blocks(path: Path):
+    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.S)
+
+
+# Pages whose ```python blocks are whole programs (rules.md's are fragments of rows).
+EXECUTED_PAGES = ("verification.md",)
+PYTHON_BLOCKS = [(path.name, index) for path in DOCUMENTED if path.name in EXECUTED_PAGES
+                 for index, _ in enumerate(_python_blocks(path))]
+
+
+@pytest.mark.parametrize("where,index", PYTHON_BLOCKS)
+def test_documented_python_runs(where, index):
+    """Each ```python block of docs/ runs, and its asserts hold."""
+    path = next(path for path in DOCUMENTED if path.name == where)
+    exec(compile(_python_blocks(path)[index], f"{where} block {index + 1}", "exec"), {"__name__": "__docs__"})

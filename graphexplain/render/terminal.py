@@ -139,7 +139,8 @@ def _mismatch_words(check) -> str:
     if check.worst_index is not None and check.derived_at_worst is not None:
         index = ", ".join(str(i) for i in check.worst_index)
         where = f" at [{index}]: derived {number(check.derived_at_worst)}, torch {number(check.torch_at_worst)};"
-    return f"✗ {check.what}{where} off by {number(check.max_abs_error)} ({check.tolerance})"
+    return f"✗ {check.what}{where} off by {number(check.max_abs_error)}, more than {number(check.allowed)}, " \
+        f"{check.tolerance}"
 
 
 def _local_text(node, derived, local) -> Text:
