@@ -22,8 +22,10 @@ import numpy as np
 
 
 def frozen_array(data) -> np.ndarray:
-    """A float64 copy of `data` that cannot be written to."""
-    array = np.array(data, dtype=np.float64, copy=True)
+    """A float64 (complex128 for complex data) copy of `data` that cannot be
+    written to."""
+    array = np.array(data, copy=True)
+    array = array.astype(np.complex128 if np.iscomplexobj(array) else np.float64, copy=False)
     array.flags.writeable = False
     return array
 

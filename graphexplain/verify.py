@@ -53,6 +53,11 @@ def allowed_difference(derived: np.ndarray, budget: Optional[np.ndarray], dtype:
     return SAFETY * np.asarray(budget, dtype=np.float64) + tiny(dtype)
 
 
+def _numbers(values) -> np.ndarray:
+    values = np.asarray(values)
+    return values.astype(np.complex128 if np.iscomplexobj(values) else np.float64, copy=False)
+
+
 def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Optional[Check]:
     """One check, or None when either side has no number.
 
@@ -65,8 +70,7 @@ def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Option
     """
     if derived is None or torch_number is None:
         return None
-    derived = np.asarray(derived, dtype=np.float64)
-    torch_number = np.asarray(torch_number, dtype=np.float64)
+    derived, torch_number = _numbers(derived), _numbers(torch_number)
     if derived.size != torch_number.size:
         return Check(what, MISMATCH, float("inf"), f"shape {derived.shape} vs {torch_number.shape}")
     derived = derived.reshape(torch_number.shape)
@@ -95,8 +99,12 @@ def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Option
     allowed_at = float(allowed[at]) if at is not None else 0.0
     rule = f"what rounding in {dtype.replace('torch.', '')} can explain"  # the number itself is `allowed`
     return Check(what, status, worst_error, rule, allowed_at, where,
-                 float(derived[where]) if where is not None else None,
-                 float(torch_number[where]) if where is not None else None)
+                 _scalar(derived[where]) if where is not None else None,
+                 _scalar(torch_number[where]) if where is not None else None)
+
+
+def _scalar(value):
+    return complex(value) if np.iscomplexobj(value) else float(value)
 
 
 def _dtype(node: Node) -> str:

@@ -15,6 +15,7 @@ class Names:
     tensors: Dict[int, str] = field(default_factory=dict)  # id(tensor) → name
     nodes: Dict[int, str] = field(default_factory=dict)  # id(grad_fn) → name
     modules: Dict[int, str] = field(default_factory=dict)  # id(module) → qualified name
+    hooked: Dict[int, list] = field(default_factory=dict)  # id(grad_fn) → tensors with the user's hooks
     _keep: list = field(default_factory=list)  # keeps named objects alive, so ids stay theirs
 
     def tensor(self, tensor) -> str:
@@ -51,6 +52,8 @@ def names_from_namespace(*scopes) -> Names:
                 if value.grad_fn is not None:
                     names.nodes.setdefault(id(value.grad_fn), name)
                     names._keep.append(value.grad_fn)
+                    if value._backward_hooks:
+                        names.hooked.setdefault(id(value.grad_fn), []).append(value)
             elif isinstance(value, torch.nn.Module):
                 modules.append((name, value))
     for name, module in modules:

@@ -45,6 +45,7 @@ class Provenance:
     module: Any = None  # weakref to the innermost nn.Module running, if any
     direct: bool = True  # False for nodes made inside the call (F.linear's TBackward0)
     function: str = ""
+    live: Dict[int, Any] = field(default_factory=dict)  # output nr → weakref to the tensor itself (its hooks)
 
 
 def _internal_roots() -> Tuple[str, ...]:
@@ -251,6 +252,7 @@ class Recorder(TorchFunctionMode):
                 node.metadata[KEY] = record
             nr = getattr(tensor, "output_nr", 0)
             record.outputs.setdefault(nr, (tensor.detach(), tensor._version))
+            record.live.setdefault(nr, weakref.ref(tensor))
             self._mark_inner_nodes(node, source, module, name)
 
     def _mark_inner_nodes(self, node, source, module, name) -> None:

@@ -37,10 +37,10 @@ def to_numpy(tensor) -> Optional[np.ndarray]:
         tensor = tensor.detach()
         if tensor._is_zerotensor():  # torch's storage-free zeros (sgn's gradient of a real input)
             return frozen_array(np.zeros(tuple(tensor.shape)))
-        if tensor.is_complex():
-            tensor = tensor.real
         if tensor.layout != torch.strided:
             tensor = tensor.to_dense()
+        if tensor.is_complex():  # kept whole: Note [complex gradients] in derive/complex.py
+            return frozen_array(tensor.resolve_conj().resolve_neg().to("cpu", torch.complex128).numpy())
         return frozen_array(tensor.to("cpu", torch.float64).numpy())
     except Exception:  # meta tensors, quantized tensors, freed storage
         return None
@@ -326,8 +326,10 @@ class PendingCall:
         if outputs and (outputs[0] is None or not outputs[0].known) and "result" in saved:
             outputs = (value_of(saved["result"]),) + outputs[1:]
         source = record.source if record is not None else None
-        hooked = [tensor for tensor, _ in record.outputs.values()] if record is not None else []
-        hooked += [root for root in self.root_tensors if root.grad_fn is node]
+        # hooks sit on the tensors themselves: the recorder's live ones, the frame's, the roots
+        hooked = [ref() for ref in record.live.values()] if record is not None else []
+        hooked += self.names.hooked.get(id(node), []) + [root for root in self.root_tensors if root.grad_fn is node]
+        hooked = [tensor for tensor in hooked if tensor is not None]
         hooks = tuple(dict.fromkeys(hook for tensor in hooked for hook in hooks_of(tensor)))
         return Node(i, op, self.node_names[i], tuple(operands), outputs, params, source,
                     self._module(record), hooks)

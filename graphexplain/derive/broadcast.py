@@ -19,6 +19,12 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 
+def _numbers(values) -> np.ndarray:
+    """float64, or complex128 for complex gradients."""
+    values = np.asarray(values)
+    return values.astype(np.complex128 if np.iscomplexobj(values) else np.float64, copy=False)
+
+
 def broadcast_dims(shape: Tuple[int, ...], target: Tuple[int, ...]) -> Tuple[int, ...]:
     """The dims of `target` along which `shape` was copied."""
     lead = len(target) - len(shape)
@@ -29,7 +35,7 @@ def broadcast_dims(shape: Tuple[int, ...], target: Tuple[int, ...]) -> Tuple[int
 
 def sum_to(gradient: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
     """Sum a gradient of the broadcast shape back to an operand's `shape`."""
-    gradient = np.asarray(gradient, dtype=np.float64)
+    gradient = _numbers(gradient)
     if gradient.shape == tuple(shape):
         return gradient
     dims = broadcast_dims(tuple(shape), gradient.shape)
@@ -60,7 +66,7 @@ def reduced_dims(dims: Optional[Sequence[int]], ndim: int) -> Tuple[int, ...]:
 def spread(upstream: np.ndarray, shape: Tuple[int, ...], dims: Tuple[int, ...], keepdim: bool) -> np.ndarray:
     """Give every element of a reduced operand the upstream of the output
     element it was reduced into."""
-    upstream = np.asarray(upstream, dtype=np.float64)
+    upstream = _numbers(upstream)
     if not keepdim:
         for dim in sorted(dims):
             upstream = np.expand_dims(upstream, dim)

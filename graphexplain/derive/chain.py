@@ -27,6 +27,7 @@ from ..results import (
 from ..rules import lookup
 from ..rules.kinds import IndexFormula, Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 from . import arguments, broadcast, budget, formula, indexed, routing
+from . import complex as complex_
 from .naming import display_names, rename, show
 from .symbolic import leaf_formulas
 from ..precision import epsilon
@@ -485,10 +486,12 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
         return _not_derived(node, upstream, rule.title, NO_RULE, "this op has no gradient", upstream_budget)
     if upstream is None:
         return _not_derived(node, upstream, rule.title, UNREACHED, "no derived gradient reached it")
-    if _is_complex(node):
+    complex_numbers = _is_complex(node) or np.iscomplexobj(upstream)
+    if complex_numbers and not _complex_ready(rule):
         return _not_derived(node, upstream, rule.title, NOT_DERIVED,
                             "complex numbers: this row is not derived for them yet", upstream_budget)
-    upstream = np.asarray(upstream, dtype=np.float64)
+    upstream = np.asarray(upstream)
+    upstream = upstream.astype(np.complex128 if np.iscomplexobj(upstream) else np.float64, copy=False)
     upstream_budget = np.zeros(upstream.shape) if upstream_budget is None else np.asarray(upstream_budget)
     # Budgets are absolute; inside a family they count in this node's eps
     # (Note [error budget]), so a float16 op rounds as float16 does.
@@ -497,8 +500,9 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     if each_output is not None:
         each_budget = each_budget or tuple(np.zeros(np.shape(u)) for u in each_output)
         several = {"each_output": each_output, "each_budget": tuple(np.asarray(b) / eps for b in each_budget)}
+    family = _complex_pointwise if complex_numbers and isinstance(rule, Pointwise) else FAMILIES[type(rule)]
     try:
-        locals_, steps = FAMILIES[type(rule)](rule, node, upstream, upstream_budget / eps, eps, **several)
+        locals_, steps = family(rule, node, upstream, upstream_budget / eps, eps, **several)
         steps = [replace(step, budget=_stored(step, np.asarray(step.budget) * eps, node)) for step in steps]
     except (CannotApply, ValueError, IndexError, TypeError, KeyError, ArithmeticError) as problem:
         reason = f"{type(problem).__name__}: {problem}" if not isinstance(problem, CannotApply) else str(problem)
@@ -524,6 +528,50 @@ def computing_dtype(node: Node) -> str:
     """The dtype torch computes the node's backward in: its output's."""
     value = node.output if node.output is not None else next((o.value for o in node.operands if o.value), None)
     return value.dtype if value is not None else "float32"
+
+
+def _complex_ready(rule: Rule) -> bool:
+    """Rows derived for complex numbers: pointwise ones with a complex form,
+    and plain sums and means (Note [complex gradients] in derive/complex.py)."""
+    if isinstance(rule, Pointwise):
+        return all(complex_.wirtinger(rule, name) is not None for name in rule.inputs)
+    return isinstance(rule, Reduction) and rule.forward == "self" and rule.reduce in ("sum", "mean")
+
+
+def _complex_pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray,
+                       eps: float):
+    """downstream = conj(u)·∂s/∂z̄ + u·conj(∂s/∂z), real for a real operand
+    (Note [complex gradients]). The budget takes |∂s/∂z| + |∂s/∂z̄| as |J|."""
+    values = _operand_values(rule, node)
+    locals_, steps = [], []
+    for operand in node.operands:
+        if not operand.requires_grad:
+            continue
+        d, d_conjugate = complex_.wirtinger(rule, operand.name)
+        try:
+            local, local_conjugate = complex_.evaluate(d, values), complex_.evaluate(d_conjugate, values)
+        except KeyError as missing:
+            told = [complex_.in_result(rule, e, missing.args[0]) if missing.args[0] in rule.inputs else None
+                    for e in (d, d_conjugate)]
+            if None in told or formula.RESULT not in values:
+                raise CannotApply(f"no value for {missing.args[0]}") from None
+            d, d_conjugate = told
+            try:
+                local, local_conjugate = complex_.evaluate(d, values), complex_.evaluate(d_conjugate, values)
+            except KeyError as still:
+                raise CannotApply(f"no value for {still.args[0]}") from None
+        full = np.conj(upstream) * local_conjugate + upstream * np.conj(local)
+        shape = _shape_of(operand)
+        if operand.value is not None and not operand.value.dtype.startswith("complex"):
+            full = full.real
+        magnitude = np.abs(local) + np.abs(local_conjugate)
+        error = _elementwise_budget(magnitude, magnitude, budget.steps(d + d_conjugate, eps), upstream,
+                                    upstream_budget, shape)
+        vjp = f"conj(G)*({d_conjugate}) + G*conj({d})"
+        locals_.append(LocalGradient(operand.name, operand.label, vjp, vjp, None))
+        steps.append(ChainStep(operand.name, operand.label, upstream, None, broadcast.sum_to(full, shape), "matrix",
+                               broadcast.describe_sum(full.shape, shape), vjp, error))
+    return locals_, steps
 
 
 def _is_complex(node: Node) -> bool:
@@ -573,7 +621,8 @@ def derive(graph: Graph, symbolic: bool = True) -> Derivation:
     missing: Dict[Tuple[int, int], List[int]] = {}  # consumers that could not send a derived gradient
     for root in graph.roots:
         key = (root.node, root.output)
-        seed = np.asarray(root.grad_output, dtype=np.float64)
+        seed = np.asarray(root.grad_output)
+        seed = seed.astype(np.complex128 if np.iscomplexobj(seed) else np.float64, copy=False)
         upstreams[key] = upstreams.get(key, 0) + seed
         budgets[key] = budgets.get(key, 0) + np.zeros(seed.shape)  # the seed is exact
 
@@ -607,7 +656,8 @@ def derive(graph: Graph, symbolic: bool = True) -> Derivation:
                 added = added + eps * (np.abs(previous) + np.abs(step.downstream))
             budgets[key] = added if previous is None else budgets[key] + added
 
-    formulas = leaf_formulas(graph) if symbolic else {}
+    complex_graph = any(_is_complex(node) for node in graph.nodes)
+    formulas = leaf_formulas(graph) if symbolic and not complex_graph else {}
     leaves = [_leaf(leaf, derived[leaf.node], upstreams, budgets, missing, formulas) for leaf in graph.leaves]
     return Derivation(tuple(derived), tuple(leaves))
 

@@ -27,7 +27,7 @@ def jacobians(graph: Graph, limit: int = LIMIT) -> Dict[int, np.ndarray]:
     root = graph.roots[0]
     outputs = root.value.numel if root.value is not None else 1
     leaves = [leaf for leaf in graph.leaves if outputs * leaf.value.numel <= limit]
-    if outputs <= 1 or not leaves:
+    if outputs <= 1 or not leaves or any(leaf.value.dtype.startswith("complex") for leaf in graph.leaves):
         return {}
     rows = {leaf.node: [] for leaf in leaves}
     for i in range(outputs):

@@ -29,6 +29,8 @@ def forward_value(node: Node) -> Optional[np.ndarray]:
     rule = lookup(node.op)
     if rule is None or node.output is None or not all(_known(o.value) for o in node.operands):
         return None
+    if any(np.iscomplexobj(o.value.data) for o in node.operands) or node.output.dtype.startswith("complex"):
+        return None  # the rows' forwards are evaluated in float64 (Note [complex gradients] in derive/complex.py)
     values: Dict[str, object] = dict(rule.defaults)
     params = arguments.saved(node)
     values.update({k: np.asarray(v, dtype=np.float64) for k, v in params.items()

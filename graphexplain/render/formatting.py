@@ -19,7 +19,13 @@ import numpy as np
 SMALL = 6  # tensors up to this many elements are shown whole
 
 
-def number(value: float) -> str:
+def number(value) -> str:
+    if isinstance(value, (complex, np.complexfloating)) or np.iscomplexobj(value):
+        value = complex(np.asarray(value).reshape(()))
+        if value.imag == 0:
+            return number(value.real)
+        sign = "-" if value.imag < 0 else "+"
+        return f"{number(value.real)}{sign}{number(abs(value.imag))}j"
     value = float(value)
     if value == 0:
         return "0"
@@ -32,7 +38,8 @@ def number(value: float) -> str:
 def array(data: Optional[np.ndarray], small: int = SMALL) -> str:
     if data is None:
         return "?"
-    data = np.asarray(data, dtype=np.float64)
+    data = np.asarray(data)
+    data = data.astype(np.complex128 if np.iscomplexobj(data) else np.float64, copy=False)
     if data.ndim == 0 or data.size == 1 and data.ndim == 0:
         return number(data.reshape(()))
     if data.size <= small:

@@ -14,7 +14,11 @@ SCHEMA = "graphexplain/1"
 def numbers(data) -> Any:
     if data is None:
         return None
-    array = np.asarray(data, dtype=np.float64)
+    array = np.asarray(data)
+    if np.iscomplexobj(array):  # complex elements as text: "1.5+2j"
+        rounded = [f"{complex(v).real:.10g}{complex(v).imag:+.10g}j" for v in array.reshape(-1)]
+        return np.array(rounded, dtype=object).reshape(array.shape).tolist() if array.ndim else rounded[0]
+    array = array.astype(np.float64)
     rounded = [float(f"{v:.10g}") if np.isfinite(v) else str(v) for v in array.reshape(-1)]
     return np.array(rounded, dtype=object).reshape(array.shape).tolist() if array.ndim else rounded[0]
 
