@@ -31,6 +31,7 @@ NO_BACKWARD = "no-backward"
 NOTHING_EXPLAINED = "nothing-explained"  # backward was called, but no call could be explained
 NOT_EXPLAINED = "not-explained"
 CALL_ERROR = "error"
+CAPTURE_FAILED = "capture-failed"  # asked for, but graphexplain could not copy the graph (capture_problem says why)
 TARGET_PROBLEM = "target-problem"
 
 
@@ -63,6 +64,8 @@ class Report:
     def call_status(self, record: CallRecord) -> str:
         if record.error is not None:
             return CALL_ERROR
+        if record.capture_problem is not None and record.index not in self.explanations:
+            return CAPTURE_FAILED
         explanation = self.explanations.get(record.index)
         return explanation.status if explanation is not None else NOT_EXPLAINED
 

@@ -78,8 +78,14 @@ def _local_gradient_record(rule, node, operand, expr, value, count=None) -> Loca
 
 def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float) -> Tuple[np.ndarray, float]:
     """The term magnitude of a local gradient and its rounding steps, over
-    both forms torch may compute it in (Note [error budget])."""
-    magnitude, steps = np.abs(formula.evaluate(budget.terms(expr), values)), budget.steps(expr, eps)
+    both forms torch may compute it in (Note [error budget]). Where the
+    magnitude's formula cannot be evaluated, the local gradient's own size,
+    with sixteen steps more."""
+    steps = budget.steps(expr, eps)
+    try:
+        magnitude = np.abs(formula.evaluate(budget.terms(expr), values))
+    except (KeyError, ValueError, TypeError, ArithmeticError):
+        return np.abs(formula.evaluate(expr, values)), steps + 16
     if isinstance(rule, Pointwise) and len(rule.inputs) == 1 and formula.RESULT in values:
         in_result = formula.local_gradient_in_result(rule, input_name, input_name)
         if in_result is not None:

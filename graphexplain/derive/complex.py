@@ -45,7 +45,7 @@ def wirtinger(rule: Rule, input_name: str) -> Optional[Tuple[sp.Expr, sp.Expr]]:
     (other, 0)
     >>> d, d_conjugate = wirtinger(TABLE["AbsBackward0"], "self")
     >>> d_conjugate
-    self/(2*sqrt(self*self__conj))
+    sqrt(self*self__conj)/(2*self__conj)
     """
     real = formula.forward(rule)
     names = formula.symbols(rule)

@@ -343,7 +343,8 @@ def call_listing(report) -> Optional[Table]:
     for record in listed:
         norms = ", ".join(f"‖{name}‖={number(norm)}" for name, norm in record.summary.leaf_norms)
         value = number(record.summary.root_value) if record.summary.root_value is not None else ""
-        table.add_row(str(record.index), Text(record.summary.root), value, Text(norms), Text("not explained", style="dim"))
+        status = f"not explained: capture failed ({record.capture_problem})" if record.capture_problem else "not explained"
+        table.add_row(str(record.index), Text(record.summary.root), value, Text(norms), Text(status, style="dim"))
     return table
 
 
