@@ -76,7 +76,12 @@ class Tally:
             counts = self.by_type[step.op]
             counts["met"] += 1
             status = step.status if step.status in STATUSES else NO_RULE
-            counts[status] += 1
+            # A node below a node without a rule is `unchecked` however good
+            # its own row; its row is measured by its own step on torch's
+            # upstream (Note [the local step on torch's upstream] in verify.py).
+            checks = step.verification.checks
+            own_step_verified = step.status == "unchecked" and checks and all(c.status == VERIFIED for c in checks)
+            counts[VERIFIED if own_step_verified else status] += 1
             statuses.add(status)
         statuses |= {leaf.status for leaf in explanation.leaves}
         worst = next((s for s in (MISMATCH, NO_RULE) if s in statuses), VERIFIED)
@@ -212,7 +217,11 @@ def markdown(result: dict) -> str:
         f"- modules whose whole graph verified: **{100 * t['share_modules_verified']:.1f}%** of {t['modules']}\n"
         f"- mismatched ops/modules: {len(t['mismatched_groups'])}; crashes: {t['crashes']}\n"
         f"- torch {result['torch']}, {result['seconds']} s\n\n"
-        "| node type | met | verified | mismatch | no rule |\n|---|---:|---:|---:|---:|\n"
+        "A node counts as verified when its own step is: along a derived chain, or, below a node "
+        "without a rule, on the upstream torch passed in (Note [the local step on torch's upstream], "
+        "[verification.md](verification.md)); the last column counts every other outcome: no rule, a "
+        "rule that failed to apply, complex numbers not derived, or no number to check its step.\n\n"
+        "| node type | met | verified | mismatch | not verified |\n|---|---:|---:|---:|---:|\n"
         f"{rows}\n"
     )
 

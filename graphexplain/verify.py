@@ -50,6 +50,12 @@ def allowed_difference(derived: np.ndarray, budget: Optional[np.ndarray], dtype:
     """The largest difference from `derived` that rounding in `dtype` explains, per element."""
     if budget is None:
         budget = DEFAULT_STEPS * epsilon(dtype) * np.abs(derived)
+    # A budget that came out nan or inf (an input of -inf, a singular matrix)
+    # bounds nothing: such elements get the tensor's largest size, in eps.
+    finite = np.isfinite(budget)
+    if not np.all(finite):
+        largest = float(np.max(np.abs(derived[np.isfinite(derived)]), initial=0.0))
+        budget = np.where(finite, budget, DEFAULT_STEPS * epsilon(dtype) * largest)
     return SAFETY * np.asarray(budget, dtype=np.float64) + tiny(dtype)
 
 

@@ -19,7 +19,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 import sympy as sp
 
-from ..model import Graph, Node, Operand
+from ..model import Graph, Node, Operand, frozen_array
 from ..results import (
     DERIVED, NO_RULE, NOT_DERIVED, RULE_ERROR, UNREACHED, ChainStep, Derivation, LeafDerivation, LocalGradient,
     NodeDerivation,
@@ -83,7 +83,7 @@ def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float)
     with sixteen steps more."""
     steps = budget.steps(expr, eps)
     try:
-        magnitude = np.abs(formula.evaluate(budget.terms(expr), values))
+        magnitude = np.abs(formula.evaluate(budget.terms(expr), {k: _finite_values(v) for k, v in values.items()}))
     except (KeyError, ValueError, TypeError, ArithmeticError):
         return np.abs(formula.evaluate(expr, values)), steps + 16
     if isinstance(rule, Pointwise) and len(rule.inputs) == 1 and formula.RESULT in values:
@@ -432,6 +432,28 @@ def _indexed(rule: IndexFormula, node: Node, upstream: np.ndarray, upstream_budg
     return locals_, steps
 
 
+# Note [magnitudes at infinite inputs]
+# A term magnitude multiplies a function's slope by its argument's size:
+# exp(x)·|x| at x = -inf is 0·inf = nan, and a row's sum of such terms is
+# nan throughout, though torch's softmax of a row holding -inf is ordinary.
+# Magnitudes are therefore evaluated with infinite inputs moved to the
+# largest finite float, where the limits are what the formula says.
+def _finite_values(value):
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+        return np.nan_to_num(value, nan=np.nan, posinf=np.finfo(np.float64).max, neginf=-np.finfo(np.float64).max)
+    return value
+
+
+def _finite(node: Node) -> Node:
+    """The node with its infinite operand and output values made finite (Note [magnitudes at infinite inputs])."""
+    def finite(value):
+        if value is None or not value.known or np.all(np.isfinite(value.data)):
+            return value
+        return replace(value, data=frozen_array(_finite_values(np.asarray(value.data))))
+    return replace(node, operands=tuple(replace(o, value=finite(o.value)) for o in node.operands),
+                   outputs=tuple(finite(o) for o in node.outputs))
+
+
 def _indexed_budget(rule: IndexFormula, node: Node, upstreams, budgets, found, eps: float) -> List[np.ndarray]:
     """The formulas' term magnitudes evaluated with budget + rounding·|G| for
     G (Note [error budget]); where that cannot be evaluated, the largest
@@ -441,7 +463,7 @@ def _indexed_budget(rule: IndexFormula, node: Node, upstreams, budgets, found, e
     seeds = tuple(None if u is None else np.asarray(b, dtype=np.float64) + rounding * np.abs(u)
                   for u, b in zip(upstreams, budgets))
     try:
-        return [np.abs(m.downstream) for m in indexed.gradients(rule, node, seeds, transform=budget.terms)]
+        return [np.abs(m.downstream) for m in indexed.gradients(rule, _finite(node), seeds, transform=budget.terms)]
     except Exception:  # noqa: BLE001 - a magnitude the evaluator cannot do: the uniform bound below
         relative = max((float(np.max(s, initial=0.0)) / max(float(np.max(np.abs(u), initial=0.0)), 1e-300)
                         for s, u in zip(seeds, upstreams) if u is not None), default=rounding)
@@ -501,7 +523,7 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     upstream_budget = np.zeros(upstream.shape) if upstream_budget is None else np.asarray(upstream_budget)
     # Budgets are absolute; inside a family they count in this node's eps
     # (Note [error budget]), so a float16 op rounds as float16 does.
-    eps = epsilon(computing_dtype(node))
+    eps = max(epsilon(computing_dtype(node)), epsilon(rule.constants_in) if rule.constants_in else 0.0)
     several = {}
     if each_output is not None:
         each_budget = each_budget or tuple(np.zeros(np.shape(u)) for u in each_output)

@@ -99,7 +99,7 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
         _row(grid, "value", f"{shape(node.output.shape)} {array(node.output.data)}".strip())
     shown = derived if derived.status == DERIVED or verified.local is None else verified.local
     if verified.reason and verified.status in (UNCHECKED, HOOK_CHANGED):
-        _row(grid, "chain", Text(verified.reason, style=STYLES[verified.status]))
+        _row(grid, "why", Text(verified.reason, style=STYLES[verified.status]))
     if derived.status in (NO_RULE, RULE_ERROR) or (derived.status == NOT_DERIVED and shown is derived):
         _row(grid, "rule", Text(derived.note or "no symbolic rule", style=STYLES[derived.status]))
     if shown.status == DERIVED:
@@ -129,6 +129,8 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
         if check.status == MISMATCH:
             _row(grid, "check", Text(_mismatch_words(check), style=STYLES[MISMATCH]))
     status = Text("  ").append_text(_mark(verified.status))
+    if verified.status == UNCHECKED and verified.checks:
+        status.append(" (its own step agrees with torch, on torch's upstream)", style="dim")
     if verified.inherited_from is not None:
         status.append(f" (inherited from step {verified.inherited_from + 1})", style="dim")
     return Group(title, Padding(grid, (0, 0, 0, 3)), Padding(status, (0, 0, 0, 1)))

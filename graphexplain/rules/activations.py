@@ -62,7 +62,7 @@ ROWS = (
               params=("beta", "threshold")),
     Pointwise("LogSigmoidBackward0", "log of the sigmoid", "-log1p(exp(-self))"),
     Pointwise("HardsigmoidBackward0", "hard sigmoid",
-              "Piecewise((0, self <= -3), (1, self >= 3), (self/6 + 1/2, True))"),
+              "Piecewise((0, self <= -3), (1, self >= 3), (self/6 + 1/2, True))", constants_in="float32"),
     Pointwise("HardswishBackward0", "hard swish",
-              "Piecewise((0, self <= -3), (self*(self + 3)/6, self < 3), (self, True))"),
+              "Piecewise((0, self <= -3), (self*(self + 3)/6, self < 3), (self, True))", constants_in="float32"),
 )

@@ -35,6 +35,11 @@ class Rule:
     inputs: Tuple[str, ...] = ("self",)  # operand names, next_functions order
     params: Tuple[str, ...] = ()  # read from grad_fn._saved_<name>
     defaults: Tuple[Tuple[str, Any], ...] = ()  # for a param torch saved as None
+    # Convention: the dtype torch's backward kernel writes its constants in,
+    # where that is coarser than the tensors' (ATen's hardsigmoid_backward
+    # multiplies by 1.0f / 6.0f, a float32 number, even for float64). The
+    # error budget then counts in that dtype's eps (docs/verification.md).
+    constants_in: str = ""
     family: ClassVar[str] = "rule"
 
 
