@@ -22,6 +22,8 @@ import graphexplain
 from graphexplain import rules
 from graphexplain.verify import verify
 
+from test_verify import off_from
+
 WRONG_BACKWARDS = {
     "scaled": "return grad * 2 * x * (2 / 3)",
     "sign-flipped": "return -grad * 2 * x",
@@ -29,21 +31,24 @@ WRONG_BACKWARDS = {
 }
 
 
+SQUARE = """
+class Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        {backward_body}
+"""
+
+
 def square_function(backward_body: str):
     """A Function for x², with the given backward."""
     namespace = {"torch": torch}
-    exec(textwrap.dedent(f"""
-    class Square(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x * x
-
-        @staticmethod
-        def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            {backward_body}
-    """), namespace)
+    exec(SQUARE.format(backward_body=backward_body), namespace)
     return namespace["Square"]
 
 
@@ -85,24 +90,11 @@ def test_a_transposed_matrix_in_a_backward_is_never_verified():
 
 def test_the_command_line_exits_non_zero_on_a_wrong_function(graphexplain_main, tmp_path):
     script = tmp_path / "wrong.py"
-    script.write_text(textwrap.dedent('''
-        import torch
-
-        class Square(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):
-                ctx.save_for_backward(x)
-                return x * x
-
-            @staticmethod
-            def backward(ctx, grad):
-                (x,) = ctx.saved_tensors
-                return grad * 2 * x * (2 / 3)
-
+    script.write_text("import torch\n" + SQUARE.format(backward_body=WRONG_BACKWARDS["scaled"]) + textwrap.dedent("""
         x = torch.tensor([0.5, 1.5], requires_grad=True)
         loss = ((Square.apply(x) * 3).sin() + 1).sum()
         loss.backward()
-    '''))
+    """))
     run = graphexplain_main("trace", "--format", "dot", script)
     assert run.returncode != 0, run.output
     leaf = run.stdout[run.stdout.index("leaf x"):]
@@ -188,32 +180,12 @@ def test_float32_cancellation_is_no_mismatch():
     assert abs(float(c.derived_grad)) < 1e-9 and float(c.torch_grad) != 0.0
 
 
-def scaled_from(explanation, start, factor):
-    """Torch's numbers had node `start`'s backward been off by `factor`."""
-    graph, observed = explanation.graph, explanation.observed
-    nodes = list(observed.nodes)
-    scale = lambda values: tuple(None if v is None else v * factor for v in values)  # noqa: E731
-    nodes[start] = dataclasses.replace(nodes[start], downstream=scale(nodes[start].downstream))
-    below, todo = set(), [start]
-    while todo:
-        for operand in graph.nodes[todo.pop()].operands:
-            if operand.producer is not None and operand.producer not in below:
-                below.add(operand.producer)
-                todo.append(operand.producer)
-    for node_id in below:
-        nodes[node_id] = dataclasses.replace(nodes[node_id], upstream=scale(nodes[node_id].upstream),
-                                             downstream=scale(nodes[node_id].downstream))
-    leaves = [dataclasses.replace(side, grad=side.grad * factor) if leaf.node in below else side
-              for leaf, side in zip(graph.leaves, observed.leaves)]
-    return dataclasses.replace(observed, nodes=tuple(nodes), leaves=tuple(leaves))
-
-
 def test_a_relative_error_of_1e_3_at_any_float32_node_is_caught():
     explanation = polynomial_fit()
     starts = [node.id for node in explanation.graph.nodes if not node.is_leaf]
     assert len(starts) >= 8
     for start in starts:
-        wrong = scaled_from(explanation, start, 1 + 1e-3)
+        wrong = off_from(explanation.graph, explanation.observed, start)  # torch's numbers 0.1 % off from there
         verification = verify(explanation.graph, explanation.derivation, wrong)
         assert verification.status == "mismatch", explanation.graph.nodes[start]
         assert verification.first_mismatch == start, (start, verification.first_mismatch)
