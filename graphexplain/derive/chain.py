@@ -531,7 +531,8 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     family = _complex_pointwise if complex_numbers and isinstance(rule, Pointwise) else FAMILIES[type(rule)]
     try:
         locals_, steps = family(rule, node, upstream, upstream_budget / eps, eps, **several)
-        steps = [replace(step, budget=_stored(step, np.asarray(step.budget) * eps, node)) for step in steps]
+        steps = [replace(step, budget=None if step.budget is None else _stored(step, np.asarray(step.budget) * eps, node))
+                 for step in steps]
     except (CannotApply, ValueError, IndexError, TypeError, KeyError, ArithmeticError) as problem:
         reason = f"{type(problem).__name__}: {problem}" if not isinstance(problem, CannotApply) else str(problem)
         return _not_derived(node, upstream, rule.title, RULE_ERROR, f"the rule could not be applied: {reason}",
