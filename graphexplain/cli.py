@@ -161,9 +161,12 @@ def trace(options, out, err) -> int:
     if report.status == NOTHING_EXPLAINED:
         made = len(report.calls)
         past = selection.which.isdigit() and int(selection.which) > made
+        uncaptured = any(record.capture_problem for record in report.calls)
+        why = "graphexplain could not capture the call(s) asked for (the listing above says why)." \
+            if uncaptured else "torch refused the call(s) asked for (see above)."
         err.print(f"graphexplain: none of the {made} backward call(s) was explained, so nothing was "
                   "verified: " + (f"--call {selection.which} is past the last call; choose 1 to {made}."
-                                  if past else "torch refused the call(s) asked for (see above)."))
+                                  if past else why))
     if run.outcome == EXITED:
         err.print(f"graphexplain: {options.script} exited with code {run.exit_code} after "
                   f"{len(report.calls)} backward call(s); what was captured is reported above.")

@@ -77,8 +77,10 @@ class Operand:
     """One operand of a node, in the order of ``grad_fn.next_functions``.
 
     `producer` is the id of the node whose output feeds this operand, or None
-    for a constant (a tensor that does not require grad, a Python number) and
-    for the variable behind a leaf.
+    for a constant (a tensor that does not require grad, a Python number), for
+    the variable behind a leaf, and for an operand on a branch the call does
+    not differentiate (autograd.grad(u, x) and a layer's weight); only the
+    constants and that last kind have `requires_grad` False.
     """
 
     name: str  # the rule's word for it: "self", "other", "mat1", ...
@@ -113,6 +115,10 @@ class Node:
     source: Optional[Source] = None
     module: Optional[str] = None  # "model.lin (Linear)"
     hooks: Tuple[Hook, ...] = ()
+    # For a node an earlier call's backward made (create_graph=True), which
+    # gradient it is: "∂u/∂x, returned by call 1". The nodes below it are
+    # that call's backward ops (the double-backward nodes).
+    origin: Optional[str] = None
 
     @property
     def is_leaf(self) -> bool:
@@ -137,6 +143,11 @@ class Leaf:
     value: Value
     grad_before: Optional[np.ndarray] = None
     accumulates: bool = True  # False under torch.autograd.grad: .grad untouched
+    # For an input that is not a leaf (`h = x.sin()`): the op that made it,
+    # then where, "SinBackward0, h = x.sin() (train.py:4)". Its node stands
+    # for the gradient torch captures at h, not for that op (Note [a non-leaf
+    # input is drawn as a leaf] in capture/subgraph.py).
+    produced_by: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -163,10 +174,24 @@ class Constant:
 
 
 @dataclass(frozen=True)
+class Unused:
+    """An input of the call that none of its outputs depends on: torch
+    computes nothing for it. `returned` says what the script gets for it:
+    None under ``allow_unused=True``, zeros under ``materialize_grads=True``,
+    an untouched .grad under ``backward(inputs=...)``."""
+
+    name: str
+    shape: Tuple[int, ...]
+    returned: str  # "torch returned None for it (allow_unused=True)"
+
+
+@dataclass(frozen=True)
 class Graph:
-    """The graph behind one backward call. Node ids are positions in
-    `nodes`, which is in backward order: every node comes before the nodes
-    that feed it, roots first."""
+    """The graph behind one backward call: the part of torch's graph that
+    the call differentiates, from the roots down to the leaves it asked for,
+    nothing that leads elsewhere. Node ids are positions in `nodes`, which
+    is in backward order: every node comes before the nodes that feed it,
+    roots first."""
 
     nodes: Tuple[Node, ...]
     roots: Tuple[Root, ...]
@@ -174,6 +199,7 @@ class Graph:
     call: str = "backward()"  # how the script asked: "z.backward()"
     call_source: Optional[Source] = None
     constants: Tuple[Constant, ...] = ()
+    unused: Tuple[Unused, ...] = ()  # inputs no output depends on (allow_unused)
 
     def node(self, node_id: int) -> Node:
         return self.nodes[node_id]

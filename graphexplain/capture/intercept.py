@@ -20,8 +20,9 @@ import torch
 from ..model import Graph, Source
 from ..observed import Observed
 from .naming import Names, names_in_frame
-from .provenance import Recorder, SourceFinder
-from .snapshot import PendingCall, backward_order, gradient_edge
+from .provenance import KEY, ORIGIN, Origin, Recorder, SourceFinder
+from .snapshot import CallOptions, NothingReached, PendingCall, kept_grad
+from .subgraph import backward_order, gradient_edge
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,29 @@ def plain_words(message: str, root: Optional[torch.Tensor], name: str = "") -> O
     return None
 
 
+@dataclass(frozen=True)
+class Request:
+    """What a backward call asks torch for, read from its arguments."""
+
+    kind: str  # "backward" or "grad"
+    roots: List
+    grad_outputs: List
+    inputs: Optional[List]  # None: every leaf (backward() without inputs)
+    create_graph: bool = False
+    options: CallOptions = CallOptions()
+    batched: bool = False  # is_grads_batched=True
+
+
+BATCHED = ("is_grads_batched=True: torch runs the backward once for each row of grad_outputs, under "
+           "vmap, and its per-node numbers are batched tensors graphexplain cannot read yet, so this "
+           "call is listed, not explained. Loop over the rows (one torch.autograd.grad per row) to have "
+           "each explained.")
+
+
+def _problem_words(error: BaseException) -> str:
+    return str(error) if isinstance(error, NothingReached) else f"{type(error).__name__}: {error}"
+
+
 def _as_list(tensors) -> List:
     if tensors is None:
         return []
@@ -152,34 +176,36 @@ class Interceptor:
             if interceptor._busy:  # Tensor.backward calling autograd.backward
                 return original(*args, **kwargs)
             bound = signature.bind(*args, **kwargs)
-            return interceptor._intercept(original, args, kwargs, *describe(bound.arguments))
+            return interceptor._intercept(original, args, kwargs, describe(bound.arguments))
 
         wrapper.__wrapped__ = original
         wrapper.__doc__ = original.__doc__
         wrapper.__name__ = original.__name__
         return wrapper
 
-    # Each returns (kind, roots, grad_outputs, inputs or None).
+    # Each reads the call's arguments into a `Request`.
     @staticmethod
     def _tensor_backward(arguments):
-        inputs = arguments.get("inputs")
-        return "backward", [arguments["self"]], [arguments.get("gradient")], \
-            (_as_list(inputs) or None)
+        return Request("backward", [arguments["self"]], [arguments.get("gradient")],
+                       _as_list(arguments.get("inputs")) or None, bool(arguments.get("create_graph")))
 
     @staticmethod
     def _autograd_backward(arguments):
         roots = _as_list(arguments["tensors"])
         grads = _as_list(arguments.get("grad_tensors") or arguments.get("grad_variables"))
-        inputs = _as_list(arguments.get("inputs")) or None
-        return "backward", roots, grads + [None] * (len(roots) - len(grads)), inputs
+        return Request("backward", roots, grads + [None] * (len(roots) - len(grads)),
+                       _as_list(arguments.get("inputs")) or None, bool(arguments.get("create_graph")))
 
     @staticmethod
     def _autograd_grad(arguments):
         roots = _as_list(arguments["outputs"])
         grads = _as_list(arguments.get("grad_outputs"))
-        return "grad", roots, grads + [None] * (len(roots) - len(grads)), _as_list(arguments["inputs"])
+        options = CallOptions(bool(arguments.get("allow_unused")), bool(arguments.get("materialize_grads")))
+        return Request("grad", roots, grads + [None] * (len(roots) - len(grads)), _as_list(arguments["inputs"]),
+                       bool(arguments.get("create_graph")), options, bool(arguments.get("is_grads_batched")))
 
-    def _intercept(self, original, args, kwargs, kind, roots, grads, inputs):
+    def _intercept(self, original, args, kwargs, request: "Request"):
+        kind, roots, grads, inputs = request.kind, request.roots, request.grad_outputs, request.inputs
         index = len(self.calls) + 1
         frame = self.finder.user_frame(sys._getframe(2))
         source = self.finder.source(frame)
@@ -189,16 +215,19 @@ class Interceptor:
         paused = self._pause(True)
         try:
             explain = self.selection.wants(index) and all(isinstance(r, torch.Tensor) for r in roots)
+            if explain and request.batched:
+                explain, problem = False, BATCHED
             names = names_in_frame(frame) if explain else None
             if explain:
                 try:
-                    pending = PendingCall(roots, grads, names, self.recorder, call,
-                                          source, inputs if kind == "grad" else None,
-                                          accumulates=kind == "backward")
+                    pending = PendingCall(roots, grads, names, self.recorder, call, source, inputs,
+                                          accumulates=kind == "backward", options=request.options)
                     pending.register_hooks()
                 except Exception as error:  # never let our capture break the script
-                    pending, problem = None, f"{type(error).__name__}: {error}"
-            leaves = self._leaves(roots) if pending is None else None
+                    pending, problem = None, _problem_words(error)
+            walk = pending.everything if pending is not None else self._walk(roots)
+            leaves = [node.variable for node in walk if type(node).__name__ == "AccumulateGrad"] \
+                if pending is None else None
             if names is None:
                 names = self._names_for_listing(frame, roots, leaves)
             try:
@@ -216,8 +245,14 @@ class Interceptor:
                 try:
                     graph, observed = pending.finish(result if kind == "grad" else None)
                 except Exception as error:
-                    problem = f"{type(error).__name__}: {error}"
-            leaf_tensors = pending.leaf_tensors if pending is not None else leaves
+                    problem = _problem_words(error)
+            leaf_tensors = pending.leaf_tensors if pending is not None else \
+                (inputs if inputs is not None and kind == "backward" else leaves)
+            if request.create_graph and self.selection.may_want_after(index):
+                try:
+                    self._mark_origins(index, request, result, leaf_tensors, names, {id(node) for node in walk})
+                except Exception:  # a nicety for a later call; never the script's problem
+                    pass
             record = CallRecord(index, kind, call, source, self._summary(roots, leaf_tensors, names),
                                 graph, capture_problem=problem, observed=observed)
             if self.selection.which == "last":
@@ -230,6 +265,55 @@ class Interceptor:
         finally:
             self._pause(paused)
             self._busy = False
+
+    @staticmethod
+    def _mark_origins(index: int, request: "Request", result, leaf_tensors, names: Names, before) -> None:
+        """Under create_graph=True the gradients the call made carry a graph of
+        its backward ops. Note on each of those nodes which gradient it makes,
+        so that a later call through them can say so. `before` holds the ids of
+        the nodes the graph had before the call, which are not the backward's.
+        (The note lives in grad_fn.metadata and dies with the node: Note [why
+        provenance lives in grad_fn.metadata] in provenance.py.)"""
+        if request.kind == "grad":
+            root = ", ".join(names.tensor(r) or "output" for r in request.roots if isinstance(r, torch.Tensor))
+            root = f"({root})" if len(request.roots) > 1 else root
+            made = [(f"∂{root}/∂{names.tensor(t) or f'input {k + 1}'}", gradient)
+                    for k, (t, gradient) in enumerate(zip(request.inputs, result or ()))]
+        else:
+            made = [(f"{names.tensor(t) or 'a leaf'}.grad", kept_grad(t)) for t in leaf_tensors or ()]
+        tops: Dict[int, str] = {}  # node id → the gradient it outputs
+        serves: Dict[int, Tuple[object, List[str]]] = {}  # node id → (node, the gradients it serves)
+        for gradient_name, gradient in made:
+            top = getattr(gradient, "grad_fn", None) if isinstance(gradient, torch.Tensor) else None
+            pending = [top]
+            while pending:
+                node = pending.pop()
+                if node is None or id(node) in before or type(node).__name__ == "AccumulateGrad":
+                    continue
+                try:
+                    if KEY in node.metadata or ORIGIN in node.metadata:
+                        continue  # a forward op of the script's, or an earlier call's backward
+                except Exception:  # a node without metadata: nothing to note
+                    continue
+                gradients = serves.setdefault(id(node), (node, []))[1]
+                if gradient_name in gradients:
+                    continue
+                gradients.append(gradient_name)
+                if node is top:
+                    tops.setdefault(id(node), gradient_name)
+                pending.extend(child for child, _ in node.next_functions)
+        for key, (node, gradients) in serves.items():
+            top = key in tops
+            node.metadata[ORIGIN] = Origin((tops[key],) if top else tuple(gradients), index, top)
+
+    @staticmethod
+    def _walk(roots) -> List:
+        """The nodes behind the roots, for a call that is not explained: a
+        walk over the graph, nothing copied."""
+        try:
+            return backward_order([gradient_edge(r)[0] for r in roots if isinstance(r, torch.Tensor)])
+        except Exception:
+            return []
 
     def _pause(self, paused: bool) -> bool:
         """Stop recording provenance for our own torch calls."""
@@ -259,23 +343,12 @@ class Interceptor:
         return names
 
     @staticmethod
-    def _leaves(roots) -> List[torch.Tensor]:
-        """The leaf tensors behind the roots, for a call listed but not
-        explained: a walk over the graph, nothing copied."""
-        try:
-            starts = [gradient_edge(r)[0] for r in roots if isinstance(r, torch.Tensor)]
-            return [node.variable for node in backward_order(starts)
-                    if type(node).__name__ == "AccumulateGrad"]
-        except Exception:
-            return []
-
-    @staticmethod
     def _summary(roots, leaf_tensors, names) -> CallSummary:
         root = roots[0] if roots and isinstance(roots[0], torch.Tensor) else None
         value = float(root.detach().reshape(()).item()) if root is not None and root.numel() == 1 else None
         norms = []
         for position, tensor in enumerate(leaf_tensors):
-            if tensor is None or tensor.grad is None:
+            if kept_grad(tensor) is None:
                 continue
             name = names.tensor(tensor) or f"leaf {position + 1}"
             norms.append((name, float(tensor.grad.detach().double().norm())))

@@ -32,6 +32,7 @@ from torch.overrides import TorchFunctionMode
 from ..model import Source
 
 KEY = "graphexplain"
+ORIGIN = "graphexplain.origin"  # on a node an earlier call's backward made: an `Origin`
 _INTERNAL_WALK_LIMIT = 64  # nodes made inside one call (F.linear makes two)
 _ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z_0-9]*)\s*(?::[^=]+)?=(?!=)\s*(.+?)\s*(#.*)?$")
 
@@ -46,6 +47,26 @@ class Provenance:
     direct: bool = True  # False for nodes made inside the call (F.linear's TBackward0)
     function: str = ""
     live: Dict[int, Any] = field(default_factory=dict)  # output nr → weakref to the tensor itself (its hooks)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Which gradients a node made by a backward with create_graph=True
+    serves: `gradients` are "∂u/∂x" or "w.grad"; `top` for the node whose
+    output is the (one) gradient, returned by the call or left in .grad, else
+    a node on the way, which several gradients of the call may share."""
+
+    gradients: Tuple[str, ...]
+    call: int
+    top: bool
+
+    @property
+    def words(self) -> str:
+        if not self.top:
+            return f"made by call {self.call}'s backward, for {', '.join(self.gradients)}"
+        if self.gradients[0].endswith(".grad"):
+            return f"{self.gradients[0]} as call {self.call} left it"
+        return f"{self.gradients[0]}, returned by call {self.call}"
 
 
 def _internal_roots() -> Tuple[str, ...]:
@@ -263,8 +284,8 @@ class Recorder(TorchFunctionMode):
             if not pending:
                 return
             inner = pending.pop()
-            if KEY in inner.metadata or type(inner).__name__ == "AccumulateGrad":
-                continue
+            if KEY in inner.metadata or ORIGIN in inner.metadata or type(inner).__name__ == "AccumulateGrad":
+                continue  # (a node made by a backward with create_graph=True is not this call's)
             inner.metadata[KEY] = Provenance(source, None, (), {}, module, False, name)
             pending.extend(n for n, _ in inner.next_functions if n is not None)
 

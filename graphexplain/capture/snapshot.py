@@ -1,10 +1,11 @@
 """The graph behind a backward call, copied out of torch into `model.Graph`.
 
-`PendingCall` is made just before the real backward runs: it walks the
-grad_fn graph from the roots, copies every value a node needs (saved tensors
-are freed by the backward pass), and registers a hook on each node that
-copies the gradients torch passes in and out. After the real backward,
-`finish()` removes the hooks and returns the immutable Graph.
+`PendingCall` is made just before the real backward runs: it takes the part
+of the grad_fn graph the call differentiates (`subgraph.Subgraph`), copies
+every value a node needs (saved tensors are freed by the backward pass), and
+registers a hook on each node that copies the gradients torch passes in and
+out. After the real backward, `finish()` removes the hooks and returns the
+immutable Graph.
 
 Note [why saved tensors may be None]
 torch saves only what a node's own backward formula needs: for ``y * 2``,
@@ -16,17 +17,19 @@ it, or from the call the recorder saw.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 import torch
 
 from ..notation import is_number
-from ..model import Constant, Graph, Hook, Leaf, Node, Operand, Root, Source, Value, frozen_array
+from ..model import Constant, Graph, Hook, Leaf, Node, Operand, Root, Source, Unused, Value, frozen_array
 from ..observed import LeafGradients, NodeGradients, Observed
 from ..rules import lookup
 from .naming import Names
-from .provenance import KEY, Provenance, Recorder
+from .provenance import KEY, ORIGIN, Origin, Provenance, Recorder
+from .subgraph import Captured, Subgraph, backward_order, gradient_edge, input_edge, is_accumulator
 
 
 def to_numpy(tensor) -> Optional[np.ndarray]:
@@ -63,6 +66,14 @@ def index_or_numbers(tensor) -> Optional[np.ndarray]:
         except Exception:  # meta tensors, freed storage
             return None
     return to_numpy(tensor)
+
+
+def kept_grad(tensor):
+    """A tensor's .grad; None, without torch's warning, for a non-leaf that
+    keeps none (it keeps one after retain_grad(), or backward(inputs=[it]))."""
+    if not isinstance(tensor, torch.Tensor) or not (tensor.is_leaf or tensor.retains_grad):
+        return None
+    return tensor.grad
 
 
 def value_of(tensor) -> Optional[Value]:
@@ -133,94 +144,76 @@ def _number_label(value) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(value)
 
 
-def gradient_edge(tensor) -> Tuple[Any, int]:
-    """(node, output index) that a tensor's gradient flows into."""
-    if tensor.grad_fn is not None:
-        return tensor.grad_fn, tensor.output_nr
-    edge = torch.autograd.graph.get_gradient_edge(tensor)
-    return edge.node, edge.output_nr
+@dataclass(frozen=True)
+class CallOptions:
+    """The arguments of a call that change what torch returns for an input."""
+
+    allow_unused: bool = False
+    materialize_grads: bool = False
 
 
-def backward_order(starts: Sequence[Any], stops: Sequence[Any] = ()) -> List[Any]:
-    """Reachable nodes, each before every node that feeds it (Kahn's
-    algorithm in discovery order, so the order is the same on every run)."""
-    stop_ids = {id(node) for node in stops}
-    consumers_left: Dict[int, int] = {}
-    seen: Dict[int, Any] = {}
-    stack = list(starts)
-    for node in starts:
-        seen.setdefault(id(node), node)
-    while stack:
-        node = stack.pop()
-        if id(node) in stop_ids:
-            continue
-        for child, _ in node.next_functions:
-            if child is None:
-                continue
-            consumers_left[id(child)] = consumers_left.get(id(child), 0) + 1
-            if id(child) not in seen:
-                seen[id(child)] = child
-                stack.append(child)
-    order, queue = [], []
-    for node in starts:
-        if consumers_left.get(id(node), 0) == 0 and all(n is not node for n in queue):
-            queue.append(node)
-    while queue:
-        node = queue.pop(0)
-        order.append(node)
-        if id(node) in stop_ids:
-            continue
-        for child, _ in node.next_functions:
-            if child is None:
-                continue
-            consumers_left[id(child)] -= 1
-            if consumers_left[id(child)] == 0:
-                queue.append(child)
-    return order
+class NothingReached(ValueError):
+    """The call's outputs lead to none of its inputs: there is no graph to explain."""
 
 
 class PendingCall:
-    """One backward call, between its capture and the end of the real backward."""
+    """One backward call, between its capture and the end of the real backward:
+    the vertices of its `Subgraph`, copied into `model.Node`s."""
 
     def __init__(self, roots: Sequence[torch.Tensor], grad_outputs: Sequence[Optional[torch.Tensor]],
                  names: Names, recorder: Optional[Recorder], call: str, call_source: Optional[Source],
                  inputs: Optional[Sequence[torch.Tensor]] = None, accumulates: bool = True,
-                 input_edges: Optional[Sequence[Tuple[Any, int]]] = None):
+                 input_edges: Optional[Sequence[Tuple[Any, int]]] = None, options: CallOptions = CallOptions()):
         self.names = names
         self.recorder = recorder
         self.call = call
         self.call_source = call_source
         self.accumulates = accumulates
-        self.inputs = list(inputs) if inputs is not None else None
+        self.options = options
         self.root_tensors = [root for root in roots if isinstance(root, torch.Tensor)]
         root_edges = [gradient_edge(root) for root in roots]
-        if input_edges is None:  # (given when known: get_gradient_edge fails on sparse leaves)
-            input_edges = [gradient_edge(t) for t in self.inputs] if self.inputs is not None else []
-        input_edges = list(input_edges)
-        stops = [node for node, _ in input_edges if type(node).__name__ != "AccumulateGrad"]
-        self.raw = backward_order([node for node, _ in root_edges], stops)
-        self.index = {id(node): i for i, node in enumerate(self.raw)}
+        everything = backward_order([node for node, _ in root_edges])
+        self.everything = everything  # the graph as it was before the call (kept alive for intercept.py)
+        every_node = inputs is None  # backward() without inputs: torch runs every node behind the roots
+        if every_node:
+            input_edges = [(node, 0) for node in everything if is_accumulator(node)]
+            inputs = [node.variable for node, _ in input_edges]
+        elif input_edges is None:  # (given when known: get_gradient_edge fails on sparse leaves)
+            input_edges = [input_edge(t) for t in inputs]
+        self.inputs = list(inputs)
+        self.input_edges = list(input_edges)
+        self.part = Subgraph(root_edges, self.input_edges, self.inputs, everything, every_node)
+        self.raw, self.index, self.root_vertices = self.part.vertices, self.part.index, self.part.root_vertices
+        if not self.raw:
+            raise NothingReached("no output of the call leads to any of its inputs, so torch computed "
+                                 "no gradient at all")
         self.torch_upstream: Dict[int, Tuple] = {}
         self.torch_downstream: Dict[int, Tuple] = {}
+        self.captured_upstream: Dict[int, Optional[np.ndarray]] = {}  # node id → what reached a Captured
         self._hooks = []
+        self._cut: Set[Tuple[int, int]] = set()  # (node id, operand index) of operands on a cut branch
 
         self.node_names = self._name_nodes()
-        self.nodes = [self._node(i, node) for i, node in enumerate(self.raw)]
+        self.nodes = [self._vertex_node(i, vertex) for i, vertex in enumerate(self.raw)]
         self.roots = [
-            Root(self.index[id(node)], nr, self._root_name(root, node), value_of(root),
-                 self._seed(root, grad))
-            for root, grad, (node, nr) in zip(roots, grad_outputs, root_edges)
+            Root(self.index[id(vertex)], nr, self._root_name(root, vertex), value_of(root), self._seed(root, grad))
+            for root, grad, (vertex, nr) in zip(roots, grad_outputs, self.root_vertices) if vertex is not None
         ]
-        self.leaf_edges = input_edges if self.inputs is not None else [
-            (node, 0) for node in self.raw if type(node).__name__ == "AccumulateGrad"
-        ]
-        self.leaf_tensors = self.inputs if self.inputs is not None else [
-            node.variable for node, _ in self.leaf_edges
-        ]
-        self.grad_before = [
-            to_numpy(t.grad) if accumulates and t.is_leaf else None for t in self.leaf_tensors
-        ]
+        # The inputs the graph reaches, each once, in the call's order; the others are unused.
+        self.leaf_edges, self.leaf_tensors, self.unused_tensors = [], [], []
+        for position, (tensor, (node, nr)) in enumerate(zip(self.inputs, self.input_edges)):
+            vertex = self.part.input_vertex(node, nr)
+            if vertex is None:
+                self.unused_tensors.append((position, tensor))
+            elif all(v is not vertex for v, _ in self.leaf_edges):
+                self.leaf_edges.append((vertex, 0))
+                self.leaf_tensors.append(tensor)
+        self.grad_before = [self._grad_of(t) if accumulates else None for t in self.leaf_tensors]
         self.constants = self._constants()
+
+    @staticmethod
+    def _grad_of(tensor) -> Optional[np.ndarray]:
+        return to_numpy(kept_grad(tensor))
 
     # --- names ---------------------------------------------------------------
     def _record(self, node) -> Optional[Provenance]:
@@ -232,16 +225,19 @@ class PendingCall:
     def _name_nodes(self) -> List[str]:
         """Each node's name: the variable that holds its output now, else the
         variable its line assigned (unless that name now means another
-        node, as `z` does after `z = z.mean()`), else its source expression."""
+        node, as `z` does after `z = z.mean()`), else its source expression.
+        A non-leaf input is called what the script calls it."""
         names: List[str] = [""] * len(self.raw)
-        for i, node in enumerate(self.raw):
-            if type(node).__name__ == "AccumulateGrad":
-                names[i] = self.names.tensor(node.variable) or f"leaf{i}"
+        for i, vertex in enumerate(self.raw):
+            if isinstance(vertex, Captured):
+                names[i] = self.names.tensor(vertex.tensor)
+            elif is_accumulator(vertex):
+                names[i] = self.names.tensor(vertex.variable) or f"leaf{i}"
             else:
-                names[i] = self.names.node(node)
+                names[i] = self.names.node(vertex)
         taken = set(names)
-        for i, node in enumerate(self.raw):
-            record = self._record(node)
+        for i, vertex in enumerate(self.raw):
+            record = None if isinstance(vertex, Captured) else self._record(vertex)
             if names[i] or record is None or not record.direct:
                 continue
             if record.assigned and record.assigned not in taken:
@@ -252,17 +248,41 @@ class PendingCall:
         # Nodes made inside a call (F.linear's transpose) are named after what
         # they apply to; their producers come later in backward order.
         for i in reversed(range(len(self.raw))):
-            if not names[i]:
-                node = self.raw[i]
-                inner = [names[self.index[id(n)]] for n, _ in node.next_functions
-                         if n is not None and id(n) in self.index]
-                rule = lookup(type(node).__name__)
-                verb = _short_op(type(node).__name__)
-                names[i] = f"{verb}({', '.join(inner)})" if inner else (rule.title if rule else verb)
+            if names[i]:
+                continue
+            vertex = self.raw[i]
+            if isinstance(vertex, Captured):
+                names[i] = self._label(vertex.node)
+                continue
+            if self._origin_of(vertex) is not None:
+                names[i] = self._backward_made_name(vertex)
+                continue
+            inner = [names[self.index[id(n)]] if id(n) in self.index else self._label(n)
+                     for n, _ in vertex.next_functions if n is not None]
+            rule = lookup(type(vertex).__name__)
+            verb = _short_op(type(vertex).__name__)
+            names[i] = f"{verb}({', '.join(inner)})" if inner else (rule.title if rule else verb)
         return names
 
-    def _root_name(self, root, node) -> str:
-        return self.names.tensor(root) or self.node_names[self.index[id(node)]]
+    def _label(self, node, depth: int = 0) -> str:
+        """What to call a node outside the call's graph (a cut branch, the
+        op that made a non-leaf input), for the operand it feeds."""
+        if is_accumulator(node):
+            return self.names.tensor(node.variable) or "leaf"
+        record = self._record(node)
+        name = self.names.node(node)
+        if not name and record is not None and record.direct:
+            name = record.assigned or (record.source.expr if record.source is not None else None) or ""
+        if name:
+            return name
+        if self._origin_of(node) is not None:
+            return self._backward_made_name(node)
+        inner = [self._label(n, depth + 1) for n, _ in node.next_functions if n is not None] if depth < 2 else []
+        verb = _short_op(type(node).__name__)
+        return f"{verb}({', '.join(inner)})" if inner else verb
+
+    def _root_name(self, root, vertex) -> str:
+        return self.names.tensor(root) or self.node_names[self.index[id(vertex)]]
 
     def _module(self, record: Optional[Provenance]) -> Optional[str]:
         if record is None or record.module is None:
@@ -298,6 +318,61 @@ class PendingCall:
         except Exception:
             return 1 + max(record.outputs, default=0) if record is not None else 1
 
+    def _vertex_node(self, i: int, vertex) -> Node:
+        return self._captured_node(i, vertex) if isinstance(vertex, Captured) else self._node(i, vertex)
+
+    def _captured_node(self, i: int, vertex: Captured) -> Node:
+        """The node that stands for a non-leaf input (Note [a non-leaf input
+        is drawn as a leaf]): what arrives is the input's gradient, passed on
+        unchanged to the op that made it when that op leads to another input."""
+        name = self.node_names[i]
+        value = self._input_value(vertex.tensor, vertex.node, vertex.output_nr)
+        producer = self.index.get(id(vertex.node))
+        operand = Operand("self", name, value, producer, vertex.output_nr if producer is not None else 0, True)
+        record = self._record(vertex.node)
+        hooks = hooks_of(vertex.tensor) if isinstance(vertex.tensor, torch.Tensor) else ()
+        return Node(i, "AccumulateGrad", name, (operand,), (value,), source=record.source if record else None,
+                    hooks=hooks, origin=self._origin(vertex.node))
+
+    def _input_value(self, tensor, node, nr: int) -> Optional[Value]:
+        if isinstance(tensor, torch.Tensor):
+            return value_of(tensor)
+        return self._output_value(node, nr)  # a GradientEdge input: its shape at least
+
+    @staticmethod
+    def _origin_of(node) -> Optional[Origin]:
+        """Which earlier call's gradient a node belongs to, when a backward with
+        create_graph=True made it (capture/intercept.py notes it)."""
+        try:
+            origin = node.metadata.get(ORIGIN)
+        except Exception:
+            return None
+        return origin if isinstance(origin, Origin) else None
+
+    def _origin(self, node) -> Optional[str]:
+        origin = self._origin_of(node)
+        return origin.words if origin is not None else None
+
+    def _backward_made_name(self, node) -> str:
+        """A node of an earlier backward nobody named: "∂u/∂x" for the one
+        that made the gradient, "mm in ∂u/∂x" for one on the way to it (to
+        several: "mm in call 1's backward")."""
+        origin, verb = self._origin_of(node), _short_op(type(node).__name__)
+        if origin.top:
+            return origin.gradients[0]
+        return f"{verb} in {origin.gradients[0]}" if len(origin.gradients) == 1 else \
+            f"{verb} in call {origin.call}'s backward"
+
+    def _produced_by(self, vertex: Captured) -> str:
+        """"MulBackward0, h = x.sin() * 2 (train.py:4)": the op behind a non-leaf input."""
+        words = type(vertex.node).__name__
+        record = self._record(vertex.node)
+        source = record.source if record is not None else None
+        if source is not None:
+            words += f", {source.code.strip()} ({os.path.basename(source.file)}:{source.line})"
+        origin = self._origin(vertex.node)
+        return words + (f"; {origin}" if origin else "")
+
     def _node(self, i: int, node) -> Node:
         op = type(node).__name__
         record = self._record(node)
@@ -316,8 +391,11 @@ class PendingCall:
             record_operands = ()  # the call's arguments are not the node's (F.linear → addmm)
         operands = []
         for k, ((producer, nr), word) in enumerate(zip(edges, words)):
-            operands.append(self._operand(word, producer, nr, saved, record_operands,
-                                          positions.index(word) if word in positions else k))
+            operand = self._operand(word, producer, nr, saved, record_operands,
+                                    positions.index(word) if word in positions else k)
+            if producer is not None and operand.producer is None:
+                self._cut.add((i, k))
+            operands.append(operand)
         if rule is not None:
             self._fill_params(rule, params, saved, record_operands)
             if "self_geometry" in rule.params:
@@ -332,7 +410,7 @@ class PendingCall:
         hooked = [tensor for tensor in hooked if tensor is not None]
         hooks = tuple(dict.fromkeys(hook for tensor in hooked for hook in hooks_of(tensor)))
         return Node(i, op, self.node_names[i], tuple(operands), outputs, params, source,
-                    self._module(record), hooks)
+                    self._module(record), hooks, self._origin(node))
 
     def _geometry(self, producer, nr: int) -> Optional[Tuple[int, Tuple[int, ...]]]:
         """(storage offset, strides) of the tensor behind an edge: where its
@@ -377,13 +455,17 @@ class PendingCall:
     def _operand(self, word, producer, nr, saved, record_operands, position) -> Operand:
         recorded = record_operands[position] if position < len(record_operands) else None
         if producer is not None:
-            label = self.node_names[self.index[id(producer)]] if id(producer) in self.index else word
+            vertex, vertex_nr = self.part.edge(producer, nr)
+            producer_id = self.index.get(id(vertex)) if vertex is not None else None
             value = value_of(saved[word]) if word in saved else None
-            if (value is None or not value.known) and id(producer) in self.index:
+            if value is None or not value.known:
                 produced = self._output_value(producer, nr)
+                if isinstance(vertex, Captured):
+                    produced = self._input_value(vertex.tensor, producer, nr)
                 value = produced if produced is not None and (value is None or produced.known) else value
-            producer_id = self.index.get(id(producer))
-            return Operand(word, label, value, producer_id, nr, producer_id is not None)
+            if producer_id is None:  # on a cut branch (Note [what the call differentiates])
+                return Operand(word, self._label(producer), value, None, 0, False)
+            return Operand(word, self.node_names[producer_id], value, producer_id, vertex_nr, True)
         # A constant: a number, or a tensor cut off from the graph.
         value = value_of(saved[word]) if word in saved else value_of(recorded)
         label = _number_label(recorded)
@@ -407,9 +489,11 @@ class PendingCall:
         shapes: Dict[str, Tuple[int, ...]] = {}
         users: Dict[str, List[int]] = {}
         for node in self.nodes:
-            for operand in node.operands:
+            for k, operand in enumerate(node.operands):
                 if operand.requires_grad or operand.producer is not None or operand.value is None:
                     continue
+                if (node.id, k) in self._cut:
+                    continue  # it requires grad, but this call asks for none through it
                 if is_number(operand.label):
                     continue  # a plain number in the code
                 shapes.setdefault(operand.label, operand.value.shape)
@@ -422,7 +506,7 @@ class PendingCall:
         if self.recorder is None:
             return None
         for node in self.raw:
-            record = self._record(node)
+            record = None if isinstance(node, Captured) else self._record(node)
             for operand in (record.operands if record is not None else ()):
                 if isinstance(operand, torch.Tensor) and self.names.tensor(operand) == label:
                     return self.recorder.constant_reason(operand)
@@ -430,9 +514,13 @@ class PendingCall:
 
     # --- torch's numbers -------------------------------------------------------
     def register_hooks(self) -> None:
-        for i, node in enumerate(self.raw):
+        for i, vertex in enumerate(self.raw):
             try:
-                self._hooks.append(node.register_hook(self._hook(i)))
+                if isinstance(vertex, Captured):
+                    if self.accumulates:  # backward(inputs=[h]) runs h's producer: see what reaches it
+                        self._hooks.append(vertex.node.register_prehook(self._captured_hook(i, vertex.output_nr)))
+                    continue  # under autograd.grad torch returns it (finish)
+                self._hooks.append(vertex.register_hook(self._hook(i)))
             except Exception:
                 pass  # a node that takes no hooks is shown unchecked
 
@@ -441,6 +529,12 @@ class PendingCall:
             self.torch_downstream[i] = tuple(torch_number(g) for g in grad_inputs)
             self.torch_upstream[i] = tuple(torch_number(g) for g in grad_outputs)
         return record_gradients
+
+    def _captured_hook(self, i: int, output_nr: int):
+        def record_gradient(grad_outputs):
+            if output_nr < len(grad_outputs):
+                self.captured_upstream[i] = torch_number(grad_outputs[output_nr])
+        return record_gradient
 
     def remove_hooks(self) -> None:
         for hook in self._hooks:
@@ -452,30 +546,52 @@ class PendingCall:
         the derived side] in observed.py). `results` are the return values of
         torch.autograd.grad, one per input."""
         self.remove_hooks()
-        leaf_grads = {}
+        returned: Dict[int, Optional[np.ndarray]] = {}  # vertex id → what torch returned for it
         if results is not None:
-            for (node, _), result in zip(self.leaf_edges, results):
-                leaf_grads[id(node)] = torch_number(result)
+            for (node, nr), result in zip(self.input_edges, results):
+                vertex = self.part.input_vertex(node, nr)
+                if vertex is not None and id(vertex) not in returned:
+                    returned[id(vertex)] = torch_number(result)
+        arrived: Dict[int, Optional[np.ndarray]] = {}  # node id → torch's gradient at it
         gradients = []
-        for i in range(len(self.nodes)):
+        for i, vertex in enumerate(self.raw):
             upstream = self.torch_upstream.get(i, ())
-            if id(self.raw[i]) in leaf_grads and not upstream:
-                upstream = (leaf_grads[id(self.raw[i])],)
+            if not upstream and id(vertex) in returned:
+                upstream = (returned[id(vertex)],)
+            if not upstream and i in self.captured_upstream:
+                upstream = (self.captured_upstream[i],)
+            arrived[i] = upstream[0] if upstream else None
             gradients.append(NodeGradients(upstream, self.torch_downstream.get(i, ())))
         leaves, observed_leaves = [], []
-        for (edge_node, _), tensor, before in zip(self.leaf_edges, self.leaf_tensors, self.grad_before):
-            i = self.index.get(id(edge_node))
-            if i is None:
-                continue
-            torch_grad = leaf_grads.get(id(edge_node))
-            if torch_grad is None and self.torch_upstream.get(i):
-                torch_grad = self.torch_upstream[i][0]
-            after = torch_number(tensor.grad) if self.accumulates and tensor.is_leaf else None
-            leaves.append(Leaf(i, self.node_names[i], value_of(tensor), before, self.accumulates))
-            observed_leaves.append(LeafGradients(torch_grad, after))
+        for (vertex, _), tensor, before in zip(self.leaf_edges, self.leaf_tensors, self.grad_before):
+            i = self.index[id(vertex)]
+            after = self._grad_after(tensor) if self.accumulates else None
+            produced_by = self._produced_by(vertex) if isinstance(vertex, Captured) else None
+            leaves.append(Leaf(i, self.node_names[i], self.nodes[i].output, before, self.accumulates, produced_by))
+            observed_leaves.append(LeafGradients(arrived[i], after))
         graph = Graph(tuple(self.nodes), tuple(self.roots), tuple(leaves), self.call, self.call_source,
-                      self.constants)
+                      self.constants, self._unused())
         return graph, Observed(tuple(gradients), tuple(observed_leaves))
+
+    @staticmethod
+    def _grad_after(tensor) -> Optional[np.ndarray]:
+        return torch_number(kept_grad(tensor))
+
+    def _unused(self) -> Tuple[Unused, ...]:
+        """The inputs no root leads to, and what torch gives them."""
+        if self.accumulates:
+            returned = "its .grad is left as it was"
+        elif self.options.materialize_grads:
+            returned = "torch returned zeros for it (materialize_grads=True)"
+        else:
+            returned = "torch returned None for it (allow_unused=True)"
+        unused = []
+        for position, tensor in self.unused_tensors:
+            name = self.names.tensor(tensor) if isinstance(tensor, torch.Tensor) else ""
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else ()
+            unused.append(Unused(name or f"input {position + 1}", shape, returned))
+        return tuple(unused)
+
 
 _SHORT = {
     "TBackward0": "t", "ViewBackward0": "view", "ExpandBackward0": "expand",

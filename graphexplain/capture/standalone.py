@@ -16,7 +16,8 @@ from ..observed import Observed
 from .intercept import plain_words
 from .naming import Names
 from .provenance import Recorder
-from .snapshot import PendingCall, backward_order, gradient_edge
+from .snapshot import PendingCall
+from .subgraph import backward_order, gradient_edge
 
 
 class NotExplainable(ValueError):

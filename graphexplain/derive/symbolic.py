@@ -114,6 +114,9 @@ def _compose(graph: Graph) -> Dict[int, str]:
             continue
         if node.is_leaf:
             formulas[node.id] = str(_simplified(upstream[node.id]))
+            for operand in node.operands:  # a non-leaf input passes its gradient on, unchanged
+                if operand.producer is not None:
+                    upstream[operand.producer] = upstream.get(operand.producer, 0) + upstream[node.id]
             continue
         rule = lookup(node.op)
         mode = arguments.reduction_mode(rule, node) if isinstance(rule, Reduction) else ""

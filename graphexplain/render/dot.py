@@ -48,8 +48,10 @@ def _value(value) -> str:
     return text if value.numel > SMALL and value.known else f"{shape(value.shape)} {text}"
 
 
-def _label(node, derived) -> str:
+def _label(node, derived, leaf=None) -> str:
     lines = [node.name, f"{node.op}" + (f" · {derived.title}" if derived.title != node.op else "")]
+    if leaf is not None and leaf.produced_by:  # a non-leaf input: its node is not torch's op
+        lines[1] = f"input · produced by {leaf.produced_by.split(',')[0]}"  # the op, without where
     if node.output is not None:
         lines.append(_value(node.output))
     if derived.upstream is not None:
@@ -110,7 +112,7 @@ def to_dot(explanation) -> str:
             attributes.update(STYLES["root"])
         if step.status in STYLES:
             attributes.update(STYLES[step.status])
-        entry = (f"n{node.id}", _label(node, step.derivation), attributes)
+        entry = (f"n{node.id}", _label(node, step.derivation, graph.leaf_for(node.id)), attributes)
         if node.module and not node.is_leaf:
             clusters.setdefault(node.module, []).append(entry)
         else:

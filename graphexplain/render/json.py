@@ -43,7 +43,7 @@ def _chain(steps) -> list:
 
 def _node(step, observed) -> Dict[str, Any]:
     node, derived, verified = step.node, step.derivation, step.verification
-    return {
+    data = {
         "id": node.id,
         "op": node.op,
         "title": derived.title,
@@ -76,10 +76,13 @@ def _node(step, observed) -> Dict[str, Any]:
         "local_step_on_torch_upstream": _chain(verified.local.steps) if verified.local is not None else None,
         "checks": [_check(c) for c in verified.checks],
     }
+    if node.origin:  # a node an earlier call's backward made (create_graph=True)
+        data["origin"] = node.origin
+    return data
 
 
 def _leaf(leaf, derived, verified, torch_side, jacobian=None) -> Dict[str, Any]:
-    return {
+    data = {
         "name": leaf.name,
         "node": leaf.node,
         "shape": list(leaf.value.shape),
@@ -97,13 +100,16 @@ def _leaf(leaf, derived, verified, torch_side, jacobian=None) -> Dict[str, Any]:
         "broken_at": list(verified.broken_at),
         "checks": [_check(c) for c in verified.checks],
     }
+    if leaf.produced_by:  # an input that is not a leaf
+        data["produced_by"] = leaf.produced_by
+    return data
 
 
 def call_to_json(explanation) -> Dict[str, Any]:
     graph = explanation.graph
     root = graph.roots[0] if graph.roots else None
     first = explanation.verification.first_mismatch
-    return {
+    data = {
         "index": explanation.index,
         "call": graph.call,
         "source": _source(graph.call_source),
@@ -119,3 +125,7 @@ def call_to_json(explanation) -> Dict[str, Any]:
         "constants": [{"name": c.name, "shape": list(c.shape), "reason": c.reason, "used_by": list(c.used_by)}
                       for c in graph.constants],
     }
+    if graph.unused:  # inputs of torch.autograd.grad that no output depends on
+        data["unused_inputs"] = [{"name": u.name, "shape": list(u.shape), "returned": u.returned}
+                                 for u in graph.unused]
+    return data

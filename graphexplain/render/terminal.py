@@ -95,6 +95,8 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
         _row(grid, "code", Text(node.source.code, style=STYLES["code"]))
     if node.module:
         _row(grid, "module", node.module)
+    if node.origin:
+        _row(grid, "from", node.origin)
     if node.output is not None:
         _row(grid, "value", f"{shape(node.output.shape)} {array(node.output.data)}".strip())
     shown = derived if derived.status == DERIVED or verified.local is None else verified.local
@@ -163,8 +165,10 @@ def _local_text(node, derived, local) -> Text:
 
 def _leaf_block(explanation, leaf, derived, verified, torch_side) -> RenderableType:
     title = Text()
-    title.append("leaf ", style=STYLES["heading"])
+    title.append("input " if leaf.produced_by else "leaf ", style=STYLES["heading"])
     title.append(leaf.name, style=STYLES["label"])
+    if leaf.produced_by:
+        title.append(f", produced by {leaf.produced_by}")
     title.append(f"  {shape(leaf.value.shape)} {array(leaf.value.data)}")
     grid = _grid()
     roots = ", ".join(root.name for root in explanation.graph.roots)
@@ -255,6 +259,14 @@ def _incomplete_words(explanation) -> str:
             f"{plural(total_nodes, 'node')} and {leaves} of {plural(len(explanation.verification.leaves), 'leaf')}.")
 
 
+def _entering_gradients(graph):
+    """Nodes that are a gradient an earlier call made (create_graph=True),
+    where it enters this call's graph: a root, or fed to a node of the script's own."""
+    return [node for node in graph.nodes if node.origin and not node.is_leaf and (
+        any(root.node == node.id for root in graph.roots)
+        or any(graph.nodes[consumer].origin is None for consumer, _ in graph.consumers(node.id)))]
+
+
 def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
     """The renderables of one call's walkthrough, for a rich console."""
     graph = explanation.graph
@@ -275,6 +287,12 @@ def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
     for constant in graph.constants:
         yield Text(f"constant {constant.name} {shape(constant.shape)}: {constant.reason}, "
                    "so no gradient flows to it", style="dim")
+    for node in _entering_gradients(graph):
+        yield Text(f"{node.name} (step {node.id + 1}) is {node.origin}: the nodes below it are that call's "
+                   "backward ops")
+    for unused in graph.unused:
+        yield Text(f"input {unused.name} {shape(unused.shape)}: no output of this call depends on it, so no "
+                   f"gradient is computed for it; {unused.returned}")
     yield Text("")
     for i, step in enumerate(explanation.steps):
         if step.node.is_leaf:
@@ -345,8 +363,8 @@ def call_listing(report) -> Optional[Table]:
     for record in listed:
         norms = ", ".join(f"‖{name}‖={number(norm)}" for name, norm in record.summary.leaf_norms)
         value = number(record.summary.root_value) if record.summary.root_value is not None else ""
-        status = f"not explained: capture failed ({record.capture_problem})" if record.capture_problem else "not explained"
-        table.add_row(str(record.index), Text(record.summary.root), value, Text(norms), Text(status, style="dim"))
+        why = f"not explained: {record.capture_problem}" if record.capture_problem else "not explained"
+        table.add_row(str(record.index), Text(record.summary.root), value, Text(norms), Text(why, style="dim"))
     return table
 
 

@@ -17,12 +17,14 @@ from . import linalg, pointwise, reductions, shape
 from . import activations, losses, special
 from . import accumulate, normalization, softmax
 from . import indexing
+from . import double_backward
 from .kinds import Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 
 FAMILIES = (pointwise, reductions, shape, linalg)
 FAMILIES += (special, activations, losses)
 FAMILIES += (softmax, normalization, accumulate)
 FAMILIES += (indexing,)
+FAMILIES += (double_backward,)
 
 
 def _build_table() -> Dict[str, Rule]:
