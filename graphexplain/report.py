@@ -64,7 +64,7 @@ class Report:
     def call_status(self, record: CallRecord) -> str:
         if record.error is not None:
             return CALL_ERROR
-        if record.capture_problem is not None and record.index not in self.explanations:
+        if record.capture_failed and record.index not in self.explanations:
             return CAPTURE_FAILED
         explanation = self.explanations.get(record.index)
         return explanation.status if explanation is not None else NOT_EXPLAINED

@@ -71,7 +71,8 @@ class CallRecord:
     graph: Optional[Graph] = None
     error: Optional[str] = None  # torch's message, when the call raised
     explanation: Optional[str] = None  # that message in plain words
-    capture_problem: Optional[str] = None  # why the graph could not be captured
+    capture_problem: Optional[str] = None  # why the call was not captured
+    capture_failed: bool = False  # ... because graphexplain's capture itself failed (not torch's nothing to do)
     observed: Optional[Observed] = None  # torch's numbers for `graph`
 
 
@@ -210,7 +211,7 @@ class Interceptor:
         frame = self.finder.user_frame(sys._getframe(2))
         source = self.finder.source(frame)
         call = (source.expr or source.code) if source is not None else f"{kind}()"
-        pending, problem = None, None
+        pending, problem, failed = None, None, False
         self._busy = True
         paused = self._pause(True)
         try:
@@ -224,7 +225,7 @@ class Interceptor:
                                           accumulates=kind == "backward", options=request.options)
                     pending.register_hooks()
                 except Exception as error:  # never let our capture break the script
-                    pending, problem = None, _problem_words(error)
+                    pending, problem, failed = None, _problem_words(error), not isinstance(error, NothingReached)
             walk = pending.everything if pending is not None else self._walk(roots)
             leaves = [node.variable for node in walk if type(node).__name__ == "AccumulateGrad"] \
                 if pending is None else None
@@ -245,7 +246,7 @@ class Interceptor:
                 try:
                     graph, observed = pending.finish(result if kind == "grad" else None)
                 except Exception as error:
-                    problem = _problem_words(error)
+                    problem, failed = _problem_words(error), not isinstance(error, NothingReached)
             leaf_tensors = pending.leaf_tensors if pending is not None else \
                 (inputs if inputs is not None and kind == "backward" else leaves)
             if request.create_graph and self.selection.may_want_after(index):
@@ -254,7 +255,7 @@ class Interceptor:
                 except Exception:  # a nicety for a later call; never the script's problem
                     pass
             record = CallRecord(index, kind, call, source, self._summary(roots, leaf_tensors, names),
-                                graph, capture_problem=problem, observed=observed)
+                                graph, capture_problem=problem, capture_failed=failed, observed=observed)
             if self.selection.which == "last":
                 for earlier in self.calls:
                     earlier.graph = earlier.observed = None  # only the last one is kept

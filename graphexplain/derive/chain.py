@@ -530,7 +530,8 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
         several = {"each_output": each_output, "each_budget": tuple(np.asarray(b) / eps for b in each_budget)}
     family = _complex_pointwise if complex_numbers and isinstance(rule, Pointwise) else FAMILIES[type(rule)]
     try:
-        locals_, steps = family(rule, node, upstream, upstream_budget / eps, eps, **several)
+        with np.errstate(all="ignore"):  # a budget at a pole (0**-1) is inf: verify handles it, no warning
+            locals_, steps = family(rule, node, upstream, upstream_budget / eps, eps, **several)
         steps = [replace(step, budget=None if step.budget is None else _stored(step, np.asarray(step.budget) * eps, node))
                  for step in steps]
     except (CannotApply, ValueError, IndexError, TypeError, KeyError, ArithmeticError) as problem:
