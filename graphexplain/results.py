@@ -99,6 +99,7 @@ class LeafDerivation:
     accumulated_budget: Optional[np.ndarray] = None
     partial: Optional[np.ndarray] = None  # the derived part, when some part could not be derived
     missing_from: Tuple[int, ...] = ()  # the consumers whose part is torch's alone
+    partial_budget: Optional[np.ndarray] = None
 
 
 @dataclass(frozen=True)

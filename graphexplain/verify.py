@@ -252,6 +252,30 @@ def _jacobian_check(graph: Graph, leaf, jacobian, torch_grad, chain_budget=None)
     return compare("vᵀ·J", product.reshape(leaf.value.shape), torch_grad, leaf.value.dtype, budget)
 
 
+def _derived_part_check(graph: Graph, leaf, derived, torch_grad, observed: Observed) -> Optional[Check]:
+    """A leaf gradient only partly derived: the derived part against torch's
+    whole minus torch's parts through the consumers that broke the chain."""
+    if derived.partial is None or torch_grad is None or not derived.missing_from:
+        return None
+    through = []
+    for consumer in derived.missing_from:
+        node = graph.nodes[consumer]
+        for operand in node.operands:
+            if operand.producer == leaf.node:
+                part = observed.downstream(node, operand.name)
+                if part is None:
+                    return None
+                through.append(np.asarray(part))
+    if not through:
+        return None
+    rest = np.asarray(torch_grad) - sum(through)
+    eps = epsilon(leaf.value.dtype)
+    budget = (derived.partial_budget if derived.partial_budget is not None else 0) + \
+        eps * (np.abs(torch_grad) + sum(np.abs(p) for p in through))
+    return compare("derived part (torch's whole minus torch's part through the broken chain)", derived.partial,
+                   rest, leaf.value.dtype, np.broadcast_to(budget, np.shape(rest)))
+
+
 def verify(graph: Graph, derivation: Derivation, observed: Observed = NOTHING,
            local_step: Optional[LocalStep] = None, jacobians=None) -> Verification:
     """Compare the derivation with torch's numbers, node by node.
@@ -278,10 +302,10 @@ def verify(graph: Graph, derivation: Derivation, observed: Observed = NOTHING,
         broken_at = walk.broken_at.get(leaf.node, ()) or \
             ((leaf.node,) if walk.status.get(leaf.node) in BREAKS + (HOOK_CHANGED,) else ())
         if derived.grad is None or broken_at:
-            part = " (the part through the other consumers is derived, not checked)" if derived.partial is not None \
-                else ""
-            leaves.append(LeafVerification(leaf.node, leaf.name, UNCHECKED, (),
-                                           nodes[leaf.node].reason + part, broken_at))
+            check = _derived_part_check(graph, leaf, derived, torch_side.grad, observed)
+            status = MISMATCH if check is not None and check.status == MISMATCH else UNCHECKED
+            leaves.append(LeafVerification(leaf.node, leaf.name, status, (check,) if check else (),
+                                           nodes[leaf.node].reason, broken_at))
             continue
         dtype = leaf.value.dtype
         checks = [compare("gradient", derived.grad, torch_side.grad, dtype, derived.budget),

@@ -189,3 +189,16 @@ def test_a_relative_error_of_1e_3_at_any_float32_node_is_caught():
         verification = verify(explanation.graph, explanation.derivation, wrong)
         assert verification.status == "mismatch", explanation.graph.nodes[start]
         assert verification.first_mismatch == start, (start, verification.first_mismatch)
+
+
+def test_the_derived_part_of_a_partly_derived_leaf_is_checked():
+    """x feeds a Function (no rule) and sin: the part through sin is derived,
+    and must equal torch's whole minus torch's part through the Function."""
+    x = torch.tensor([0.5, 1.5], dtype=torch.float64, requires_grad=True)
+    explanation = graphexplain.explain((square_function("return grad * 2 * x").apply(x) + x.sin()).sum())
+    (leaf,) = explanation.verification.leaves
+    assert leaf.status == "unchecked" and [c.status for c in leaf.checks] == ["verified"]
+    wrong = dataclasses.replace(explanation.observed, leaves=(dataclasses.replace(
+        explanation.observed.leaves[0], grad=explanation.observed.leaves[0].grad * 1.001),))
+    verification = verify(explanation.graph, explanation.derivation, wrong)
+    assert verification.leaves[0].status == "mismatch" and verification.status == "mismatch"

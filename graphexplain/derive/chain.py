@@ -698,7 +698,8 @@ def _leaf(leaf, node: NodeDerivation, upstreams, budgets, missing, formulas) -> 
     key = (leaf.node, 0)
     if node.status != DERIVED:
         return LeafDerivation(leaf.node, leaf.name, None, partial=upstreams.get(key),
-                              missing_from=tuple(sorted(set(missing.get(key, ())))) or node.missing_from)
+                              missing_from=tuple(sorted(set(missing.get(key, ())))) or node.missing_from,
+                              partial_budget=budgets.get(key))
     step = node.steps[0] if node.steps else None
     grad = step.downstream if step is not None else None
     error = step.budget if step is not None else None

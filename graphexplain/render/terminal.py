@@ -180,6 +180,10 @@ def _leaf_block(explanation, leaf, derived, verified, torch_side) -> RenderableT
         if derived.partial is not None:
             through = ", ".join(f"step {c + 1}" for c in derived.missing_from)
             _row(grid, "", f"derived part {array(derived.partial)}; the part through {through} is torch's alone")
+            for check in verified.checks:
+                if check.status != MISMATCH:
+                    _row(grid, "", Text(f"the derived part agrees with torch's whole minus torch's part through "
+                                        f"{through}", style="dim"))
     elif derived.symbolic:
         _row(grid, "gradient", Text(f"{gradient} = {derived.symbolic} = {array(derived.grad)}", style=STYLES["formula"]))
     else:
