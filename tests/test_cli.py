@@ -264,6 +264,16 @@ def test_custom_autograd_function_has_no_rule(graphexplain_main):
     assert "· unchecked" in leaf and "✓" not in leaf  # below the Function, only torch's numbers
 
 
+def test_in_place_activations_are_derived_and_verified(graphexplain_main):
+    """nn.LeakyReLU(inplace=True) and nn.CELU(inplace=True) record nodes of
+    their own, which keep the result instead of the input they overwrote."""
+    run = graphexplain_main("trace", SCRIPTS / "inplace_activations.py")
+    assert run.returncode == 0, run.output
+    for node in ("LeakyReluBackward1 — leaky relu in place", "CeluBackward1 — celu in place"):
+        assert node in run.stdout
+    assert "every node and leaf matches torch" in " ".join(run.stdout.split())
+
+
 def test_script_that_exits_with_an_error_code(graphexplain_main):
     run = graphexplain_main("trace", "--quiet", SCRIPTS / "exits_nonzero.py")
     assert run.returncode == 3, run.output

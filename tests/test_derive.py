@@ -60,6 +60,43 @@ def test_kinks_take_torch_convention():
         assert at[1] == 0.0
 
 
+def test_a_piecewise_gradient_is_rewritten_in_the_result():
+    """Note [a piece told by the result]: the in-place activations keep only
+    their result; sympy solves each piece of the forward for the input."""
+    in_result = {op: str(formula.local_gradient_in_result(TABLE[op], "self", "self"))
+                 for op in ("LeakyReluBackward1", "CeluBackward1", "ReluBackward0", "HardtanhBackward0")}
+    assert in_result == {
+        "LeakyReluBackward1": "Piecewise((1, result > 0), (negative_slope, True))",
+        "CeluBackward1": "Piecewise((1, result > 0), ((alpha + result)/alpha, True))",
+        "ReluBackward0": "Piecewise((1, result > 0), (0, True))",
+        "HardtanhBackward0": "Piecewise((1, (max_val > result) & (min_val < result)), (0, True))",
+    }
+    # gelu's input appears more than once: sympy is not asked to search for it
+    assert formula.local_gradient_in_result(TABLE["GeluBackward0"], "self", "self") is None
+
+
+@pytest.mark.parametrize("op, values, told", [
+    # a positive slope: every result has one input, on the side its sign says (0: the negative side)
+    ("LeakyReluBackward1", {"negative_slope": 0.1, "result": [-0.2, -0.0, 0.0, 1e-20, -1e-20, 0.5]}, [True] * 6),
+    # a negative slope sends x < 0 and -x/slope to one positive result; torch refuses this backward too
+    ("LeakyReluBackward1", {"negative_slope": -0.1, "result": [-0.2, 0.0, 0.5]}, [False, True, False]),
+    # a slope of 0: a result of 0 tells the negative piece but no input on it (0/0), so the
+    # node keeps torch's numbers
+    ("LeakyReluBackward1", {"negative_slope": 0.0, "result": [0.0, 0.5]}, [False, True]),
+    # elu's negative side ends at -alpha: a saturated result is still told
+    ("EluBackward1", {"alpha": 0.7, "scale": 1.0, "input_scale": 1.0, "result": [-0.7, -0.5, -1e-20, 0.0, 1e-20]},
+     [True] * 5),
+    # a negative alpha: results between 0 and -alpha come from both sides
+    ("EluBackward1", {"alpha": -0.5, "scale": 1.0, "input_scale": 1.0, "result": [0.3, 1.0]}, [False, True]),
+    # clamp's bound is the result of the bound itself (gradient 1) and of every input below (0)
+    ("ClampMinBackward0", {"min": -0.5, "result": [-0.5, 0.0]}, [False, True]),
+    ("HardtanhBackward0", {"min_val": -1.0, "max_val": 1.0, "result": [-1.0, -0.5, 1.0]}, [True] * 3),
+])
+def test_a_result_tells_its_input_only_where_one_piece_makes_it(op, values, told):
+    numbers = {name: np.asarray(value, dtype=np.float64) for name, value in values.items()}
+    assert formula.told_by_result(TABLE[op], "self", numbers).tolist() == told
+
+
 def test_a_formula_that_overflows_in_float64_is_evaluated_exactly():
     """The sigmoid's derivative exp(x)/(exp(x) + 1)**2 is inf/inf at x = 800
     in float64; its value, and torch's, is 0."""

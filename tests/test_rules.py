@@ -17,6 +17,7 @@ Each case reduces the op's output to a number with a fixed random weighting
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 from dataclasses import dataclass
@@ -314,6 +315,23 @@ def test_every_sample_is_for_a_row():
 
 def test_every_row_has_a_plain_case():
     assert [op for op, cases_ in SAMPLES.items() if BASIC not in cases_] == []
+
+
+# --- an input torch did not keep ------------------------------------------------------
+
+NOT_KEPT = [pytest.param(op, case, id=f"{op}-{case}")
+            for op, cases_ in SAMPLES.items() for case in cases_ if case.startswith("input-not-kept")]
+
+
+@pytest.mark.parametrize("op, case", NOT_KEPT)
+def test_an_input_not_kept_is_told_by_the_result(op, case):
+    """These cases reach the row with its input known to no node, so its
+    gradient is written in the result (Note [an input told by its result]
+    in derive/formula.py), not read from the input."""
+    explanation = run(SAMPLES[op][case]).explanation
+    gradients = [gradient.expr for step in explanation.steps if step.node.op == op
+                 for gradient in step.derivation.local_gradients]
+    assert gradients and all("result" in expr and not re.search(r"\bself\b", expr) for expr in gradients), gradients
 
 
 # --- kinks: torch's convention is a gradient of 0 at the kink --------------------------

@@ -148,6 +148,10 @@ def _in_result(rule: Pointwise, input_name: str, values, missing: str):
     if expr is None:
         raise CannotApply(f"no value for {missing}")
     try:
+        told = formula.told_by_result(rule, missing, values)
+        if not np.all(told):
+            raise CannotApply(f"no value for {missing}, and the result does not tell which piece of the "
+                              f"formula made {np.size(told) - np.count_nonzero(told)} of its elements")
         return expr, formula.evaluate(expr, values)
     except KeyError as still_missing:
         raise CannotApply(f"no value for {still_missing.args[0]}") from None

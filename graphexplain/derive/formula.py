@@ -13,10 +13,11 @@ per process, however many nodes or training steps use the row.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import sympy as sp
+from sympy.codegen.rewriting import expm1_opt, optimize
 from sympy.concrete.delta import deltasummation
 from sympy.parsing.sympy_parser import parse_expr
 
@@ -135,7 +136,8 @@ def local_gradient(rule: Rule, input_name: str, mode: str = "") -> sp.Expr:
 # be recorded nowhere. When sympy can solve the row's forward formula for that
 # input, and finds one solution, the local gradient is rewritten in the
 # result: sigmoid's exp(-self)/(1 + exp(-self))**2 becomes
-# result*(1 - result), rsqrt's becomes -result**3/2.
+# result*(1 - result), rsqrt's becomes -result**3/2. A forward in pieces is
+# solved piece by piece (Note [a piece told by the result]).
 @lru_cache(maxsize=None)
 def local_gradient_in_result(rule: Rule, input_name: str, unknown: str) -> Optional[sp.Expr]:
     """∂result/∂input with the `unknown` operand written in the result, or
@@ -144,18 +146,156 @@ def local_gradient_in_result(rule: Rule, input_name: str, unknown: str) -> Optio
     >>> from graphexplain.rules import TABLE
     >>> str(local_gradient_in_result(TABLE["SqrtBackward0"], "self", "self"))
     '1/(2*Abs(result))'
+    >>> str(local_gradient_in_result(TABLE["LeakyReluBackward1"], "self", "self"))
+    'Piecewise((1, result > 0), (negative_slope, True))'
     """
     names = symbols(rule)
     term = forward(rule)
-    if isinstance(rule, (Reduction, Routing, Matrix)) or term.has(sp.Piecewise, sp.Max, sp.Min):
+    if isinstance(rule, (Reduction, Routing, Matrix)):
         return None
+    if isinstance(term, sp.Piecewise):
+        found = pieces_in_result(rule, input_name, unknown)
+        if found is None:
+            return None
+        *first, last = found
+        return sp.Piecewise(*((piece.gradient, piece.condition) for piece in first), (last.gradient, True))
+    if term.has(sp.Piecewise, sp.Max, sp.Min):
+        return None
+    solution = _solved_for(names[RESULT], term, names[unknown])
+    if solution is None:
+        return None
+    return tidy(sp.simplify(local_gradient(rule, input_name).subs(names[unknown], solution)))
+
+
+def _solved_for(result: sp.Symbol, value: sp.Expr, unknown: sp.Symbol) -> Optional[sp.Expr]:
+    """The one real solution of result = value for `unknown`, else None.
+    sympy's solve may answer with complex branches too (tanh's two logs);
+    solveset over the reals then gives the one real solution (atanh)."""
     try:
-        solutions = sp.solve(sp.Eq(names[RESULT], term), names[unknown])
+        solutions = sp.solve(sp.Eq(result, value), unknown)
     except (NotImplementedError, TypeError, ValueError):
         return None
-    if len(solutions) != 1 or solutions[0].has(sp.I):
+    if len(solutions) == 1 and not solutions[0].has(sp.I):
+        return solutions[0]
+    if len(solutions) < 2:
         return None
-    return tidy(sp.simplify(local_gradient(rule, input_name).subs(names[unknown], solutions[0])))
+    try:
+        found = sp.solveset(sp.Eq(result, value), unknown, sp.S.Reals)
+    except (NotImplementedError, TypeError, ValueError):
+        return None
+    if isinstance(found, sp.Intersection) and sp.S.Reals in found.args:  # {atanh(result)} ∩ ℝ
+        found = sp.Intersection(*(part for part in found.args if part != sp.S.Reals))
+    if isinstance(found, sp.FiniteSet) and len(found) == 1 and not found.args[0].has(sp.I):
+        return found.args[0]
+    return None
+
+
+# Note [a piece told by the result]
+# An in-place activation (leaky_relu_, elu_, celu_, rrelu_) keeps only its
+# result, and its forward is in pieces. Each piece is solved for the input on
+# its own: leaky_relu's negative piece gives self = result/negative_slope. The
+# piece's condition, read at that input, says whether the result came from it;
+# a piece that is only in force where earlier ones are not (Piecewise takes
+# the first that holds) is read with their conditions failing there too. A
+# flat piece (relu's 0, hardtanh's bounds) gives no input back, and its
+# gradient needs none: it claims the results equal to its value. So relu's
+# gradient in the result is Piecewise((1, result > 0), (0, True)).
+#
+# This tells the input only where one piece, and only one, can have made the
+# result: with a negative slope, a positive result of leaky_relu could come
+# from either side (torch refuses that backward too). So `told_by_result`
+# checks, element by element, that exactly one piece claims the result (its
+# condition holds at its input, and the forward, run on that input, gives the
+# result back), and that it is the first piece whose condition holds, so that
+# the Piecewise shown is the one computed. Where it is not, the node keeps
+# torch's numbers. The inputs are computed with log1p and expm1 (sympy's
+# C99 rewrites), so that a result within rounding of a kink falls on its side.
+class Piece(NamedTuple):
+    gradient: sp.Expr  # ∂result/∂input on this piece, in the result
+    condition: sp.Expr  # in the result: the piece is in force at the input it gives back
+    unknown: Optional[sp.Expr]  # the unknown operand on this piece, in the result; None on a flat piece
+    value: sp.Expr  # the piece's forward formula
+
+
+@lru_cache(maxsize=None)
+def pieces_in_result(rule: Rule, input_name: str, unknown: str) -> Optional[Tuple[Piece, ...]]:
+    """Each piece of a Piecewise forward, its gradient and condition written
+    in the result (Note [a piece told by the result]); None where a piece
+    cannot be solved for the unknown uniquely."""
+    names = symbols(rule)
+    term, result, hidden = forward(rule), names[RESULT], names[unknown]
+    if not isinstance(term, sp.Piecewise) or any(value.has(sp.Piecewise, sp.Max, sp.Min) for value, _ in term.args):
+        return None
+    pieces = []
+    for index, (value, condition) in enumerate(term.args):
+        in_force = sp.And(condition, *(sp.Not(earlier) for _, earlier in term.args[:index]))
+        gradient = sp.diff(value, names[input_name])
+        if not value.has(hidden):
+            given = [part for part in sp.And.make_args(in_force) if not part.has(hidden)]
+            pieces.append(Piece(tidy(gradient), sp.And(sp.Eq(result, value), *given), None, value))
+            continue
+        # an input that appears once is undone function by function; sympy
+        # may search without end for one that appears more often (gelu's)
+        solution = _solved_for(result, value, hidden) if _appearances(value, hidden) == 1 else None
+        if solution is None:
+            return None
+        pieces.append(Piece(tidy(sp.simplify(gradient.subs(hidden, solution))),
+                            _precise(sp.simplify(in_force.subs(hidden, solution))), _precise(solution), value))
+    return tuple(pieces)
+
+
+def _appearances(expr: sp.Expr, symbol: sp.Symbol) -> int:
+    """How many times `symbol` appears in `expr`'s tree."""
+    return sum(1 for node in sp.preorder_traversal(expr) if node == symbol)
+
+
+def _precise(expr: sp.Expr) -> sp.Expr:
+    """log(1 + x) as log1p(x), exp(x) - 1 as expm1(x): the same function,
+    computed without cancelling near 0."""
+    def as_log1p(log):
+        rest = sp.cancel(log.args[0] - 1)
+        return functions.NAMES["log1p"](rest) if sp.count_ops(rest) <= sp.count_ops(log.args[0]) else log
+
+    if isinstance(expr, sp.logic.boolalg.Boolean):  # a condition: each side of each comparison
+        return expr.replace(lambda e: isinstance(e, sp.core.relational.Relational),
+                            lambda comparison: comparison.func(_precise(comparison.lhs), _precise(comparison.rhs)))
+    expr = expr.replace(lambda e: isinstance(e, sp.log) and len(e.args) == 1, as_log1p)
+    return optimize(expr, [expm1_opt])
+
+
+def told_by_result(rule: Rule, unknown: str, values: Dict[str, object]) -> np.ndarray:
+    """Where the result tells which piece of the forward made it: one piece
+    claims it, the first whose condition holds (Note [a piece told by the
+    result]). True everywhere for a forward not in pieces.
+
+    >>> from graphexplain.rules import TABLE
+    >>> negative_slope = {"negative_slope": np.array(-0.1), "result": np.array([-0.2, 0.0, 0.5])}
+    >>> told_by_result(TABLE["LeakyReluBackward1"], "self", negative_slope).tolist()
+    [False, True, False]
+    """
+    names = symbols(rule)
+    term = forward(rule)
+    if not isinstance(term, sp.Piecewise):
+        return np.asarray(True)
+    pieces = pieces_in_result(rule, unknown, unknown)
+    if pieces is None:
+        return np.asarray(False)
+    result = np.asarray(values[RESULT], dtype=np.float64)
+    whole = _precise(term)
+    holds, claims = [], []
+    for piece in pieces:
+        condition = np.broadcast_to(evaluate(piece.condition, values), result.shape).astype(bool)
+        if piece.unknown is None:
+            claims.append(condition)
+        else:
+            recovered = evaluate(piece.unknown, values)
+            again = evaluate(whole, dict(values, **{str(names[unknown]): recovered}))
+            claims.append(condition & np.isclose(again, result, rtol=1e-9, atol=0.0))
+        holds.append(condition)
+    holds[-1] = np.ones(result.shape, dtype=bool)  # the Piecewise shown ends in (…, True)
+    first = np.argmax(np.stack(holds), axis=0)
+    claimed = np.stack(claims)
+    return (claimed.sum(axis=0) == 1) & np.take_along_axis(claimed, first[None], axis=0)[0]
 
 
 def tidy(expr: sp.Expr) -> sp.Expr:

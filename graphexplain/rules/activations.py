@@ -5,6 +5,16 @@ a branch's derivative holds on its condition, so a strict ``>`` or an
 inclusive ``<=`` decides which side's slope torch uses at the kink.
 
 - elu, celu, selu and leaky_relu take the negative side's slope at 0;
+- the in-place twins (``*Backward1``: leaky_relu_, elu_/selu_, celu_,
+  rrelu_) save their result, not the input they overwrote; the derivation
+  reads the input back from the result piece by piece (Note [a piece told
+  by the result] in derive/formula.py). torch decides the side from the
+  result: ``result > 0`` is the positive side, so a result of 0 takes the
+  negative side's slope, as the out-of-place row does at 0. torch refuses
+  these backwards for a negative slope or alpha (a positive result could
+  then come from either side), and so does the derivation. (relu_,
+  hardtanh_, and hardsigmoid, hardswish, silu, mish with inplace=True record
+  the out-of-place node: docs/rules.md, In-place ops);
 - hardtanh and hardsigmoid pass no gradient at their bounds; hardswish
   passes none at -3 and all of it at 3;
 - softplus is the identity once beta*self exceeds its threshold, as torch
@@ -20,29 +30,41 @@ GELU_ERF = "self/2*(1 + erf(self/sqrt(2)))"
 GELU_TANH = "self/2*(1 + tanh(sqrt(2/pi)*(self + 0.044715*self**3)))"
 
 # elu(x) = scale*x above 0, scale*alpha*(exp(input_scale*x) - 1) at or below;
-# selu is elu with torch's fixed alpha and scale. EluBackward1 is the in-place
-# elu_, which saves its result instead of its input.
+# selu is elu with torch's fixed alpha and scale. Each formula here with a
+# twin is stated once: the *Backward1 rows are the in-place forms.
 ELU = "Piecewise((scale*self, self > 0), (scale*alpha*(exp(input_scale*self) - 1), True))"
+CELU = "Piecewise((self, self > 0), (alpha*(exp(self/alpha) - 1), True))"
+LEAKY_RELU = "Piecewise((self, self > 0), (negative_slope*self, True))"
+# In training, torch drew each negative element's slope into `noise` (and
+# 1 for the others); in eval the slope is the mean of lower and upper, and
+# `noise`, which torch then leaves unwritten, is in no piece in force.
+RRELU = ("Piecewise((noise*self, Eq(training, 1) & (upper - lower > 1e-6)), (self, self > 0),"
+         " ((lower + upper)/2*self, True))")
+THRESHOLD = "Piecewise((self, self > threshold), (value, True))"
 
 ROWS = (
     Pointwise("EluBackward0", "elu", ELU, params=("alpha", "scale", "input_scale")),
+    # elu_, selu_, elu(inplace=True), nn.ELU/nn.SELU(inplace=True)
     Pointwise("EluBackward1", "elu in place", ELU, params=("alpha", "scale", "input_scale")),
-    Pointwise("CeluBackward0", "celu", "Piecewise((self, self > 0), (alpha*(exp(self/alpha) - 1), True))",
-              params=("alpha",)),
-    Pointwise("LeakyReluBackward0", "leaky relu", "Piecewise((self, self > 0), (negative_slope*self, True))",
-              params=("negative_slope",)),
-    # In training, torch drew each negative element's slope into `noise` (and
-    # 1 for the others); in eval the slope is the mean of lower and upper.
-    Pointwise(
-        "RreluWithNoiseBackward0", "randomized leaky relu",
-        "Piecewise((noise*self, Eq(training, 1) & (upper - lower > 1e-6)), (self, self > 0),"
-        " ((lower + upper)/2*self, True))",
-        params=("noise", "lower", "upper", "training"),
-    ),
+    Pointwise("CeluBackward0", "celu", CELU, params=("alpha",)),
+    # celu_, celu(inplace=True), nn.CELU(inplace=True)
+    Pointwise("CeluBackward1", "celu in place", CELU, params=("alpha",)),
+    Pointwise("LeakyReluBackward0", "leaky relu", LEAKY_RELU, params=("negative_slope",)),
+    # leaky_relu_, leaky_relu(inplace=True), nn.LeakyReLU(inplace=True)
+    Pointwise("LeakyReluBackward1", "leaky relu in place", LEAKY_RELU, params=("negative_slope",)),
+    Pointwise("RreluWithNoiseBackward0", "randomized leaky relu", RRELU,
+              params=("noise", "lower", "upper", "training")),
+    # rrelu_, rrelu(inplace=True), nn.RReLU(inplace=True); in training the
+    # slope is the saved noise, whatever the side.
+    Pointwise("RreluWithNoiseBackward1", "randomized leaky relu in place", RRELU,
+              params=("noise", "lower", "upper", "training")),
     Pointwise("PreluKernelBackward0", "parametric relu", "Piecewise((self, self > 0), (weight*self, True))",
               ("self", "weight")),
-    Pointwise("ThresholdBackward0", "threshold", "Piecewise((self, self > threshold), (value, True))",
-              params=("threshold", "value")),
+    Pointwise("ThresholdBackward0", "threshold", THRESHOLD, params=("threshold", "value")),
+    # threshold_, threshold(inplace=True), nn.Threshold(inplace=True): torch
+    # keeps a copy of the input (the result alone cannot tell a result equal
+    # to `value` from an input above the threshold).
+    Pointwise("ThresholdBackward1", "threshold in place", THRESHOLD, params=("threshold", "value")),
     Pointwise(
         "HardtanhBackward0", "hardtanh",
         "Piecewise((self, (self > min_val) & (self < max_val)), (min_val, self <= min_val), (max_val, True))",

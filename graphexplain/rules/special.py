@@ -18,6 +18,7 @@ from .kinds import Pointwise
 # is 0/0, nan, in torch; the 0 branch gives 0.)
 XLOGY = "Piecewise((0, Eq(self, 0) & (other <= 0)), (self*log(other), True))"
 XLOG1PY = "Piecewise((0, Eq(self, 0) & (other <= -1)), (self*log1p(other), True))"
+POLYGAMMA = "polygamma(n, self)"
 
 ROWS = (
     Pointwise("ErfBackward0", "error function", "erf(self)"),
@@ -28,7 +29,9 @@ ROWS = (
     Pointwise("SpecialLogNdtrBackward0", "log of the normal CDF", "log(ndtr(self))"),
     Pointwise("LgammaBackward0", "log of the gamma function", "loggamma(self)"),
     Pointwise("DigammaBackward0", "digamma", "polygamma(0, self)"),
-    Pointwise("PolygammaBackward0", "polygamma of order n", "polygamma(n, self)", params=("n",)),
+    Pointwise("PolygammaBackward0", "polygamma of order n", POLYGAMMA, params=("n",)),
+    # x.polygamma_(n): torch keeps a copy of the input.
+    Pointwise("PolygammaBackward1", "polygamma of order n in place", POLYGAMMA, params=("n",)),
     # log of the multivariate gamma function of dimension p; the sum runs over
     # the saved int p (Note [sums over a saved count] in derive/formula.py).
     Pointwise("MvlgammaBackward0", "multivariate log-gamma",
