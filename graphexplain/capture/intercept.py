@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import inspect
 import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -97,6 +99,54 @@ PLAIN_WORDS = {
 }
 
 
+def _readable(tensor) -> bool:
+    """Whether a tensor has numbers to read (a meta tensor has none)."""
+    return isinstance(tensor, torch.Tensor) and tensor.device.type != "meta" and tensor.layout == torch.strided
+
+
+def _number(tensor) -> Optional[float]:
+    """A one-element tensor's number for a listing, or None where it has none."""
+    if not _readable(tensor):
+        return None
+    try:
+        return float(tensor.detach().reshape(()).item())
+    except Exception:  # a tensor torch refuses to read (functorch wrappers, freed storage)
+        return None
+
+
+_OURS = threading.local()
+
+
+@contextmanager
+def ours():
+    """Inside it, this thread's backward calls are graphexplain's own
+    (explain() asks torch.autograd.grad for torch's numbers): not counted.
+    A flag rather than the unwrapped function, because a torch-function
+    mode (the recorder) dispatches to whatever torch.autograd.grad is now."""
+    before = getattr(_OURS, "active", False)
+    _OURS.active = True
+    try:
+        yield
+    finally:
+        _OURS.active = before
+
+
+# Note [calls inside torch's transforms]
+# torch.func.grad and vmap call torch.autograd.grad on their own wrapped
+# tensors, and torch.compile traces through it: those calls are torch's, not
+# the script's, and reading their tensors would change or break them. They
+# go straight to torch, uncounted.
+def _transformed(roots) -> bool:
+    try:
+        if torch.compiler.is_compiling():
+            return True
+    except Exception:
+        pass
+    functorch = getattr(torch._C, "_functorch", None)
+    wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
+    return wrapped is not None and any(isinstance(r, torch.Tensor) and wrapped(r) for r in roots)
+
+
 def plain_words(message: str, root: Optional[torch.Tensor], name: str = "") -> Optional[str]:
     """torch's error `message` about backward on `root`, in plain words."""
     for fragment, explanation in PLAIN_WORDS.items():
@@ -146,7 +196,15 @@ class Interceptor:
         self.selection = selection
         self.finder = recorder.finder if recorder is not None else SourceFinder()
         self.calls: List[CallRecord] = []
-        self._busy = False
+        # Note [backward calls from threads]: each thread may be inside one of
+        # our wrappers (Tensor.backward calls autograd.backward) on its own, so
+        # `busy` is per thread; the call count, the list of calls and the
+        # recorder's pause are shared, so they change under the lock.
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._count = 0
+        self._capturing = 0  # calls inside _intercept now, in any thread
+        self._done_recording = False  # nothing later is explained: recording stays off
         self._originals = {}
         self._leaf_names: Dict[int, Tuple[torch.Tensor, str]] = {}  # id → (leaf, name), for listings
 
@@ -174,10 +232,14 @@ class Interceptor:
         interceptor = self
 
         def wrapper(*args, **kwargs):
-            if interceptor._busy:  # Tensor.backward calling autograd.backward
+            # Tensor.backward calling autograd.backward, or graphexplain's own call (explain())
+            if getattr(interceptor._local, "busy", False) or getattr(_OURS, "active", False):
                 return original(*args, **kwargs)
             bound = signature.bind(*args, **kwargs)
-            return interceptor._intercept(original, args, kwargs, describe(bound.arguments))
+            request = describe(bound.arguments)
+            if _transformed(request.roots):  # Note [calls inside torch's transforms]
+                return original(*args, **kwargs)
+            return interceptor._intercept(original, args, kwargs, request)
 
         wrapper.__wrapped__ = original
         wrapper.__doc__ = original.__doc__
@@ -207,13 +269,16 @@ class Interceptor:
 
     def _intercept(self, original, args, kwargs, request: "Request"):
         kind, roots, grads, inputs = request.kind, request.roots, request.grad_outputs, request.inputs
-        index = len(self.calls) + 1
+        with self._lock:
+            self._count += 1
+            index = self._count
+            self._capturing += 1
+            self._pause()
         frame = self.finder.user_frame(sys._getframe(2))
         source = self.finder.source(frame)
         call = (source.expr or source.code) if source is not None else f"{kind}()"
         pending, problem, failed = None, None, False
-        self._busy = True
-        paused = self._pause(True)
+        self._local.busy = True
         try:
             explain = self.selection.wants(index) and all(isinstance(r, torch.Tensor) for r in roots)
             if explain and request.batched:
@@ -237,7 +302,7 @@ class Interceptor:
                 if pending is not None:
                     pending.remove_hooks()
                 root = roots[0] if roots and isinstance(roots[0], torch.Tensor) else None
-                self.calls.append(CallRecord(
+                self._add(CallRecord(
                     index, kind, call, source, self._summary(roots, [], names), None, str(error),
                     plain_words(str(error), root, names.tensor(root) if root is not None else ""), problem))
                 raise
@@ -256,16 +321,27 @@ class Interceptor:
                     pass
             record = CallRecord(index, kind, call, source, self._summary(roots, leaf_tensors, names),
                                 graph, capture_problem=problem, capture_failed=failed, observed=observed)
-            if self.selection.which == "last":
-                for earlier in self.calls:
-                    earlier.graph = earlier.observed = None  # only the last one is kept
-            self.calls.append(record)
+            self._add(record)
             if not self.selection.may_want_after(index):
-                paused = True  # nothing later is explained: stop recording, keep the loop fast
+                self._done_recording = True  # nothing later is explained: stop recording, keep the loop fast
             return result
         finally:
-            self._pause(paused)
-            self._busy = False
+            with self._lock:
+                self._capturing -= 1
+                self._pause()
+            self._local.busy = False
+
+    def _add(self, record: CallRecord) -> None:
+        """Keep the call, in call order whatever thread finishes first."""
+        with self._lock:
+            if self.selection.which == "last" and record.graph is not None:
+                for earlier in self.calls:
+                    if earlier.index < record.index:
+                        earlier.graph = earlier.observed = None  # only the last one is kept
+                if any(later.index > record.index and later.graph is not None for later in self.calls):
+                    record.graph = record.observed = None
+            self.calls.append(record)
+            self.calls.sort(key=lambda r: r.index)
 
     @staticmethod
     def _mark_origins(index: int, request: "Request", result, leaf_tensors, names: Names, before) -> None:
@@ -316,13 +392,11 @@ class Interceptor:
         except Exception:
             return []
 
-    def _pause(self, paused: bool) -> bool:
-        """Stop recording provenance for our own torch calls."""
-        if self.recorder is None:
-            return False
-        before = self.recorder.paused
-        self.recorder.paused = paused
-        return before
+    def _pause(self) -> None:
+        """No provenance recorded for our own torch calls, nor once nothing
+        later is explained (called under the lock)."""
+        if self.recorder is not None:
+            self.recorder.paused = self._capturing > 0 or self._done_recording
 
     def _names_for_listing(self, frame, roots, leaves) -> Names:
         """Names for a call that is only listed, kept cheap for training
@@ -346,12 +420,14 @@ class Interceptor:
     @staticmethod
     def _summary(roots, leaf_tensors, names) -> CallSummary:
         root = roots[0] if roots and isinstance(roots[0], torch.Tensor) else None
-        value = float(root.detach().reshape(()).item()) if root is not None and root.numel() == 1 else None
+        value = _number(root) if root is not None and root.numel() == 1 else None
         norms = []
         for position, tensor in enumerate(leaf_tensors):
             if kept_grad(tensor) is None:
                 continue
             name = names.tensor(tensor) or f"leaf {position + 1}"
-            norms.append((name, float(tensor.grad.detach().double().norm())))
+            norm = _number(tensor.grad.detach().double().norm()) if _readable(tensor.grad) else None
+            if norm is not None:
+                norms.append((name, norm))
         root_name = (names.tensor(root) or names.node(root.grad_fn)) if root is not None else ""
         return CallSummary(root_name or "output", value, tuple(norms))

@@ -13,7 +13,7 @@ import torch
 
 from ..model import Graph, Source
 from ..observed import Observed
-from .intercept import plain_words
+from .intercept import ours, plain_words
 from .naming import Names
 from .provenance import Recorder
 from .snapshot import PendingCall
@@ -42,8 +42,9 @@ def capture_tensor(tensor, grad_output: Optional[torch.Tensor], names: Names,
                           input_edges=[(n, 0) for n in accumulators])
     pending.register_hooks()
     try:
-        results = torch.autograd.grad([tensor], leaves, [grad_output] if grad_output is not None else None,
-                                      retain_graph=True, allow_unused=True)
+        with ours():  # under `graphexplain trace`, explain() is no backward call of the script's
+            results = torch.autograd.grad([tensor], leaves, [grad_output] if grad_output is not None else None,
+                                          retain_graph=True, allow_unused=True)
     finally:
         pending.remove_hooks()
     return pending.finish(results)
