@@ -21,11 +21,17 @@ from typing import Any, Mapping, Optional, Tuple
 import numpy as np
 
 
+def numbers(data) -> np.ndarray:
+    """`data` as float64, or complex128 where it is complex: the two kinds
+    of number every stage computes with."""
+    array = np.asarray(data)
+    return array.astype(np.complex128 if np.iscomplexobj(array) else np.float64, copy=False)
+
+
 def frozen_array(data) -> np.ndarray:
     """A float64 (complex128 for complex data) copy of `data` that cannot be
     written to."""
-    array = np.array(data, copy=True)
-    array = array.astype(np.complex128 if np.iscomplexobj(array) else np.float64, copy=False)
+    array = numbers(np.array(data, copy=True))
     array.flags.writeable = False
     return array
 

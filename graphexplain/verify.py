@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
-from .model import Graph, Node
+from .model import Graph, Node, numbers
 from .observed import NOTHING, Observed
 from .precision import epsilon, tiny
 from .results import (
@@ -59,11 +59,6 @@ def allowed_difference(derived: np.ndarray, budget: Optional[np.ndarray], dtype:
     return SAFETY * np.asarray(budget, dtype=np.float64) + tiny(dtype)
 
 
-def _numbers(values) -> np.ndarray:
-    values = np.asarray(values)
-    return values.astype(np.complex128 if np.iscomplexobj(values) else np.float64, copy=False)
-
-
 def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Optional[Check]:
     """One check, or None when either side has no number.
 
@@ -76,7 +71,7 @@ def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Option
     """
     if derived is None or torch_number is None:
         return None
-    derived, torch_number = _numbers(derived), _numbers(torch_number)
+    derived, torch_number = numbers(derived), numbers(torch_number)
     if derived.size != torch_number.size:
         return Check(what, MISMATCH, float("inf"), f"shape {derived.shape} vs {torch_number.shape}")
     derived = derived.reshape(torch_number.shape)

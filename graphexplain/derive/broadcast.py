@@ -18,11 +18,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-
-def _numbers(values) -> np.ndarray:
-    """float64, or complex128 for complex gradients."""
-    values = np.asarray(values)
-    return values.astype(np.complex128 if np.iscomplexobj(values) else np.float64, copy=False)
+from ..model import numbers
 
 
 def broadcast_dims(shape: Tuple[int, ...], target: Tuple[int, ...]) -> Tuple[int, ...]:
@@ -35,7 +31,7 @@ def broadcast_dims(shape: Tuple[int, ...], target: Tuple[int, ...]) -> Tuple[int
 
 def sum_to(gradient: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
     """Sum a gradient of the broadcast shape back to an operand's `shape`."""
-    gradient = _numbers(gradient)
+    gradient = numbers(gradient)
     if gradient.shape == tuple(shape):
         return gradient
     dims = broadcast_dims(tuple(shape), gradient.shape)
@@ -66,7 +62,7 @@ def reduced_dims(dims: Optional[Sequence[int]], ndim: int) -> Tuple[int, ...]:
 def spread(upstream: np.ndarray, shape: Tuple[int, ...], dims: Tuple[int, ...], keepdim: bool) -> np.ndarray:
     """Give every element of a reduced operand the upstream of the output
     element it was reduced into."""
-    upstream = _numbers(upstream)
+    upstream = numbers(upstream)
     if not keepdim:
         for dim in sorted(dims):
             upstream = np.expand_dims(upstream, dim)

@@ -19,7 +19,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 import sympy as sp
 
-from ..model import Graph, Node, Operand, frozen_array
+from ..model import Graph, Node, Operand, frozen_array, numbers
 from ..results import (
     DERIVED, NO_RULE, NOT_DERIVED, RULE_ERROR, UNREACHED, ChainStep, Derivation, LeafDerivation, LocalGradient,
     NodeDerivation,
@@ -522,8 +522,7 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     if complex_numbers and not _complex_ready(rule):
         return _not_derived(node, upstream, rule.title, NOT_DERIVED,
                             "complex numbers: this row is not derived for them yet", upstream_budget)
-    upstream = np.asarray(upstream)
-    upstream = upstream.astype(np.complex128 if np.iscomplexobj(upstream) else np.float64, copy=False)
+    upstream = numbers(upstream)
     upstream_budget = np.zeros(upstream.shape) if upstream_budget is None else np.asarray(upstream_budget)
     # Budgets are absolute; inside a family they count in this node's eps
     # (Note [error budget]), so a float16 op rounds as float16 does.
@@ -655,8 +654,7 @@ def derive(graph: Graph, symbolic: bool = True) -> Derivation:
     missing: Dict[Tuple[int, int], List[int]] = {}  # consumers that could not send a derived gradient
     for root in graph.roots:
         key = (root.node, root.output)
-        seed = np.asarray(root.grad_output)
-        seed = seed.astype(np.complex128 if np.iscomplexobj(seed) else np.float64, copy=False)
+        seed = numbers(root.grad_output)
         upstreams[key] = upstreams.get(key, 0) + seed
         budgets[key] = budgets.get(key, 0) + np.zeros(seed.shape)  # the seed is exact
 

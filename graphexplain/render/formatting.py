@@ -16,6 +16,8 @@ from typing import Optional
 
 import numpy as np
 
+from ..model import numbers
+
 SMALL = 6  # tensors up to this many elements are shown whole
 
 
@@ -38,8 +40,7 @@ def number(value) -> str:
 def array(data: Optional[np.ndarray], small: int = SMALL) -> str:
     if data is None:
         return "?"
-    data = np.asarray(data)
-    data = data.astype(np.complex128 if np.iscomplexobj(data) else np.float64, copy=False)
+    data = numbers(data)
     if data.ndim == 0 or data.size == 1 and data.ndim == 0:
         return number(data.reshape(()))
     if data.size <= small:
