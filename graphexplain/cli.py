@@ -6,12 +6,15 @@ import argparse
 import json
 import os
 import sys
+import tempfile
+from dataclasses import dataclass
 from typing import List, Optional
 
 from . import __version__
 from .exitcodes import USAGE as EXIT_USAGE
 
 DEFAULT_OUT = "graphexplain-out"
+MIN_WIDTH = 40  # narrower, the walkthrough's two columns have no room left
 MARKER = ".graphexplain"  # marks a folder graphexplain made, so reruns may overwrite it
 
 DESCRIPTION = """\
@@ -24,8 +27,9 @@ EXIT_CODES = """\
 exit codes:
   0  every explained backward call verified against torch
   1  mismatch: a derived gradient disagrees with torch's (the first node is named)
-  2  bad usage: no such script, not valid Python, an output that would be overwritten,
-     or a --target that names no tensor
+  2  bad usage: no such script, not valid Python, an output that would be overwritten
+     or cannot be written (checked before the script runs), or a --target that names
+     no tensor
   3  the script raised an error (what was captured before it is still reported)
   4  the script never called backward, or none of its calls could be explained
      (torch refused them, or --call N is past the last call)
@@ -34,6 +38,8 @@ exit codes:
      numbers a rule does not do yet (not-derived), a gradient changed by a user's
      hook (hook-changed), or the nodes and leaves below any of these, which carry
      torch's numbers only (unchecked); never shown as verified
+  N  the script ended itself with sys.exit(N), N not 0: graphexplain exits with N too,
+     as python would (1 for sys.exit("a message"), which is printed to stderr)
 
 examples:
   graphexplain trace examples/autograd_mean.py
@@ -56,6 +62,17 @@ def _formats(text: str) -> List[str]:
     return formats
 
 
+def _width(text: str) -> int:
+    try:
+        width = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number of columns, not {text!r}") from None
+    if width < MIN_WIDTH:
+        raise argparse.ArgumentTypeError(f"must be at least {MIN_WIDTH} columns for the walkthrough to fit, "
+                                         f"not {width}")
+    return width
+
+
 def parser() -> argparse.ArgumentParser:
     main = argparse.ArgumentParser(prog="graphexplain", description=DESCRIPTION, epilog=EXIT_CODES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,7 +93,8 @@ def parser() -> argparse.ArgumentParser:
                        help="which backward calls to explain in full: first (default), last, all, or a number")
     trace.add_argument("--target", metavar="NAME",
                        help="also explain the tensor the script leaves in variable NAME, without a backward call")
-    trace.add_argument("--width", type=int, default=None, help="terminal width for the walkthrough")
+    trace.add_argument("--width", type=_width, default=None, metavar="N",
+                       help=f"terminal width for the walkthrough, at least {MIN_WIDTH} (default: the terminal's)")
     trace.add_argument("--no-color", action="store_true", help="plain text, no colour")
     trace.add_argument("--quiet", action="store_true", help="print only the summary, not the walkthrough")
     trace.add_argument("--force", action="store_true",
@@ -84,77 +102,168 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
-def _check_outputs(options) -> None:
-    """Refuse, before running anything, to overwrite what the user had."""
-    out = options.out
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise UsageError(f"--out {out!r} is a file, not a folder; choose another folder with --out.")
-    if os.path.isdir(out) and os.listdir(out) and not os.path.exists(os.path.join(out, MARKER)) \
-            and not options.force:
-        raise UsageError(f"The folder {out!r} already holds files that graphexplain did not write; "
-                         "they were left untouched. Choose another folder with --out, or pass --force "
-                         "to write into it anyway.")
-    if options.json and os.path.exists(options.json) and not options.force:
-        try:
-            with open(options.json, encoding="utf-8") as handle:
-                ours = json.load(handle).get("schema", "").startswith("graphexplain/")
-        except Exception:
-            ours = False
-        if not ours:
-            raise UsageError(f"{options.json!r} already exists and is not a graphexplain result, so it "
-                             "was left untouched. Choose another --json file, or pass --force to replace it.")
+@dataclass(frozen=True)
+class Outputs:
+    """Where the results go, fixed before the script runs: absolute paths to
+    write to (so an ``os.chdir`` in the script changes nothing), and the
+    paths as the user typed them, to print."""
+
+    folder: str
+    folder_shown: str
+    json: Optional[str] = None
+    json_shown: Optional[str] = None
 
 
-def _write_pictures(report, options, err) -> List[str]:
+def _writable(folder: str) -> bool:
+    """Whether a file can be made in `folder`: tried, not guessed from the
+    mode bits (root may write anywhere but /proc and read-only mounts)."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def _nearest_existing(path: str) -> str:
+    while not os.path.lexists(path):
+        path = os.path.dirname(path)
+    return path
+
+
+def _check_folder(option: str, shown: str, folder: str, force: bool) -> None:
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"{option} {shown!r} is a file, not a folder; choose another folder with {option}.")
+    if os.path.isdir(folder):
+        if not _writable(folder):
+            raise UsageError(f"{option} {shown!r} is a folder graphexplain cannot write into; "
+                             f"choose another folder with {option}.")
+        if os.listdir(folder) and not os.path.exists(os.path.join(folder, MARKER)) and not force:
+            raise UsageError(f"The folder {shown!r} already holds files that graphexplain did not write; "
+                             f"they were left untouched. Choose another folder with {option}, or pass "
+                             "--force to write into it anyway.")
+        return
+    above = _nearest_existing(folder)
+    if not os.path.isdir(above) or not _writable(above):
+        what = "is a file" if not os.path.isdir(above) else "cannot be written into"
+        raise UsageError(f"{option} {shown!r} cannot be made: {above!r} {what}; choose another folder "
+                         f"with {option}.")
+
+
+def _check_json(shown: str, path: str, force: bool, out_folder: str) -> None:
+    if os.path.isdir(path):
+        raise UsageError(f"--json {shown!r} is a folder, not a file; give the name of a file to write.")
+    folder = os.path.dirname(path)
+    if folder == out_folder and not os.path.exists(folder):
+        return  # into the --out folder, which is made (and was checked) before the JSON is written
+    if not os.path.isdir(folder):
+        raise UsageError(f"--json {shown!r} cannot be written: the folder {folder!r} does not exist.")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"--json {shown!r} is a file graphexplain cannot write; choose another --json file.")
+        if not force:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    ours = json.load(handle).get("schema", "").startswith("graphexplain/")
+            except Exception:
+                ours = False
+            if not ours:
+                raise UsageError(f"{shown!r} already exists and is not a graphexplain result, so it was "
+                                 "left untouched. Choose another --json file, or pass --force to replace it.")
+    elif not _writable(folder):
+        raise UsageError(f"--json {shown!r} cannot be written: graphexplain cannot make files in {folder!r}.")
+
+
+def check_outputs(options) -> Outputs:
+    """Every output path, resolved against the folder graphexplain started
+    in and checked before anything runs: refuse to overwrite what the user
+    had, and refuse a path that cannot be written."""
+    for option, value, what in (("--out", options.out, "folder"), ("--json", options.json, "file")):
+        if value is not None and not value.strip():
+            raise UsageError(f"{option} was given an empty path; give it a {what} name.")
+    folder = os.path.abspath(options.out)
+    _check_folder("--out", options.out, folder, options.force)
+    if options.json is None:
+        return Outputs(folder, options.out)
+    path = os.path.abspath(options.json)
+    _check_json(options.json, path, options.force, folder)
+    return Outputs(folder, options.out, path, options.json)
+
+
+class OutputError(Exception):
+    """An output could not be written after the run; the message says which."""
+
+
+def _written(action, shown: str):
+    try:
+        return action()
+    except OSError as error:
+        raise OutputError(f"could not write {shown!r}: {error.strerror or error}.") from None
+
+
+def _write_pictures(report, options, outputs: Outputs, err) -> List[str]:
+    """Each picture is tried; a failure is one line, and the others are still made."""
     from .render.dot import RenderError
 
-    os.makedirs(options.out, exist_ok=True)
-    with open(os.path.join(options.out, MARKER), "w", encoding="utf-8") as handle:
-        handle.write("This folder was written by graphexplain; reruns may overwrite its files.\n")
-    written, missing_dot = [], None
+    def marker():
+        os.makedirs(outputs.folder, exist_ok=True)
+        with open(os.path.join(outputs.folder, MARKER), "w", encoding="utf-8") as handle:
+            handle.write("This folder was written by graphexplain; reruns may overwrite its files.\n")
+
+    _written(marker, outputs.folder_shown)
+    written, failed = [], {}  # problem → the pictures it stopped
     for explanation in report.all_explanations:
         index = explanation.index
-        stem = os.path.join(options.out, f"call-{index}" if index else "target")
-        written.append(explanation.render(stem + ".dot", "dot"))
-        for format in options.format:
-            if format == "dot" or missing_dot:
-                continue
+        name = f"call-{index}" if index else "target"
+        for format in ["dot", *(f for f in options.format if f != "dot")]:
+            shown = os.path.join(outputs.folder_shown, f"{name}.{format}")
             try:
-                written.append(explanation.render(f"{stem}.{format}", format))
+                explanation.render(os.path.join(outputs.folder, f"{name}.{format}"), format)
+                written.append(shown)
             except RenderError as problem:
-                missing_dot = str(problem)
-    if missing_dot:
-        err.print(f"graphexplain: {missing_dot}")
+                failed.setdefault(str(problem), []).append(shown)
+            except OSError as error:
+                failed.setdefault(f"{error.strerror or error}.", []).append(shown)
+    for problem, pictures in failed.items():
+        err.print(f"graphexplain: not drawn: {', '.join(pictures)}: {problem}")
     return written
 
 
 def trace(options, out, err) -> int:
-    from .capture.intercept import Selection
-    from .report import NOTHING_EXPLAINED, Report
-    from .capture.runner import EXITED, ScriptError, read_script, run_script
-    from .render.terminal import report_parts, verdict_line
+    from .capture.script import ScriptError, read_script
 
-    try:
-        selection = Selection.parse(options.call)
+    try:  # what needs no torch first, so that these answer at once
         read_script(options.script)
-        _check_outputs(options)
+        outputs = check_outputs(options)
+        from .capture.intercept import Selection
+        selection = Selection.parse(options.call)
     except (ScriptError, UsageError, ValueError) as problem:
         err.print(f"graphexplain: {problem}")
         return EXIT_USAGE
+
+    from .capture.runner import EXITED, run_script
+    from .render.terminal import report_parts, verdict_line
+    from .report import NOTHING_EXPLAINED, Report
 
     run = run_script(options.script, options.args, selection, options.target)
     report = Report.of(run)
     out.rule("graphexplain", characters="═")
     for part in report_parts(report, out.width, options.quiet):
         out.print(part)
+    unwritten = None
     if report.all_explanations:
-        written = _write_pictures(report, options, err)
-        out.print(f"pictures: {', '.join(written)}")
-    if options.json:
-        with open(options.json, "w", encoding="utf-8") as handle:
-            json.dump(report.to_json(), handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        out.print(f"json: {options.json}")
+        try:
+            written = _write_pictures(report, options, outputs, err)
+            out.print(f"pictures: {', '.join(written) or 'none'}")
+        except OutputError as problem:
+            unwritten = problem
+            err.print(f"graphexplain: {problem}")
+    if outputs.json:
+        try:
+            _written(lambda: _write_json(report, outputs.json), outputs.json_shown)
+            out.print(f"json: {outputs.json_shown}")
+        except OutputError as problem:
+            unwritten = unwritten or problem
+            err.print(f"graphexplain: {problem}")
     if run.target_problem:
         err.print(f"graphexplain: {run.target_problem}")
     out.print(verdict_line(report))
@@ -169,13 +278,28 @@ def trace(options, out, err) -> int:
                                   if past else why))
     if run.outcome == EXITED:
         err.print(f"graphexplain: {options.script} exited with code {run.exit_code} after "
-                  f"{len(report.calls)} backward call(s); what was captured is reported above.")
-    if run.traceback:
+                  f"{len(report.calls)} backward call(s); what was captured is reported above, "
+                  f"and graphexplain exits with {run.exit_code} too, as python would.")
+    if run.traceback and run.ours:
+        err.print(f"graphexplain: graphexplain itself failed while {options.script} ran, after "
+                  f"{len(report.calls)} backward call(s): this is a bug in graphexplain, not in the script; "
+                  "please report it with this traceback:")
+        err.out(run.traceback.rstrip(), highlight=False)
+    elif run.traceback:
         err.print(f"graphexplain: {options.script} raised an error after "
                   f"{len(report.calls)} backward call(s); what was captured is reported above. "
-                  "Its traceback:", highlight=False)
+                  "Its traceback:")
         err.out(run.traceback.rstrip(), highlight=False)
+    if unwritten is not None and run.outcome != EXITED:
+        return EXIT_USAGE
     return report.exit_code
+
+
+def _write_json(report, path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)  # only ever the --out folder (_check_json)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(report.to_json(), handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
 
 
 def main(argv: Optional[List[str]] = None) -> int:

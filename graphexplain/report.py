@@ -5,12 +5,13 @@ Exit codes (also in `graphexplain trace --help` and docs/cli.md):
 
     0  every explained call verified
     1  a derived gradient disagrees with torch's (a mismatch)
-    2  bad usage: no such script, not Python, an output that would be overwritten,
-       a --target that names no tensor
+    2  bad usage: no such script, not Python, an output that would be overwritten
+       or cannot be written, a --target that names no tensor
     3  the script itself raised an error (what was captured before it is reported)
     4  the script never called backward, or none of its calls could be explained
     5  incomplete: no mismatch, but some numbers could not be derived (no rule,
        a rule that failed, complex, a user's hook, and everything below them)
+    N  the script ended itself with sys.exit(N), N not 0: its own status, as python gives it
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .capture.intercept import CallRecord
-from .capture.runner import COMPLETED, ScriptRun
+from .capture.runner import COMPLETED, EXITED, ScriptRun
 from .explanation import Explanation
 from .render.json import SCHEMA, call_to_json, numbers
 from .results import HOOK_CHANGED, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, worst
@@ -84,6 +85,8 @@ class Report:
 
     @property
     def exit_code(self) -> int:
+        if self.run.outcome == EXITED:  # sys.exit(N): the status python would give
+            return self.run.exit_code
         return {
             VERIFIED: EXIT_VERIFIED, MISMATCH: EXIT_MISMATCH, SCRIPT_ERROR: EXIT_SCRIPT_ERROR,
             NO_BACKWARD: EXIT_NO_BACKWARD, NOTHING_EXPLAINED: EXIT_NO_BACKWARD,

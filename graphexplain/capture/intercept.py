@@ -22,7 +22,7 @@ import torch
 from ..model import Graph, Source
 from ..observed import Observed
 from .naming import Names, names_in_frame
-from .provenance import KEY, ORIGIN, Origin, Recorder, SourceFinder
+from .provenance import KEY, ORIGIN, Origin, Recorder, SourceFinder, stepping_aside
 from .snapshot import CallOptions, NothingReached, PendingCall, kept_grad
 from .subgraph import backward_order, gradient_edge
 
@@ -133,15 +133,13 @@ def ours():
 
 # Note [calls inside torch's transforms]
 # torch.func.grad and vmap call torch.autograd.grad on their own wrapped
-# tensors, and torch.compile traces through it: those calls are torch's, not
-# the script's, and reading their tensors would change or break them. They
-# go straight to torch, uncounted.
+# tensors, and torch.compile's AOTAutograd calls it on fake tensors while it
+# traces: those calls are torch's, not the script's, and reading their
+# tensors would change or break them. They go straight to torch, uncounted
+# (the recorder steps aside likewise: Note [the recorder steps aside]).
 def _transformed(roots) -> bool:
-    try:
-        if torch.compiler.is_compiling():
-            return True
-    except Exception:
-        pass
+    if stepping_aside():
+        return True
     functorch = getattr(torch._C, "_functorch", None)
     wrapped = getattr(functorch, "is_functorch_wrapped_tensor", None)
     return wrapped is not None and any(isinstance(r, torch.Tensor) and wrapped(r) for r in roots)

@@ -10,6 +10,27 @@ Note [why provenance lives in grad_fn.metadata]
 A grad_fn cannot be weakly referenced, and keying a table by it would keep
 every graph of a training loop alive. The node's own metadata dict is freed
 with the node, so recording costs nothing once a graph is gone.
+
+Note [the recorder steps aside]
+While Dynamo traces a torch.compile'd function it inlines every active
+torch function mode, and anything it cannot trace (``sys._getframe``,
+``os.path.realpath``) breaks the graph: the function would run eagerly, and
+compute differently, only because graphexplain was there. So every entry
+point (the mode and the Function.apply wrapper) first asks
+`stepping_aside`, which Dynamo evaluates to True at trace time, leaving the
+traced body a bare ``func(*args)``. Inside functorch transforms (grad, vmap,
+jacrev) the tensors are functorch's wrappers and the graphs torch's private
+ones, which graphexplain never explains, so it records nothing there either.
+A compiled region shows up as the node torch makes for it at run time
+(CompiledFunctionBackward), at the compiled function's line, with no
+symbolic rule.
+
+Note [modules from the stack, not from hooks]
+Which module an op ran in is read from the stack when the op is recorded:
+the innermost ``Module._call_impl`` frame. Global module hooks would say
+the same, but they are visible to the script: torch.compile(module) warns
+about them (an error under ``warnings.simplefilter("error")``), and they
+fire, through Dynamo, inside compiled code.
 """
 
 from __future__ import annotations
@@ -67,6 +88,31 @@ class Origin:
         if self.gradients[0].endswith(".grad"):
             return f"{self.gradients[0]} as call {self.call} left it"
         return f"{self.gradients[0]}, returned by call {self.call}"
+
+
+_functorch_level = torch._C._functorch.maybe_current_level  # None outside grad, vmap, jacrev, ...
+
+
+def stepping_aside() -> bool:
+    """True inside Dynamo tracing and inside functorch transforms, where the
+    recorder must do nothing but call torch (Note [the recorder steps aside]).
+    Ask it before reading any of the recorder's state, which Dynamo would
+    otherwise guard on (and recompile when it changes)."""
+    return torch.compiler.is_compiling() or _functorch_level() is not None
+
+
+_CALL_MODULE = torch.nn.Module._call_impl.__code__
+
+
+def running_module(frame):
+    """A weak reference to the innermost nn.Module whose call is on the stack
+    above `frame`, or None (Note [modules from the stack, not from hooks])."""
+    while frame is not None:
+        if frame.f_code is _CALL_MODULE:
+            module = frame.f_locals.get("self")
+            return weakref.ref(module) if isinstance(module, torch.nn.Module) else None
+        frame = frame.f_back
+    return None
 
 
 def _internal_roots() -> Tuple[str, ...]:
@@ -186,27 +232,23 @@ class Recorder(TorchFunctionMode):
     def __init__(self):
         super().__init__()
         self.finder = SourceFinder()
-        self.module_stack: List[Any] = []
         self.constant_reasons: Dict[int, Tuple[Any, str]] = {}
         self.paused = False  # set while graphexplain itself calls torch
         self._original_apply = None
-        self._hooks = []
+        self._depth = 0  # how many `with` blocks of this recorder are open
 
-    # --- nn.Module tracking: which module's forward is running ---------------
+    # --- entering and leaving: only the outermost `with` installs and restores ---
     def __enter__(self):
-        from torch.nn.modules import module as nn_module
-
-        self._hooks = [
-            nn_module.register_module_forward_pre_hook(self._enter_module),
-            nn_module.register_module_forward_hook(self._leave_module),
-        ]
+        self._depth += 1
+        if self._depth > 1:  # `with r: with r:` records once and restores once, at the end
+            return self
         self._wrap_function_apply()
         return super().__enter__()
 
     def __exit__(self, *exc):
-        for hook in self._hooks:
-            hook.remove()
-        self._hooks = []
+        self._depth -= 1
+        if self._depth > 0:
+            return None
         if self._original_apply is not None:
             Function.apply = self._original_apply
             self._original_apply = None
@@ -222,7 +264,7 @@ class Recorder(TorchFunctionMode):
 
         def recorded_apply(cls, *args, **kwargs):
             result = apply(cls, *args, **kwargs)
-            if not recorder.paused:
+            if not stepping_aside() and not recorder.paused:
                 try:
                     recorder._record(cls, args, kwargs, result, sys._getframe(1))
                 except Exception:  # provenance is a nicety; the script's run is not
@@ -231,17 +273,10 @@ class Recorder(TorchFunctionMode):
 
         Function.apply = classmethod(recorded_apply)
 
-    def _enter_module(self, module, args):
-        self.module_stack.append(weakref.ref(module))
-
-    def _leave_module(self, module, args, output):
-        if self.module_stack:
-            self.module_stack.pop()
-
     # --- the mode itself ----------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         result = func(*args, **(kwargs or {}))
-        if self.paused:
+        if stepping_aside() or self.paused:
             return result
         try:
             self._record(func, args, kwargs or {}, result)
@@ -262,7 +297,7 @@ class Recorder(TorchFunctionMode):
             return
         caller = caller if caller is not None else sys._getframe(2)
         source, assigned = self.finder.source_and_name(self.finder.user_frame(caller))
-        module = self.module_stack[-1] if self.module_stack else None
+        module = running_module(caller)
         operands = tuple(o for o in map(_operand, (*args, *kwargs.values())) if o is not None)
         name = getattr(func, "__name__", str(func))
         for tensor in made:

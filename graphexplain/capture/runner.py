@@ -3,7 +3,12 @@
 The script runs as ``__main__`` with its own ``sys.argv`` and its folder
 first on ``sys.path``, inside a `Recorder` and an `Interceptor`; nothing it
 computes or prints is changed. Problems with the script itself (missing,
-unreadable, not Python) are raised as `ScriptError` before anything runs.
+unreadable, not Python) are raised as `ScriptError` before anything runs
+(`script.read_script`).
+
+An ending by ``sys.exit(...)`` is kept as python keeps it: a message is
+printed to stderr at that moment, and the status (the number, 1 for a
+message, 0 for None) is the run's `exit_code`.
 """
 
 from __future__ import annotations
@@ -19,16 +24,13 @@ import torch
 
 from .intercept import CallRecord, CallSummary, Interceptor, Selection
 from .naming import names_from_namespace
-from .provenance import Recorder
+from .provenance import Recorder, stepping_aside
+from .script import ScriptError, read_script  # noqa: F401  (ScriptError: for run_script's callers)
 from .standalone import NotExplainable, capture_tensor
 
 COMPLETED = "completed"
 RAISED = "raised"
 EXITED = "exited"  # sys.exit with a non-zero code
-
-
-class ScriptError(Exception):
-    """The script could not be run at all; the message says why, for a person."""
 
 
 @dataclass
@@ -39,33 +41,9 @@ class ScriptRun:
     calls: List[CallRecord] = field(default_factory=list)
     exit_code: int = 0
     traceback: Optional[str] = None  # the script's own traceback, when it raised
+    ours: bool = False  # the error was raised inside graphexplain's own code, not the script's
     target: Optional[CallRecord] = None  # --target NAME: a tensor explained without backward
     target_problem: Optional[str] = None
-
-
-def read_script(path: str):
-    """The script's compiled code, or a ScriptError saying what is wrong."""
-    if not os.path.exists(path):
-        raise ScriptError(f"There is no file at {path!r}. Check the path; it is taken relative "
-                          f"to the current folder ({os.getcwd()}).")
-    if os.path.isdir(path):
-        raise ScriptError(f"{path!r} is a folder, not a Python script. Give the path of a .py file.")
-    try:
-        with open(path, "rb") as handle:
-            source = handle.read()
-    except OSError as error:
-        raise ScriptError(f"Cannot read {path!r}: {error.strerror or error}. Check that the file "
-                          "is readable by you.") from None
-    try:
-        return compile(source, path, "exec", dont_inherit=True)
-    except SyntaxError as error:
-        where = f"line {error.lineno}" if error.lineno else "somewhere"
-        text = (error.text or "").strip()
-        shown = f": {text}" if text else ""
-        raise ScriptError(f"{path!r} is not valid Python: {error.msg} at {where}{shown}. "
-                          "Fix the script so that `python` can run it, then trace it again.") from None
-    except ValueError as error:  # null bytes: not a text file at all
-        raise ScriptError(f"{path!r} is not a Python script ({error}).") from None
 
 
 _OURS = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
@@ -83,9 +61,33 @@ def _detour(frame: traceback.FrameSummary) -> bool:
     return frame.filename.startswith(_TORCH) and "handle_torch_function(" in (frame.line or "")
 
 
-def _script_traceback(error: BaseException, path: str) -> str:
+_HANDING_ON = ("original(", "func(", "apply(cls", "wrapper(")  # our lines that hand the script's call to torch
+
+
+def _raised_by_us(error: BaseException) -> bool:
+    """Whether the error began in graphexplain's own code (a bug of ours, to
+    be shown as one) rather than in the script or in torch: the innermost
+    frame outside torch is ours, and is not a line that only hands the
+    script's own call on to torch. The errors graphexplain raises on purpose
+    for the script (ExplainError) are the script's."""
+    from .standalone import NotExplainable
+
+    if isinstance(error, NotExplainable):
+        return False
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        if frame.filename.startswith(_TORCH):
+            continue
+        ours = frame.filename.startswith(_OURS[0])
+        return ours and not any(call in (frame.line or "") for call in _HANDING_ON)
+    return False
+
+
+def _script_traceback(error: BaseException, path: str, ours: bool = False) -> str:
     """The traceback as plain python would print it: from the script's own
-    first frame on, without graphexplain's frames in between."""
+    first frame on, without graphexplain's frames in between; whole, when
+    the error is graphexplain's own (`ours`, from `_raised_by_us`)."""
+    if ours:
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
     frames = traceback.extract_tb(error.__traceback__)
     real = os.path.realpath(path)
     start = next((i for i, f in enumerate(frames) if os.path.realpath(f.filename) == real), 0)
@@ -118,14 +120,14 @@ def run_script(path: str, args: Sequence[str] = (), selection: Selection = Selec
         with recorder, interceptor:
             exec(code, main.__dict__)
     except SystemExit as stop:
-        code_ = stop.code
-        if code_ not in (None, 0):
+        run.exit_code = exit_status(stop)
+        if run.exit_code != 0:
             run.outcome = EXITED
-            run.exit_code = code_ if isinstance(code_, int) else 1
     except BaseException as error:  # the script's own failure, reported after what was captured
         run.outcome = RAISED
         run.exit_code = 1
-        run.traceback = _script_traceback(error, path)
+        run.ours = _raised_by_us(error)
+        run.traceback = _script_traceback(error, path, run.ours)
     finally:
         sys.argv, sys.path[:] = saved[0], saved[1]
         if saved[2] is not None:
@@ -135,6 +137,24 @@ def run_script(path: str, args: Sequence[str] = (), selection: Selection = Selec
     if target is not None:
         _capture_target(run, main.__dict__, target, recorder)
     return run
+
+
+def exit_status(stop: SystemExit) -> int:
+    """The status python gives ``sys.exit(code)``, printing a message as it
+    does: None is 0, a number is itself, anything else is printed to stderr
+    and is 1.
+
+        sys.exit("fatal: bad config")   # prints the message; status 1
+    """
+    code = stop.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return int(code)
+    sys.stdout.flush()  # the script's output stays in the order it was written
+    sys.stderr.write(f"{code}\n")
+    sys.stderr.flush()
+    return 1
 
 
 def _capture_target(run: ScriptRun, namespace: dict, target: str, recorder: Recorder) -> None:

@@ -3,6 +3,8 @@
 Arrows run forward, from the leaves to the root, as the user wrote the
 computation; each arrow is labelled with the gradient that flows back
 along it. Looks are data (`STYLES`), chosen by a node's role and status.
+Every label is text as it is (`_literal`): a backslash in the user's code
+(``"\\N{BULLET}"``) is not a graphviz escape, ``<b>`` is not HTML.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ class RenderError(Exception):
 SMALL = 4  # elements shown in full on a node; larger tensors are summarised
 
 
+def _literal(text: str) -> str:
+    """`text` as a DOT label that graphviz shows letter for letter."""
+    return graphviz.escape(text)
+
+
 def _value(value) -> str:
     text = array(value.data, small=SMALL)
     return text if value.numel > SMALL and value.known else f"{shape(value.shape)} {text}"
@@ -56,15 +63,15 @@ def _label(node, derived, leaf=None) -> str:
         lines.append(_value(node.output))
     if derived.upstream is not None:
         lines.append(f"grad {array(derived.upstream, small=SMALL)}")
-    return "\n".join(lines)
+    return _literal("\n".join(lines))
 
 
 def _edge_label(gradient) -> str:
     if gradient is None:
         return ""
     if np.size(gradient) > SMALL:
-        return f"‖grad‖={number(np.linalg.norm(gradient))}"
-    return array(gradient, small=SMALL)
+        return _literal(f"‖grad‖={number(np.linalg.norm(gradient))}")
+    return _literal(array(gradient, small=SMALL))
 
 
 def _add_clusters(picture, clusters: Dict[str, list]) -> None:
@@ -82,7 +89,7 @@ def _add_clusters(picture, clusters: Dict[str, list]) -> None:
 
     def add(parent, name):
         with parent.subgraph(name=f"cluster_{next(counter)}") as cluster:
-            cluster.attr(label=name, **STYLES["module"])
+            cluster.attr(label=_literal(name), **STYLES["module"])
             for node_name, text, attributes in clusters[name]:
                 cluster.node(node_name, text, **attributes)
             for child in children[name]:
@@ -128,7 +135,7 @@ def to_dot(explanation) -> str:
             picture.edge(f"n{operand.producer}", f"n{step.node.id}", label=label)
     for index, constant in enumerate(graph.constants):
         name = f"c{index}"
-        picture.node(name, f"{constant.name}\n{shape(constant.shape)}\nconstant: {constant.reason}",
+        picture.node(name, _literal(f"{constant.name}\n{shape(constant.shape)}\nconstant: {constant.reason}"),
                      **STYLES["constant"])
         for user in constant.used_by:
             picture.edge(name, f"n{user}", **STYLES["constant-edge"])

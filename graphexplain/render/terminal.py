@@ -324,7 +324,7 @@ def report_parts(report, width: int = 80, quiet: bool = False) -> Iterable[Rende
 def plain_console(file, width: int = 80) -> Console:
     """A console that writes the same text on every run: fixed width, no colour."""
     return Console(file=file, width=width, color_system=None, force_terminal=False,
-                   highlight=False, emoji=False, legacy_windows=False)
+                   highlight=False, emoji=False, legacy_windows=False, markup=False)
 
 
 def _plain_text(parts, width: int) -> str:
@@ -341,9 +341,11 @@ def report_text(report, width: int = 80) -> str:
 
 
 def console(file=None, width: Optional[int] = None, color: Optional[bool] = None) -> Console:
-    """The console the CLI prints to: colour only on a terminal."""
+    """The console the CLI prints to: colour only on a terminal. A string it
+    prints is shown as it is, never read as markup: a path or a name with
+    ``[bold]`` or ``[/x]`` in it prints literally (styles come as `Text`)."""
     return Console(file=file, width=width, no_color=color is False, highlight=False,
-                   force_terminal=True if color else None, emoji=False)
+                   force_terminal=True if color else None, emoji=False, markup=False)
 
 
 def to_text(explanation, width: int = 80) -> str:
