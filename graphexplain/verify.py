@@ -44,6 +44,7 @@ SAFETY = 2.0  # the budget is a first-order bound; twice it leaves room for seco
 DEFAULT_STEPS = 16  # rounding steps assumed for a number that comes without a budget
 
 LocalStep = Callable[..., NodeDerivation]
+CHAIN_BREAKERS = BREAKS + (HOOK_CHANGED,)  # statuses below which only torch's numbers arrive
 
 
 def allowed_difference(derived: np.ndarray, budget: Optional[np.ndarray], dtype: str) -> np.ndarray:
@@ -145,7 +146,7 @@ def _local_step(node: Node, observed: Observed, local_step: Optional[LocalStep])
     return local if local.status == DERIVED else None
 
 
-def _hook_reason(node: Node, check: Check, derived, torch_number) -> str:
+def _hook_reason(node: Node, derived, torch_number) -> str:
     where = ", ".join(f"{hook.kind} at {hook.location}" if hook.location else hook.kind for hook in node.hooks)
     from_to = ""
     if derived is not None and torch_number is not None and np.size(derived) == 1:
@@ -173,7 +174,7 @@ class _Walk:
     def breaks_above(self, node_id: int) -> Tuple[int, ...]:
         found: Set[int] = set()
         for consumer, _ in self.consumers[node_id]:
-            if self.status.get(consumer) in BREAKS + (HOOK_CHANGED,):
+            if self.status.get(consumer) in CHAIN_BREAKERS:
                 found.add(consumer)
             found |= set(self.broken_at.get(consumer, ()))
         return tuple(sorted(found))
@@ -203,7 +204,7 @@ class _Walk:
             if status == MISMATCH:
                 self.mismatch(node.id, local_checks)
             return NodeVerification(node.id, status, tuple(checks + local_checks), None,
-                                    _hook_reason(node, checks[0], derived.upstream, torch_upstream), (), local)
+                                    _hook_reason(node, derived.upstream, torch_upstream), (), local)
         if derived.status != DERIVED:
             status = MISMATCH if upstream_off else derived.status
             inherited = self.mismatch(node.id, checks) if upstream_off else None
@@ -295,7 +296,7 @@ def verify(graph: Graph, derivation: Derivation, observed: Observed = NOTHING,
                                            nodes[leaf.node].reason))
             continue
         broken_at = walk.broken_at.get(leaf.node, ()) or \
-            ((leaf.node,) if walk.status.get(leaf.node) in BREAKS + (HOOK_CHANGED,) else ())
+            ((leaf.node,) if walk.status.get(leaf.node) in CHAIN_BREAKERS else ())
         if derived.grad is None or broken_at:
             check = _derived_part_check(graph, leaf, derived, torch_side.grad, observed)
             status = MISMATCH if check is not None and check.status == MISMATCH else UNCHECKED
@@ -314,7 +315,7 @@ def verify(graph: Graph, derivation: Derivation, observed: Observed = NOTHING,
         if any(check.status == MISMATCH for check in checks):
             status = MISMATCH
             if node.hooks:
-                status, reason = HOOK_CHANGED, _hook_reason(node, checks[0], derived.grad, torch_side.grad)
+                status, reason = HOOK_CHANGED, _hook_reason(node, derived.grad, torch_side.grad)
         leaves.append(LeafVerification(leaf.node, leaf.name, status, tuple(checks), reason))
 
     overall = worst([v.status for v in nodes] + [v.status for v in leaves])

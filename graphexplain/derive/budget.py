@@ -140,9 +140,6 @@ def _function_derivative(expr: sp.Function):
     return derivative.subs(u, expr.args[0])
 
 
-def magnitude(values) -> np.ndarray:
-    return np.abs(np.asarray(values, dtype=np.float64))
-
 
 class NotPolynomial(Exception):
     """A matrix formula whose term magnitude is no formula of the same shape

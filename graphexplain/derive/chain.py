@@ -76,7 +76,8 @@ def _local_gradient_record(rule, node, operand, expr, value, count=None) -> Loca
 # --- one function per family of rows ------------------------------------------
 
 
-def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float) -> Tuple[np.ndarray, float]:
+def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float,
+                 local: np.ndarray) -> Tuple[np.ndarray, float]:
     """The term magnitude of a local gradient and its rounding steps, over
     both forms torch may compute it in (Note [error budget]). Where the
     magnitude's formula cannot be evaluated, the local gradient's own size,
@@ -85,7 +86,7 @@ def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float)
     try:
         magnitude = np.abs(formula.evaluate(budget.terms(expr), {k: _finite_values(v) for k, v in values.items()}))
     except (KeyError, ValueError, TypeError, ArithmeticError):
-        return np.abs(formula.evaluate(expr, values)), steps + 16
+        return np.abs(local), steps + 16
     if isinstance(rule, Pointwise) and len(rule.inputs) == 1 and formula.RESULT in values:
         in_result = formula.local_gradient_in_result(rule, input_name, input_name)
         if in_result is not None:
@@ -127,7 +128,7 @@ def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstream_budge
             full = np.zeros_like(full)
             error = np.zeros(shape)
         else:
-            magnitude, rounding = _local_terms(rule, operand.name, expr, values, eps)
+            magnitude, rounding = _local_terms(rule, operand.name, expr, values, eps, local)
             error = _elementwise_budget(local, magnitude, rounding, upstream, upstream_budget, shape)
         downstream = broadcast.sum_to(full, shape)
         locals_.append(_local_gradient_record(rule, node, operand, expr, local))
@@ -180,7 +181,7 @@ def _reduction(rule: Reduction, node: Node, upstream: np.ndarray, upstream_budge
         full = np.broadcast_to(spread, elementwise) * local
         shape = _shape_of(operand)
         downstream = broadcast.sum_to(full, shape)
-        magnitude, rounding = _local_terms(rule, operand.name, expr, values, eps)
+        magnitude, rounding = _local_terms(rule, operand.name, expr, values, eps, local)
         error = _elementwise_budget(local, magnitude, rounding, np.broadcast_to(spread, elementwise),
                                     np.broadcast_to(spread_budget, elementwise), shape)
         how = broadcast.describe_spread(upstream.shape, elementwise)
@@ -236,13 +237,13 @@ def _routing_budget(found: routing.Routes, upstreams, budgets, sizes):
     interpolation): |J| is the map with |weights|, and the rounding steps
     are the additions into the element that collects the most."""
     absolute = replace(found, weights=None if found.weights is None else np.abs(found.weights))
-    flat = lambda arrays: np.concatenate(  # noqa: E731
-        [np.broadcast_to(np.abs(a), s).reshape(-1) for a, s in zip(arrays, found.output_shapes)])
+
+    def flat(arrays):
+        return np.concatenate([np.broadcast_to(np.abs(a), s).reshape(-1) for a, s in zip(arrays, found.output_shapes)])
+
     collected = np.bincount(found.inputs, minlength=int(np.sum(sizes))) if len(found.inputs) else np.zeros(1)
     steps = budget.summation(int(np.max(collected, initial=1))) + (1 if found.weights is not None else 0)
-    magnitude = flat(upstreams)
-    carried = routing.gradients(absolute, flat(budgets) + steps * magnitude, sizes)
-    return carried
+    return routing.gradients(absolute, flat(budgets) + steps * flat(upstreams), sizes)
 
 
 def _matrix(rule: Matrix, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float,
