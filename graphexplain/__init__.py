@@ -13,10 +13,12 @@ for torch and sympy.
 from importlib import import_module
 
 __version__ = "0.1.0"
-__all__ = ["explain", "recording", "Explanation", "ExplainError", "Step", "Graph", "trace"]
+__all__ = ["explain", "recording", "Explanation", "ExplainError", "Step", "Graph", "trace",
+           "check_function", "assert_function_correct", "intentional_gradient"]
 
 _HOMES = {
     "explain": "api", "recording": "api", "ExplainError": "api",
+    "check_function": "api", "assert_function_correct": "api", "intentional_gradient": "api",
     "Explanation": "explanation", "Step": "explanation", "Graph": "model",
 }
 

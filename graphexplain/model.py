@@ -125,6 +125,9 @@ class Node:
     # gradient it is: "∂u/∂x, returned by call 1". The nodes below it are
     # that call's backward ops (the double-backward nodes).
     origin: Optional[str] = None
+    # For a node whose backward is hand-written (a custom autograd.Function):
+    # its forward, run again by graphexplain, as a graph of its own.
+    inner: Optional["InnerForward"] = None
 
     @property
     def is_leaf(self) -> bool:
@@ -221,3 +224,27 @@ class Graph:
 
     def leaf_for(self, node_id: int) -> Optional[Leaf]:
         return next((leaf for leaf in self.leaves if leaf.node == node_id), None)
+
+
+@dataclass(frozen=True)
+class InnerForward:
+    """A node's forward, run again on float64 copies of the node's inputs
+    and captured as a `Graph` of its own (capture/recapture.py): the
+    derivation differentiates that graph, so a hand-written backward (a
+    custom autograd.Function's) is checked against its own forward.
+
+    `inputs` has one entry per operand of the node: the index in
+    ``graph.leaves`` of the copy that stands for it, None for an operand the
+    forward never uses. `outputs` has one per output of the node: the index
+    in ``graph.roots``, None for an output that is not differentiable. Where
+    the forward could not be re-run, `graph` is None and `reason` says why,
+    in one sentence.
+    """
+
+    title: str  # "Cube (custom Function)"
+    graph: Optional[Graph] = None
+    inputs: Tuple[Optional[int], ...] = ()
+    outputs: Tuple[Optional[int], ...] = ()
+    reason: str = ""
+    intentional: Optional[str] = None  # the class's graphexplain_intentional: why its gradient is a surrogate
+    owner: str = ""  # "Cube": whose forward this is

@@ -23,7 +23,7 @@ from .capture.intercept import CallRecord
 from .capture.runner import COMPLETED, EXITED, ScriptRun
 from .explanation import Explanation
 from .render.json import SCHEMA, call_to_json, numbers
-from .results import HOOK_CHANGED, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, worst
+from .results import HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, worst
 
 from .exitcodes import MISMATCH as EXIT_MISMATCH, NO_BACKWARD as EXIT_NO_BACKWARD, NO_RULE as EXIT_NO_RULE  # noqa: E402
 from .exitcodes import SCRIPT_ERROR as EXIT_SCRIPT_ERROR, USAGE as EXIT_USAGE, VERIFIED as EXIT_VERIFIED  # noqa: E402
@@ -93,6 +93,7 @@ class Report:
             # incomplete: something is not derived, so not verified (docs/cli.md)
             NO_RULE: EXIT_NO_RULE, RULE_ERROR: EXIT_NO_RULE, NOT_DERIVED: EXIT_NO_RULE, HOOK_CHANGED: EXIT_NO_RULE,
             UNCHECKED: EXIT_NO_RULE, NOT_CHECKED: EXIT_NO_RULE,
+            INTENTIONAL: EXIT_NO_RULE,  # a surrogate gradient on purpose: below it, torch's numbers only
             TARGET_PROBLEM: EXIT_USAGE,
         }[self.status]
 

@@ -20,6 +20,7 @@ NOT_DERIVED = "not-derived"  # a row exists but cannot do this case yet (complex
 HOOK_CHANGED = "hook-changed"  # a user's hook changed the gradient torch passed on
 UNCHECKED = "unchecked"  # below a broken chain: only torch's numbers reach here
 NOT_CHECKED = "not-checked"  # derived, but torch computed no number to compare with
+INTENTIONAL = "intentional"  # a hand-written backward that differs from its forward's derivative on purpose
 
 # What the derivation says of a node (NodeDerivation.status): DERIVED, or
 # one of NO_RULE, RULE_ERROR, NOT_DERIVED, or UNREACHED: some gradient it
@@ -29,7 +30,7 @@ UNREACHED = "unreached"
 BREAKS = (NO_RULE, RULE_ERROR, NOT_DERIVED)  # derivation statuses that break the chain below
 
 # Worst first: a call's status is the worst of its nodes' and leaves'.
-SEVERITY = (MISMATCH, RULE_ERROR, NO_RULE, NOT_DERIVED, HOOK_CHANGED, UNCHECKED, NOT_CHECKED, VERIFIED)
+SEVERITY = (MISMATCH, RULE_ERROR, NO_RULE, INTENTIONAL, NOT_DERIVED, HOOK_CHANGED, UNCHECKED, NOT_CHECKED, VERIFIED)
 
 
 def worst(statuses) -> str:
@@ -123,6 +124,9 @@ class Check:
     worst_index: Optional[Tuple[int, ...]] = None  # the element furthest outside its allowance
     derived_at_worst: Optional[float] = None
     torch_at_worst: Optional[float] = None
+    # for a hand-written backward: what explains the difference, in words ("the sign is flipped")
+    diagnosis: str = ""
+    first_difference: Optional[Tuple[Tuple[int, ...], float, float]] = None  # (index, derived, torch), in element order
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,8 @@ module imports no sympy) does the work.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from fractions import Fraction
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
@@ -36,7 +38,7 @@ from .model import Graph, Node, numbers
 from .observed import NOTHING, Observed
 from .precision import epsilon, tiny
 from .results import (
-    BREAKS, DERIVED, HOOK_CHANGED, MISMATCH, NOT_CHECKED, UNCHECKED, VERIFIED, Check, Derivation,
+    BREAKS, DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NOT_CHECKED, UNCHECKED, VERIFIED, Check, Derivation,
     LeafVerification, NodeDerivation, NodeVerification, Verification, worst,
 )
 
@@ -44,7 +46,7 @@ SAFETY = 2.0  # the budget is a first-order bound; twice it leaves room for seco
 DEFAULT_STEPS = 16  # rounding steps assumed for a number that comes without a budget
 
 LocalStep = Callable[..., NodeDerivation]
-CHAIN_BREAKERS = BREAKS + (HOOK_CHANGED,)  # statuses below which only torch's numbers arrive
+CHAIN_BREAKERS = BREAKS + (HOOK_CHANGED, INTENTIONAL)  # statuses below which only torch's numbers arrive
 
 
 def allowed_difference(derived: np.ndarray, budget: Optional[np.ndarray], dtype: str) -> np.ndarray:
@@ -125,9 +127,106 @@ def _step_checks(node: Node, derived: NodeDerivation, observed: Observed, prefix
     for step in derived.steps:
         if step.downstream is None:
             continue
-        checks.append(compare(f"{prefix}downstream {step.input}", step.downstream,
-                              observed.downstream(node, step.input), _operand_dtype(node, step.input), step.budget))
+        torch_number = observed.downstream(node, step.input)
+        if torch_number is None and node.inner is not None and observed.node(node.id).downstream:
+            torch_number = np.zeros(np.shape(step.downstream))  # the backward returned None: no gradient at all
+        check = compare(f"{prefix}downstream {step.input}", step.downstream, torch_number,
+                        _operand_dtype(node, step.input), step.budget)
+        if check is not None and check.status == MISMATCH and node.inner is not None:
+            dtype = _operand_dtype(node, step.input)
+            check = replace(check, diagnosis=_diagnosis(step.downstream, torch_number, step.budget, dtype),
+                            first_difference=_first_difference(step.downstream, torch_number, step.budget, dtype))
+        checks.append(check)
     return [check for check in checks if check is not None]
+
+
+# Note [what explains a wrong hand-written backward]
+# A hand-written backward is most often wrong by a constant factor (a
+# forgotten 1/2, a flipped sign) or by a transpose. When one number c makes
+# derived·c agree with the backward's within the error budget (scaled by
+# |c|), or the backward's result is the derived one transposed, the check
+# says so; otherwise it gives the first element that differs.
+def _diagnosis(derived, torch_number, budget, dtype: str) -> str:
+    derived, torch_number = numbers(derived), numbers(torch_number)
+    if np.iscomplexobj(derived) or np.iscomplexobj(torch_number):
+        return ""
+    if derived.ndim == 2 and derived.T.shape == torch_number.shape and derived.shape[0] > 1 and \
+            derived.shape[1] > 1 and not np.allclose(derived, derived.T):
+        check = compare("transposed", derived.T, torch_number, dtype,
+                        None if budget is None else np.reshape(budget, derived.shape).T)
+        if check is not None and check.status == VERIFIED:
+            return "the backward returns the transpose of the derivative"
+    if derived.shape != torch_number.shape and derived.size == torch_number.size:
+        derived = derived.reshape(torch_number.shape)
+        budget = None if budget is None or np.size(budget) != derived.size else np.reshape(budget, derived.shape)
+    if derived.shape != torch_number.shape:
+        return ""
+    with np.errstate(all="ignore"):
+        scale = float(np.sum(derived * derived))
+        factor = float(np.sum(derived * torch_number)) / scale if scale > 0 else 0.0
+    if np.isfinite(factor) and factor != 0 and abs(factor - 1) > 1e-6:
+        scaled_budget = None if budget is None else np.abs(factor) * np.asarray(budget)
+        check = compare("scaled", derived * factor, torch_number, dtype, scaled_budget)
+        if check is not None and check.status == VERIFIED:
+            return _factor_words(factor)
+    return ""
+
+
+def _first_difference(derived, torch_number, budget, dtype: str):
+    """(index, derived, torch) of the first element, in element order, that differs beyond its budget."""
+    derived, torch_number = numbers(derived), numbers(torch_number)
+    if derived.size != torch_number.size or np.iscomplexobj(derived) or np.iscomplexobj(torch_number):
+        return None
+    derived = derived.reshape(torch_number.shape)
+    if budget is not None and np.size(budget) == derived.size:
+        budget = np.reshape(budget, derived.shape)
+    elif budget is not None:
+        budget = None
+    allowed = np.broadcast_to(allowed_difference(derived, budget, dtype), derived.shape)
+    with np.errstate(invalid="ignore"):
+        off = ~((derived == torch_number) | (np.abs(derived - torch_number) <= allowed))
+    where = np.argwhere(off)
+    if not len(where):
+        return None
+    index = tuple(int(i) for i in where[0])
+    return index, float(derived[index]), float(torch_number[index])
+
+
+def _factor_words(factor: float) -> str:
+    """"the sign is flipped", "the backward returns 2/3 of the derivative", "... 2 times ..."."""
+    close = Fraction(factor).limit_denominator(12)
+    exact = abs(float(close) - factor) <= 1e-4 * abs(factor)
+    if exact and close == -1:
+        return "the sign is flipped: the backward returns −1 times the derivative"
+    words = str(close) if exact else f"{factor:.4g}"
+    if abs(factor) < 1:
+        return f"the backward returns {words} of the derivative"
+    return f"the backward returns {words} times the derivative"
+
+
+def function_words(node: Node, check: Check) -> str:
+    """The one-paragraph story of a hand-written backward that disagrees with its forward."""
+    operand_name = check.what.split("downstream ", 1)[-1]
+    position = next((k for k, o in enumerate(node.operands) if o.name == operand_name), None)
+    operand = node.operands[position] if position is not None else None
+    which = f"{operand.label} (input {position + 1})" if operand is not None else operand_name
+    owner = node.inner.owner or node.op
+    words = f"{owner}.backward disagrees with the derivative of {owner}.forward for {which}"
+    first = check.first_difference
+    if first is None and check.worst_index is not None and check.derived_at_worst is not None:
+        first = (check.worst_index, check.derived_at_worst, check.torch_at_worst)
+    if first is not None:
+        index, derived, returned = first
+        at = f"[{', '.join(str(i) for i in index)}]" if index else "the one element"
+        words += f": first at {at}, where the forward's derivative is {_short(derived)} and the backward " \
+                 f"returns {_short(returned)}"
+    if check.diagnosis:
+        words += f"; {check.diagnosis}"
+    return words + "."
+
+
+def _short(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _upstream_check(node: Node, derived: NodeDerivation, observed: Observed) -> Optional[Check]:
@@ -155,6 +254,8 @@ def _hook_reason(node: Node, derived, torch_number) -> str:
 
 
 def _break_words(node: Node, derived: NodeDerivation, status: str) -> str:
+    if status == INTENTIONAL:
+        return f"{node.name} [{node.op}] (step {node.id + 1}), whose backward differs from its forward on purpose"
     if status == HOOK_CHANGED:
         return f"{node.name} [{node.op}] (step {node.id + 1}), whose gradient a hook changed"
     return f"{node.name} [{node.op}] (step {node.id + 1}): {derived.note or status}"
@@ -211,8 +312,22 @@ class _Walk:
             return NodeVerification(node.id, status, tuple(checks), inherited, derived.note)
         checks += _step_checks(node, derived, self.observed)
         if any(c.status == MISMATCH for c in checks):
+            if node.inner is not None and not upstream_off:
+                return self._hand_written(node, checks)
             return NodeVerification(node.id, MISMATCH, tuple(checks), self.mismatch(node.id, checks))
         return NodeVerification(node.id, VERIFIED if checks else NOT_CHECKED, tuple(checks))
+
+    def _hand_written(self, node: Node, checks: List[Check]) -> NodeVerification:
+        """A custom Function's backward that disagrees with its own forward:
+        a mismatch, named and explained, unless the class says it is on
+        purpose (graphexplain_intentional), which is a status of its own."""
+        first = next(c for c in checks if c.status == MISMATCH)
+        words = function_words(node, first)
+        if node.inner.intentional:
+            return NodeVerification(node.id, INTENTIONAL, tuple(checks), None,
+                                    f"differs from the forward's derivative (intentional: {node.inner.intentional}); "
+                                    + words)
+        return NodeVerification(node.id, MISMATCH, tuple(checks), self.mismatch(node.id, checks), words)
 
     def _unchecked(self, node: Node, broken_at: Tuple[int, ...]) -> NodeVerification:
         self.broken_at[node.id] = broken_at

@@ -54,6 +54,7 @@ from ..model import Source
 
 KEY = "graphexplain"
 ORIGIN = "graphexplain.origin"  # on a node an earlier call's backward made: an `Origin`
+FUNCTION = "graphexplain.function"  # on a custom autograd.Function's node: its `FunctionCall`
 _INTERNAL_WALK_LIMIT = 64  # nodes made inside one call (F.linear makes two)
 _ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z_0-9]*)\s*(?::[^=]+)?=(?!=)\s*(.+?)\s*(#.*)?$")
 
@@ -88,6 +89,24 @@ class Origin:
         if self.gradients[0].endswith(".grad"):
             return f"{self.gradients[0]} as call {self.call} left it"
         return f"{self.gradients[0]}, returned by call {self.call}"
+
+
+@dataclass(frozen=True)
+class FunctionCall:
+    """How a custom autograd.Function was applied: its class and arguments as
+    they were at the call. A tensor is kept as a detached alias with its
+    ``_version`` then, so a later in-place change is seen, not copied
+    (capture/recapture.py runs the forward again from these)."""
+
+    function: Any  # the Function subclass
+    arguments: Tuple[Any, ...]  # a tensor as (alias, version); anything else as it was
+    keywords: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, function, args, kwargs) -> "FunctionCall":
+        def kept(argument):
+            return (argument.detach(), argument._version) if isinstance(argument, torch.Tensor) else argument
+        return cls(function, tuple(kept(a) for a in args), {k: kept(v) for k, v in kwargs.items()})
 
 
 _functorch_level = torch._C._functorch.maybe_current_level  # None outside grad, vmap, jacrev, ...
@@ -263,15 +282,30 @@ class Recorder(TorchFunctionMode):
         recorder = self
 
         def recorded_apply(cls, *args, **kwargs):
+            call = None
+            if not stepping_aside() and not recorder.paused:
+                try:  # before the call: the arguments as the forward receives them
+                    call = FunctionCall.of(cls, args, kwargs)
+                except Exception:
+                    pass
             result = apply(cls, *args, **kwargs)
             if not stepping_aside() and not recorder.paused:
                 try:
                     recorder._record(cls, args, kwargs, result, sys._getframe(1))
+                    recorder._note_function(call, result)
                 except Exception:  # provenance is a nicety; the script's run is not
                     pass
             return result
 
         Function.apply = classmethod(recorded_apply)
+
+    @staticmethod
+    def _note_function(call: Optional[FunctionCall], result) -> None:
+        """Keep the call on the Function's node, for the forward's re-run."""
+        for tensor in _tensors(result):
+            node = tensor.grad_fn
+            if call is not None and node is not None and hasattr(node, "_forward_cls"):
+                node.metadata.setdefault(FUNCTION, call)
 
     # --- the mode itself ----------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):

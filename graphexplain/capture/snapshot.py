@@ -29,6 +29,7 @@ from ..observed import LeafGradients, NodeGradients, Observed
 from ..rules import lookup
 from .naming import Names
 from .provenance import KEY, ORIGIN, Origin, Provenance, Recorder
+from .recapture import function_inner, is_function
 from .subgraph import Captured, Subgraph, backward_order, gradient_edge, input_edge, is_accumulator
 
 
@@ -163,8 +164,10 @@ class PendingCall:
     def __init__(self, roots: Sequence[torch.Tensor], grad_outputs: Sequence[Optional[torch.Tensor]],
                  names: Names, recorder: Optional[Recorder], call: str, call_source: Optional[Source],
                  inputs: Optional[Sequence[torch.Tensor]] = None, accumulates: bool = True,
-                 input_edges: Optional[Sequence[Tuple[Any, int]]] = None, options: CallOptions = CallOptions()):
+                 input_edges: Optional[Sequence[Tuple[Any, int]]] = None, options: CallOptions = CallOptions(),
+                 depth: int = 0):
         self.names = names
+        self.depth = depth  # how many Functions' forwards this call's graph is inside (capture/recapture.py)
         self.recorder = recorder
         self.call = call
         self.call_source = call_source
@@ -409,8 +412,20 @@ class PendingCall:
         hooked += self.names.hooked.get(id(node), []) + [root for root in self.root_tensors if root.grad_fn is node]
         hooked = [tensor for tensor in hooked if tensor is not None]
         hooks = tuple(dict.fromkeys(hook for tensor in hooked for hook in hooks_of(tensor)))
+        inner = self._inner(node) if is_function(node) else None
         return Node(i, op, self.node_names[i], tuple(operands), outputs, params, source,
-                    self._module(record), hooks, self._origin(node))
+                    self._module(record), hooks, self._origin(node), inner)
+
+    def _inner(self, node):
+        """A custom Function's forward, run again as a graph of its own; never
+        the script's problem when it cannot be."""
+        try:
+            return function_inner(node, self.recorder, self.depth)
+        except Exception as error:  # noqa: BLE001 - the user's forward may fail in any way
+            from ..model import InnerForward
+            owner = getattr(getattr(node, "_forward_cls", None), "__name__", "Function")
+            return InnerForward(f"{owner} (custom Function)", None, owner=owner,
+                                reason=f"its forward could not be run again ({type(error).__name__}: {error})")
 
     def _geometry(self, producer, nr: int) -> Optional[Tuple[int, Tuple[int, ...]]]:
         """(storage offset, strides) of the tensor behind an edge: where its

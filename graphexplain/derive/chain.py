@@ -512,6 +512,9 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     """Apply the node's row to its upstream gradient (`each_output`: every
     output's, for a node with several; Note [nodes with several outputs]).
     The budgets default to 0: an upstream taken as exact."""
+    if node.inner is not None:  # a hand-written backward: its forward's graph is differentiated instead
+        from .function import derive_function
+        return derive_function(node, upstream, each_output, upstream_budget, each_budget)
     rule = lookup(node.op)
     if rule is None:
         return _not_derived(node, upstream, node.op, NO_RULE, "no symbolic rule for this op", upstream_budget)
@@ -625,7 +628,7 @@ def _arrived(node: Node, upstream_of) -> Tuple[Optional[np.ndarray], Optional[Tu
     node with several outputs the upstream of each (Note [nodes with several
     outputs]). `upstream_of(nr)` gives an output's, None where none arrived."""
     first = upstream_of(0)
-    several = isinstance(lookup(node.op), (Routing, Matrix, IndexFormula))
+    several = isinstance(lookup(node.op), (Routing, Matrix, IndexFormula)) or node.inner is not None
     if len(node.outputs) < 2 or not several or None in node.outputs:
         return first, None
     each = [upstream_of(nr) for nr in range(len(node.outputs))]
@@ -636,8 +639,11 @@ def _arrived(node: Node, upstream_of) -> Tuple[Optional[np.ndarray], Optional[Tu
     return each[0], each
 
 
-def derive(graph: Graph, symbolic: bool = True) -> Derivation:
+def derive(graph: Graph, symbolic: bool = True, root_budgets=None) -> Derivation:
     """Run the chain rule over the whole graph, from the graph alone.
+    `root_budgets` (one per root) are the seeds' error budgets where the
+    seeds are themselves derived numbers (a Function's forward graph,
+    derive/function.py); by default the seeds are exact.
 
     >>> from graphexplain.model import Graph, Node, Operand, Root, Value, Leaf
     >>> x = Value.of([1.0, 2.0])
@@ -653,11 +659,12 @@ def derive(graph: Graph, symbolic: bool = True) -> Derivation:
     upstreams: Dict[Tuple[int, int], np.ndarray] = {}
     budgets: Dict[Tuple[int, int], np.ndarray] = {}  # Note [error budget] in derive/budget.py
     missing: Dict[Tuple[int, int], List[int]] = {}  # consumers that could not send a derived gradient
-    for root in graph.roots:
+    for position, root in enumerate(graph.roots):
         key = (root.node, root.output)
         seed = numbers(root.grad_output)
         upstreams[key] = upstreams.get(key, 0) + seed
-        budgets[key] = budgets.get(key, 0) + np.zeros(seed.shape)  # the seed is exact
+        seed_budget = np.zeros(seed.shape) if root_budgets is None else np.broadcast_to(root_budgets[position], seed.shape)
+        budgets[key] = budgets.get(key, 0) + seed_budget  # the seed is exact, unless derived
 
     derived: List[NodeDerivation] = []
     for node in graph.nodes:

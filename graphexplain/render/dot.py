@@ -15,7 +15,7 @@ from typing import Dict
 import graphviz
 import numpy as np
 
-from ..results import HOOK_CHANGED, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
+from ..results import HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .formatting import array, number, shape
 
 FORMATS = ("png", "svg", "pdf", "dot")
@@ -33,6 +33,7 @@ STYLES: Dict[str, Dict[str, str]] = {
     RULE_ERROR: {"style": "dashed,rounded,bold", "color": "#d97706"},
     NOT_DERIVED: {"style": "dashed,rounded", "color": "#d97706"},
     HOOK_CHANGED: {"style": "dashed,rounded", "color": "#7c3aed"},
+    INTENTIONAL: {"style": "dashed,rounded", "color": "#7c3aed"},  # a surrogate gradient, on purpose
     UNCHECKED: {"style": "dotted,rounded", "color": "gray50"},  # torch's numbers only
     "module": {"style": "rounded,dashed", "color": "gray60", "fontcolor": "gray30", "fontsize": "10"},
 }

@@ -30,10 +30,27 @@ def _source(source) -> Optional[Dict[str, Any]]:
 
 
 def _check(check) -> Dict[str, Any]:
-    return {"what": check.what, "status": check.status, "max_abs_error": numbers(check.max_abs_error),
+    data = {"what": check.what, "status": check.status, "max_abs_error": numbers(check.max_abs_error),
             "allowed": numbers(check.allowed), "rule": check.tolerance,
             "worst_index": list(check.worst_index) if check.worst_index is not None else None,
             "derived_at_worst": numbers(check.derived_at_worst), "torch_at_worst": numbers(check.torch_at_worst)}
+    if check.first_difference is not None:  # a hand-written backward's check (docs/json.md)
+        index, derived, returned = check.first_difference
+        data["first_difference"] = {"index": list(index), "derived": numbers(derived), "torch": numbers(returned)}
+    if check.diagnosis:
+        data["diagnosis"] = check.diagnosis
+    return data
+
+
+def _function(inner) -> Dict[str, Any]:
+    """A custom Function's forward, as graphexplain ran it again (docs/json.md)."""
+    graph = inner.graph
+    ops = [] if graph is None else [
+        {"op": n.op, "name": n.name, "source": _source(n.source)} for n in graph.nodes if not n.is_leaf]
+    return {"class": inner.owner, "title": inner.title, "forward_ops": ops,
+            "inputs": [graph.leaves[i].name if graph is not None and i is not None else None for i in inner.inputs],
+            "differentiable_outputs": [i is not None for i in inner.outputs],
+            "reason": inner.reason or None, "intentional": inner.intentional}
 
 
 def _chain(steps) -> list:
@@ -78,6 +95,8 @@ def _node(step, observed) -> Dict[str, Any]:
     }
     if node.origin:  # a node an earlier call's backward made (create_graph=True)
         data["origin"] = node.origin
+    if node.inner is not None:  # a custom autograd.Function: its forward, run again
+        data["function"] = _function(node.inner)
     return data
 
 

@@ -23,21 +23,22 @@ from rich.table import Table
 from rich.text import Text
 
 from ..results import (
-    DERIVED, HOOK_CHANGED, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, ChainStep,
+    DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, ChainStep,
 )
 from ..notation import label
 from .formatting import array, number, plural, shape
 
 MARKS = {VERIFIED: "✓", MISMATCH: "✗", NO_RULE: "?", RULE_ERROR: "!", NOT_DERIVED: "?", HOOK_CHANGED: "~",
-         UNCHECKED: "·", NOT_CHECKED: "·"}
+         UNCHECKED: "·", NOT_CHECKED: "·", INTENTIONAL: "≠"}
 STYLES = {
     VERIFIED: "green", MISMATCH: "bold red", NO_RULE: "yellow", RULE_ERROR: "bold yellow", NOT_DERIVED: "yellow",
-    HOOK_CHANGED: "yellow", UNCHECKED: "dim", NOT_CHECKED: "dim",
+    HOOK_CHANGED: "yellow", UNCHECKED: "dim", NOT_CHECKED: "dim", INTENTIONAL: "magenta",
     "label": "bold cyan", "op": "bold", "code": "italic", "formula": "magenta", "heading": "bold",
 }
 WORDS = {VERIFIED: "verified", MISMATCH: "MISMATCH", NO_RULE: "no symbolic rule", RULE_ERROR: "the rule failed",
          NOT_DERIVED: "not derived", HOOK_CHANGED: "changed by a hook",
-         UNCHECKED: "unchecked: torch's numbers", NOT_CHECKED: "not checked"}
+         UNCHECKED: "unchecked: torch's numbers", NOT_CHECKED: "not checked",
+         INTENTIONAL: "differs from the forward's derivative, on purpose"}
 
 
 def _mark(status: str) -> Text:
@@ -104,7 +105,9 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
         _row(grid, "why", Text(verified.reason, style=STYLES[verified.status]))
     if derived.status in (NO_RULE, RULE_ERROR) or (derived.status == NOT_DERIVED and shown is derived):
         _row(grid, "rule", Text(derived.note or "no symbolic rule", style=STYLES[derived.status]))
-    if shown.status == DERIVED:
+    if node.inner is not None:
+        _function_rows(grid, node, shown)
+    elif shown.status == DERIVED:
         _row(grid, "forward", Text(f"{node.name} = {shown.forward_named}", style=STYLES["formula"]))
         for local in shown.local_gradients:
             _row(grid, "local", _local_text(node, shown, local))
@@ -125,8 +128,12 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
         if chain_step.broadcast:
             _row(grid, "", Text(chain_step.broadcast, style="dim"))
         torch_number = _torch_number(explanation, node, chain_step)
+        if torch_number is None and node.inner is not None and explanation.observed.node(node.id).downstream:
+            torch_number = "None (no gradient)"
         if torch_number is not None:
-            _row(grid, "torch", torch_number)
+            _row(grid, "backward" if node.inner is not None else "torch", torch_number)
+    if node.inner is not None and verified.reason and verified.status in (MISMATCH, INTENTIONAL):
+        _row(grid, "verdict", Text(verified.reason, style=STYLES[verified.status]))
     for check in verified.checks:
         if check.status == MISMATCH:
             _row(grid, "check", Text(_mismatch_words(check), style=STYLES[MISMATCH]))
@@ -136,6 +143,35 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
     if verified.inherited_from is not None:
         status.append(f" (inherited from step {verified.inherited_from + 1})", style="dim")
     return Group(title, Padding(grid, (0, 0, 0, 3)), Padding(status, (0, 0, 0, 1)))
+
+
+def _function_rows(grid: Table, node, shown) -> None:
+    """A custom Function: its forward's ops as graphexplain ran them again,
+    one line each, then the forward and its derivative as formulas where
+    the forward is a small pointwise chain."""
+    inner = node.inner
+    if inner.graph is not None:
+        ops = [n for n in inner.graph.nodes if not n.is_leaf]
+        _row(grid, "forward", Text(f"{inner.owner}.forward, run again on float64 copies of its inputs: "
+                                   f"{plural(len(ops), 'op')}", style=STYLES["formula"]))
+        for op in reversed(ops):  # in the order the forward ran them
+            code = (op.source.expr or op.source.code) if op.source is not None else op.name
+            where = f"  ({_where(op.source)})" if op.source is not None else ""
+            nested = f" — {op.inner.title}" if op.inner is not None else ""
+            _row(grid, "", Text(f"{op.op}{nested}: {code}{where}", style="dim"))
+    if shown.status != DERIVED:
+        return
+    if shown.forward_named and shown.forward_named != shown.forward:
+        _row(grid, "formula", Text(f"{node.name} = {shown.forward_named}", style=STYLES["formula"]))
+    names = {k: inner.graph.leaves[i].name for k, i in enumerate(inner.inputs) if i is not None} \
+        if inner.graph is not None else {}
+    for local in shown.local_gradients:
+        position = next((k for k, o in enumerate(node.operands) if o.name == local.input), None)
+        variable = names.get(position, local.label)
+        text = Text(f"∂{label(node.name)}/∂{label(variable)} = {local.expr}", style=STYLES["formula"])
+        if variable != local.label:
+            text.append(f", at {variable} = {local.label}")
+        _row(grid, "local", text)
 
 
 def _mismatch_words(check) -> str:
@@ -243,8 +279,14 @@ def _incomplete_words(explanation) -> str:
     leaves = sum(1 for v in explanation.verification.leaves if v.status == VERIFIED)
     parts = []
     for status, words in ((NO_RULE, "no symbolic rule"), (RULE_ERROR, "a rule that failed to apply"),
-                          (NOT_DERIVED, "complex numbers not derived"), (HOOK_CHANGED, "a gradient changed by a hook")):
-        ops = sorted({s.node.op for s in steps if s.status == status})
+                          (NOT_DERIVED, "complex numbers not derived"), (HOOK_CHANGED, "a gradient changed by a hook"),
+                          (INTENTIONAL, "a hand-written gradient that differs on purpose"),
+                          ("function", "a custom Function whose forward is not derived")):
+        if status == "function":
+            ops = sorted({s.node.op for s in steps if s.status == NOT_DERIVED and s.node.inner is not None})
+        else:
+            ops = sorted({s.node.op for s in steps if s.status == status
+                          and not (status == NOT_DERIVED and s.node.inner is not None)})
         if status == HOOK_CHANGED:
             ops = ops or sorted({explanation.graph.nodes[v.node].op for v in explanation.verification.leaves
                                  if v.status == HOOK_CHANGED})
@@ -393,10 +435,11 @@ def verdict_line(report) -> Text:
         return Text(f"✓ verified — {summary}; every node and leaf matches torch.", style=STYLES[VERIFIED])
     if status == MISMATCH:
         return Text(f"✗ mismatch — {summary}; see the first ✗ above.", style=STYLES[MISMATCH])
-    if status in (NO_RULE, RULE_ERROR, NOT_DERIVED, HOOK_CHANGED, UNCHECKED):
+    if status in (NO_RULE, RULE_ERROR, NOT_DERIVED, HOOK_CHANGED, UNCHECKED, INTENTIONAL):
         why = {NO_RULE: "some ops have no symbolic rule", RULE_ERROR: "a rule failed to apply",
-               NOT_DERIVED: "some complex gradients are not derived", HOOK_CHANGED: "a hook changed a gradient",
-               UNCHECKED: "some numbers are torch's only"}[status]
+               NOT_DERIVED: "some gradients are not derived", HOOK_CHANGED: "a hook changed a gradient",
+               UNCHECKED: "some numbers are torch's only",
+               INTENTIONAL: "a custom Function's gradient differs from its forward's on purpose"}[status]
         return Text(f"? incomplete — {summary}; {why}, and what lies below it is not verified.",
                     style=STYLES[NO_RULE])
     if status == "no-backward":
