@@ -122,7 +122,10 @@ def check_function(function, *inputs, grad_output=None, **kwargs) -> Explanation
     or one per output) when given, else by fixed pseudo-random weights. If
     no input requires grad, every floating-point input is made to.
     """
-    names = names_in_frame(sys._getframe(1))
+    return _check_function(function, inputs, grad_output, kwargs, names_in_frame(sys._getframe(1)))
+
+
+def _check_function(function, inputs, grad_output, kwargs, names) -> Explanation:
     tensors = [t for t in inputs if isinstance(t, torch.Tensor)]
     if tensors and not any(t.requires_grad for t in tensors):
         inputs = tuple(t.detach().clone().requires_grad_(True)
@@ -163,7 +166,7 @@ def assert_function_correct(function, *inputs, grad_output=None, **kwargs) -> Ex
     """check_function, for a test: raises AssertionError, with a few readable
     lines about the first element that is wrong, unless every number was
     derived and agrees (a gradient marked intentional_gradient passes)."""
-    explanation = check_function(function, *inputs, grad_output=grad_output, **kwargs)
+    explanation = _check_function(function, inputs, grad_output, kwargs, names_in_frame(sys._getframe(1)))
     problem = function_problem(explanation)
     if problem:
         raise AssertionError(problem)

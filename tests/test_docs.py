@@ -81,7 +81,7 @@ def _python_blocks(path: Path):
 
 
 # Pages whose ```python blocks are whole programs (rules.md's are fragments of rows).
-EXECUTED_PAGES = ("verification.md",)
+EXECUTED_PAGES = ("verification.md", "functions.md")
 PYTHON_BLOCKS = [(path.name, index) for path in DOCUMENTED if path.name in EXECUTED_PAGES
                  for index, _ in enumerate(_python_blocks(path))]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import inspect
 import random
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -92,8 +92,8 @@ def _script_state_kept(paused: Optional[Recorder]):
 
 
 def _copy(tensor: torch.Tensor, requires_grad: bool) -> torch.Tensor:
-    """A float64 (complex128) copy on the CPU; other dtypes (an index) as they are."""
-    copy = tensor.detach().to("cpu")
+    """A float64 (complex128) copy on the tensor's device; other dtypes (an index) as they are."""
+    copy = tensor.detach()
     if copy.is_complex():
         copy = copy.to(torch.complex128)
     elif copy.is_floating_point():
@@ -248,9 +248,11 @@ class _FunctionForward:
         keywords = dict(self.call.keywords)
         function = self.call.function
         ctx = StandInContext(self.needs_input_grad)
-        if _has_setup_context(function):
-            output = function.forward(*arguments, **keywords)
-            function.setup_context(ctx, tuple(arguments), output)
+        if _has_setup_context(function):  # as torch's apply does: keywords and defaults bound to positions
+            bound = inspect.signature(function.forward).bind(*arguments, **keywords)
+            bound.apply_defaults()
+            output = function.forward(*bound.args)
+            function.setup_context(ctx, tuple(bound.args), output)
         else:
             output = function.forward(ctx, *arguments, **keywords)
         if ctx.dirty:
@@ -298,7 +300,7 @@ class StandInContext:
         self.materialize_grads = value
 
 
-def _parameter_names(function, count: int, old_style: bool) -> List[str]:
+def _parameter_names(function, old_style: bool) -> List[str]:
     """The forward's own names for its arguments (`x` in forward(ctx, x))."""
     try:
         parameters = list(inspect.signature(function.forward).parameters)
@@ -314,6 +316,10 @@ def function_inner(node, recorder: Optional[Recorder] = None, depth: int = 0) ->
     owner = getattr(function, "__name__", "Function")
     title = f"{owner} (custom Function)"
     intentional = getattr(function, "graphexplain_intentional", None)
+    module = getattr(function, "__module__", "") or ""
+    if module == "torch" or module.startswith("torch."):  # checkpoint's, FSDP's: they run the script's code again
+        return _with_intentional(InnerForward(title, None, owner=owner, reason=(
+            f"it is torch's own Function ({module}), whose forward graphexplain does not run again")), intentional)
     try:
         call = node.metadata.get(FUNCTION)
     except Exception:
@@ -343,7 +349,7 @@ def function_inner(node, recorder: Optional[Recorder] = None, depth: int = 0) ->
     dtype = str(expected[0].dtype).replace("torch.", "") if expected and expected[0] is not None else \
         str(tensors[0][0].dtype).replace("torch.", "") if tensors else "float32"
     old_style = not _has_setup_context(function)
-    names = _parameter_names(function, len(call.arguments), old_style)
+    names = _parameter_names(function, old_style)
     tensor_names = [names[k] if k < len(names) else "" for k, a in enumerate(call.arguments)
                     if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], torch.Tensor)]
     inner = rerun(_FunctionForward(call, needs), [alias for alias, _ in tensors], title=title,

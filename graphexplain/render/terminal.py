@@ -135,7 +135,9 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
     if node.inner is not None and verified.reason and verified.status in (MISMATCH, INTENTIONAL):
         _row(grid, "verdict", Text(verified.reason, style=STYLES[verified.status]))
     for check in verified.checks:
-        if check.status == MISMATCH:
+        if check.status == MISMATCH and verified.status == INTENTIONAL:  # a difference on purpose, not a ✗
+            _row(grid, "differs", Text(_mismatch_words(check)[2:], style=STYLES[INTENTIONAL]))
+        elif check.status == MISMATCH:
             _row(grid, "check", Text(_mismatch_words(check), style=STYLES[MISMATCH]))
     status = Text("  ").append_text(_mark(verified.status))
     if verified.status == UNCHECKED and verified.checks:
