@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 import graphexplain
 from graphexplain.rules import TABLE
+from graphexplain.verify import SAFETY
 
 aten = torch.ops.aten
 DTYPE = torch.float64
@@ -295,7 +296,12 @@ def assert_leaves_match_torch(result: Run) -> None:
         derived = result.explanation.leaf(name).derived_grad
         assert derived is not None, f"no derived gradient for {name}"
         expected = result.torch_grads[name].to(torch.float64).numpy()
-        assert np.allclose(derived, expected, **tolerance(tensor.dtype, result.output_dtype)), (
+        # torch's float32 kernels round on the way; how far that can go is the leaf's error budget
+        position = next(k for k, leaf in enumerate(result.explanation.graph.leaves) if leaf.name == name)
+        budget = result.explanation.derivation.leaves[position].budget
+        rounding = 0.0 if budget is None else SAFETY * np.asarray(budget)
+        close = np.isclose(derived, expected, **tolerance(tensor.dtype, result.output_dtype))
+        assert np.all(close | (np.abs(derived - expected) <= rounding)), (
             f"∂loss/∂{name}: derived {derived}, torch {expected}")
 
 

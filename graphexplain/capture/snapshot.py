@@ -27,8 +27,10 @@ from ..notation import is_number
 from ..model import Constant, Graph, Hook, Leaf, Node, Operand, Root, Source, Unused, Value, frozen_array
 from ..observed import LeafGradients, NodeGradients, Observed
 from ..rules import lookup
+from ..rules.kinds import Composite
 from .naming import Names
 from .provenance import KEY, ORIGIN, Origin, Provenance, Recorder
+from .composites import composite_inner
 from .recapture import function_inner, is_function
 from .subgraph import Captured, Subgraph, backward_order, gradient_edge, input_edge, is_accumulator
 
@@ -412,19 +414,24 @@ class PendingCall:
         hooked += self.names.hooked.get(id(node), []) + [root for root in self.root_tensors if root.grad_fn is node]
         hooked = [tensor for tensor in hooked if tensor is not None]
         hooks = tuple(dict.fromkeys(hook for tensor in hooked for hook in hooks_of(tensor)))
-        inner = self._inner(node) if is_function(node) else None
+        inner = self._inner(node) if is_function(node) or isinstance(lookup(op), Composite) else None
         return Node(i, op, self.node_names[i], tuple(operands), outputs, params, source,
                     self._module(record), hooks, self._origin(node), inner)
 
     def _inner(self, node):
-        """A custom Function's forward, run again as a graph of its own; never
-        the script's problem when it cannot be."""
+        """A custom Function's forward (or a fused kernel's, written out: a
+        `Composite` row), run again as a graph of its own; never the
+        script's problem when it cannot be."""
+        rule = lookup(type(node).__name__)
         try:
+            if isinstance(rule, Composite):
+                return composite_inner(node, rule, self.recorder, self.depth)
             return function_inner(node, self.recorder, self.depth)
         except Exception as error:  # noqa: BLE001 - the user's forward may fail in any way
             from ..model import InnerForward
             owner = getattr(getattr(node, "_forward_cls", None), "__name__", "Function")
-            return InnerForward(f"{owner} (custom Function)", None, owner=owner,
+            title = rule.title if isinstance(rule, Composite) else f"{owner} (custom Function)"
+            return InnerForward(title, None, owner=owner,
                                 reason=f"its forward could not be run again ({type(error).__name__}: {error})")
 
     def _geometry(self, producer, nr: int) -> Optional[Tuple[int, Tuple[int, ...]]]:

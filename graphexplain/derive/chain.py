@@ -25,7 +25,7 @@ from ..results import (
     NodeDerivation,
 )
 from ..rules import lookup
-from ..rules.kinds import IndexFormula, Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
+from ..rules.kinds import Composite, IndexFormula, Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 from . import arguments, broadcast, budget, formula, indexed, routing
 from . import complex as complex_
 from .naming import display_names, rename, show
@@ -520,6 +520,9 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
         return _not_derived(node, upstream, node.op, NO_RULE, "no symbolic rule for this op", upstream_budget)
     if isinstance(rule, NotDifferentiable):
         return _not_derived(node, upstream, rule.title, NO_RULE, "this op has no gradient", upstream_budget)
+    if isinstance(rule, Composite):  # its forward is written out at capture; a graph built without it has none
+        return _not_derived(node, upstream, rule.title, NO_RULE, "its written-out forward was not run at capture",
+                            upstream_budget)
     if upstream is None:
         return _not_derived(node, upstream, rule.title, UNREACHED, "no derived gradient reached it")
     complex_numbers = _is_complex(node) or np.iscomplexobj(upstream)

@@ -129,6 +129,22 @@ class IndexFormula(Rule):
 
 
 @dataclass(frozen=True)
+class Composite(Rule):
+    """A fused kernel written out in smaller ops, each of which has a row of
+    its own. `forward` names a function of `graphexplain.capture.composites`
+    (the op as plain torch code: an LSTM layer as its gate equations step by
+    step, attention as softmax(q·kᵀ·scale)·v); graphexplain runs it again on
+    float64 copies of the tensors torch saved on the node (`inputs`, in
+    next_functions order) with the saved `params` as keywords, and derives
+    that graph as it derives a custom Function's forward. `outputs` names
+    the node's outputs; one the forward does not return (a kernel's
+    workspace) is not differentiable."""
+
+    outputs: Tuple[str, ...] = ()
+    family: ClassVar[str] = "composite"
+
+
+@dataclass(frozen=True)
 class NotDifferentiable(Rule):
     """An op torch records but that has no gradient (it raises on backward)."""
 
