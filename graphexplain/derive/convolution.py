@@ -181,7 +181,7 @@ def derivative_terms(rule: Convolution, transposed: bool, ndim: int, operand: st
     terms = []
     for part in sp.Add.make_args(derivative):
         limits, body = ((), part) if not isinstance(part, sp.Sum) else (part.limits, part.function)
-        for piece in sp.Add.make_args(sp.expand(body)):
+        for piece in sp.Add.make_args(sp.expand(body, deep=False)):  # the places as sympy wrote them
             if piece == 0:
                 continue
             factors = sp.Mul.make_args(piece)
@@ -416,7 +416,17 @@ def shown_forward(rule: Convolution, node: Node, out_shape=None) -> sp.Basic:
     if not has_bias(node):
         forward = forward.replace(lambda e: isinstance(e, sp.Indexed) and str(e.base.label) == "bias",
                                   lambda e: sp.Integer(0))
-    return forward
+    return ReadingZero(forward, sp.Symbol("input", real=True), sp.true if where.transposed else sp.false)
+
+
+class ReadingZero(sp.Basic):
+    """The forward, and the convention it reads the input with:
+    ``…, input read as 0 outside it (and at fractional places)``."""
+
+    def _sympystr(self, printer):
+        forward, source, transposed = self.args
+        where = " and at fractional places" if transposed == sp.true else ""
+        return f"{printer.doprint(forward)}, {printer.doprint(source)} read as 0 outside it{where}"
 
 
 def has_bias(node: Node) -> bool:
