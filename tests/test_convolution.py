@@ -245,3 +245,17 @@ def test_the_geometry_names_transposed_and_grouped_kernels():
         "conv_transpose2d 4→6, 3×2, stride 2, pad 0, dilation 1×2, groups 2, output padding 1"
     assert step.status == "verified"
     assert isinstance(convolution.expanded(TABLE[CONVOLUTION], True, 2), sp.Expr)
+
+
+def test_a_float32_convolution_on_cuda_is_allowed_tf32s_rounding_of_each_product():
+    """Note [TF32 on CUDA]: 2·eps(TF32) per term, in units of float32's eps;
+    nothing extra on the CPU or in float64."""
+    from graphexplain.model import Node, Value
+
+    def node(dtype, device):
+        return Node(0, CONVOLUTION, "y", (), (Value((1, 1, 2), dtype, None, device),))
+
+    eps = 2.0 ** -23
+    assert convolution._tf32_steps(node("float32", "cuda:0"), eps) == 2 * 2.0 ** -10 / eps
+    assert convolution._tf32_steps(node("float32", "cpu"), eps) == 0.0
+    assert convolution._tf32_steps(node("float64", "cuda:0"), 2.0 ** -52) == 0.0

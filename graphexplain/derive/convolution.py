@@ -264,26 +264,28 @@ def _floor(x):
 _MODULES = [{"floor": _floor}, "numpy"]
 
 
-@dataclass(frozen=True)
-class _Read:
-    """An element read `base[indices]` in a coefficient, lambdified."""
-
-    base: str
-    indices: Tuple
-
-
-def _places(functions, grid, shape) -> Tuple[np.ndarray, np.ndarray]:
-    """Each index function on the grid, as ints, and where they name an
-    element of a tensor of `shape` (Note [whole places])."""
-    full = np.broadcast_shapes(*(np.shape(g) for g in grid))
-    inside = np.ones(full, dtype=bool)
-    places = []
+def _places(functions, grid, shape) -> Tuple[List[np.ndarray], np.ndarray]:
+    """Each index function on the grid, as ints, and where together they
+    name an element of a tensor of `shape` (Note [whole places]). Each
+    keeps the grid axes it depends on only, so most of this work is done
+    on arrays far smaller than the grid."""
+    places, inside = [], np.ones((1,) * len(grid), dtype=bool)
     for function, size in zip(functions, shape):
-        value = np.broadcast_to(np.asarray(function(*grid), dtype=np.float64), full)
+        value = np.asarray(function(*grid), dtype=np.float64)
         whole = np.rint(value)
-        inside &= (np.abs(value - whole) < WHOLE) & (whole >= 0) & (whole < size)
-        places.append(np.where(inside, whole, 0).astype(np.int64))
-    return tuple(places), inside
+        valid = (np.abs(value - whole) < WHOLE) & (whole >= 0) & (whole < size)
+        places.append(np.where(valid, whole, 0).astype(np.int64))
+        inside = inside & valid
+    return places, inside
+
+
+def _flat(places: List[np.ndarray], shape) -> np.ndarray:
+    """The places as positions in the flattened tensor (C order)."""
+    strides = np.cumprod((1,) + tuple(shape[:0:-1]))[::-1]
+    flat = np.zeros((1,) * places[0].ndim, dtype=np.int64)
+    for place, stride in zip(places, strides):
+        flat = flat + place * int(stride)
+    return flat
 
 
 @dataclass(frozen=True)
@@ -344,17 +346,18 @@ def sums(rule: Convolution, where: Geometry, operand: str, upstream: np.ndarray,
             grid = [axis.reshape([-1 if a == b else 1 for b in range(len(block))]) for a, axis in enumerate(block)]
             full = tuple(len(axis) for axis in block)
             targets, inside = _places(place, grid, shape)
+            inside = np.broadcast_to(inside, full)
             values = []
             for name, functions in read_places:
                 at, known = _places(functions, grid, where.values[name].shape)
-                values.append(np.where(known, where.values[name][at], 0.0))
+                values.append(np.where(known, where.values[name][tuple(at)], 0.0))
             chosen = np.ix_(*block[:len(out)])
             tail = (1,) * len(limits)
             g = upstream[chosen].reshape(upstream[chosen].shape + tail)
             b = upstream_budget[chosen].reshape(g.shape)
             local = np.broadcast_to(value_of(*values, *grid), full)
             local_size = np.abs(np.broadcast_to(size_of(*[np.abs(v) for v in values], *grid), full))
-            flat = np.ravel_multi_index(tuple(t[inside] for t in targets), shape)
+            flat = np.broadcast_to(_flat(targets, shape), full)[inside]
             for at, contribution in enumerate((g * local, np.abs(g) * local_size, np.abs(b) * local_size)):
                 total[at] += np.bincount(flat, weights=np.broadcast_to(contribution, full)[inside], minlength=size)
             total[3] += np.bincount(flat, minlength=size)
