@@ -83,6 +83,7 @@ class NodeDerivation:
     note: str = ""  # why it is not derived: "no symbolic rule", "ValueError: ..."
     upstream_budget: Optional[np.ndarray] = None  # Note [error budget] in derive/budget.py
     missing_from: Tuple[int, ...] = ()  # consumers whose gradient to this node could not be derived
+    geometry: str = ""  # a kernel's shape in words, for the picture: "conv2d 3→6, 5×5, stride 1, pad 0"
 
     @property
     def derived(self) -> bool:

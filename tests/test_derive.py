@@ -18,6 +18,8 @@ from graphexplain.derive import arguments, broadcast, derive, formula, indexed, 
 from graphexplain.model import Graph, Leaf, Node, Operand, Root, Value
 from graphexplain.rules import TABLE, Matrix, Routing
 from graphexplain.rules.kinds import IndexFormula
+from graphexplain.rules.kinds import Convolution
+from graphexplain.derive import convolution
 
 # --- local gradients, as sympy derives them from the forward formulas -------------
 
@@ -121,6 +123,8 @@ def vocabulary_used(rule) -> set:
                 continue
     if isinstance(rule, IndexFormula):
         return indexed.vocabulary(rule)
+    if isinstance(rule, Convolution):
+        return convolution.vocabulary(rule)
     return {str(symbol) for symbol in formula.forward(rule).free_symbols}
 
 

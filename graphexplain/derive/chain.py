@@ -26,7 +26,9 @@ from ..results import (
 )
 from ..rules import lookup
 from ..rules.kinds import Composite, IndexFormula, Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
+from ..rules.kinds import Convolution
 from . import arguments, broadcast, budget, formula, indexed, routing
+from . import convolution
 from . import complex as complex_
 from .naming import display_names, rename, show
 from .symbolic import leaf_formulas
@@ -480,6 +482,8 @@ def _forward(rule: Rule, node: Node, result_shape) -> sp.Basic:
     """The forward formula as the walkthrough shows it."""
     if isinstance(rule, IndexFormula):
         return indexed.shown_forward(rule, node)
+    if isinstance(rule, Convolution):
+        return convolution.shown_forward(rule, node, result_shape)
     if isinstance(rule, Matrix):
         shapes = _matrix_operand_shapes(rule, node, result_shape)
         along = formula.vector_dim(rule, arguments.saved(node), len(result_shape))
@@ -495,6 +499,8 @@ def _forward(rule: Rule, node: Node, result_shape) -> sp.Basic:
 
 FAMILIES = {Pointwise: _pointwise, Reduction: _reduction, Routing: _routing, Matrix: _matrix}
 FAMILIES[IndexFormula] = _indexed
+FAMILIES[Convolution] = convolution.steps
+DESCRIBED = {Convolution: convolution.describe}  # a row's geometry in words, for the picture
 
 
 def _not_derived(node: Node, upstream: Optional[np.ndarray], title: str, status: str, note: str,
@@ -552,6 +558,7 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     return NodeDerivation(
         node.id, DERIVED, rule.title, rule.forward, show(forward_named),
         upstream, tuple(locals_), tuple(steps), upstream_budget=upstream_budget,
+        geometry=DESCRIBED[type(rule)](rule, node) if type(rule) in DESCRIBED else "",
     )
 
 

@@ -60,6 +60,8 @@ def _label(node, derived, leaf=None) -> str:
     lines = [node.name, f"{node.op}" + (f" · {derived.title}" if derived.title != node.op else "")]
     if leaf is not None and leaf.produced_by:  # a non-leaf input: its node is not torch's op
         lines[1] = f"input · produced by {leaf.produced_by.split(',')[0]}"  # the op, without where
+    if getattr(derived, "geometry", ""):  # a kernel's shape: "conv2d 3→6, 5×5, stride 1, pad 0"
+        lines.append(derived.geometry)
     if node.output is not None:
         lines.append(_value(node.output))
     if derived.upstream is not None:

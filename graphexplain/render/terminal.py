@@ -186,6 +186,8 @@ def _mismatch_words(check) -> str:
 
 
 def _local_text(node, derived, local) -> Text:
+    if local.expr.startswith("∂result["):  # a whole statement in index notation: ∂y[n, o, i]/∂w[o, c, k] = x[...]
+        return Text(local.named, style=STYLES["formula"])
     if derived.steps and derived.steps[0].how == "matrix":
         text = Text(f"∂L/∂{label(local.label)} = {local.expr}", style=STYLES["formula"])
         if local.named != local.expr:

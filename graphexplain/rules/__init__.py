@@ -19,6 +19,7 @@ from . import accumulate, normalization, softmax
 from . import indexing
 from . import double_backward
 from . import composite
+from . import convolution
 from .kinds import Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 
 FAMILIES = (pointwise, reductions, shape, linalg)
@@ -27,6 +28,7 @@ FAMILIES += (softmax, normalization, accumulate)
 FAMILIES += (indexing,)
 FAMILIES += (double_backward,)
 FAMILIES += (composite,)
+FAMILIES += (convolution,)
 
 
 def _build_table() -> Dict[str, Rule]:

@@ -149,3 +149,22 @@ class NotDifferentiable(Rule):
     """An op torch records but that has no gradient (it raises on backward)."""
 
     family: ClassVar[str] = "not-differentiable"
+
+
+@dataclass(frozen=True)
+class Convolution(Rule):
+    """result[n, o, i] in index notation for a kernel slid over the spatial
+    dims (conv1d/2d/3d and their transposes), written for one spatial dim:
+    the indices named in `spatial` (the output's place i, the kernel's k)
+    and the saved params in `per_dim` (stride, padding, dilation) stand for
+    one of each per spatial dim, and the derivation repeats every index
+    position that holds them once per dim. `K` is the kernel's size along a
+    dim, `Cg` and `Og` the input's and the output's channels per group. An
+    element read outside its tensor, or at a fractional place, is 0: zero
+    padding, and a transposed convolution's input spread out by the stride.
+    `transposed_forward` is the forward when the saved `transposed` is true."""
+
+    spatial: Tuple[str, ...] = ()
+    per_dim: Tuple[str, ...] = ()
+    transposed_forward: str = ""
+    family: ClassVar[str] = "convolution"

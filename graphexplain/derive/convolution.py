@@ -1,0 +1,530 @@
+"""Rows for convolutions (`Convolution`): sympy differentiates the forward in
+index notation, numpy adds up the vector-Jacobian product over index grids.
+
+Note [a convolution's local gradient]
+The row states result[n, o, i] for one spatial dim; the derivation first
+repeats its spatial indices and per-dim params once per spatial dim
+(`expanded`: conv2d's i, k become i, j and k, l). sympy then differentiates
+the whole forward with respect to an element X[q0, q1, ...] of an operand,
+and the Sum comes back as
+
+    ∂result[n, o, i, j]/∂X[q] = Σ_S coefficient · Π_m KroneckerDelta(q_m, B_m)
+
+over the summed indices S (c, k, l), where B is the place in X that the
+term read (weight's B is (o, c, k, l); input's is (n, floor(o/Og)·Cg + c,
+i·stride + k·dilation − padding, ...)). Nothing in it is written by hand:
+the coefficient and the places B are read off sympy's derivative. The
+walkthrough states it as ∂result[n, o, i, j]/∂X[B] = coefficient, and the
+vector-Jacobian product is
+
+    ∂L/∂X[q] = Σ over the result's places and S of G[n, o, i, j] · coefficient, where B = q
+
+which numpy evaluates on the grid of all those indices at once: B and the
+coefficient's own element reads are lambdified over broadcast index arrays,
+each term goes to its place with np.bincount, and a term whose B lies
+outside X, or whose element read does, is 0 (zero padding). The grid is
+cut into blocks of at most BLOCK elements (Note [blocks of the grid]).
+
+Note [whole places]
+A transposed convolution reads its input at (i + padding − k·dilation)/stride,
+a whole place only where stride divides it; elsewhere the term is 0 (the
+input spread out by the stride, zeros between). Index arithmetic is done in
+float64 on integers below 2**31, exact but for the division: a place is
+whole where it lies within WHOLE of an integer, and floor(o/Og) is floor of
+o/Og + WHOLE. A true fraction p/q (q at most a few thousand) is further than
+that from every integer, and float64's error on o/Og is far below it.
+
+Note [blocks of the grid]
+The grid holds one element per (result element, summed index): for a
+conv2d of 16 → 32 channels, 3×3, on 64×64 with a batch of 8, 8·32·64·64·16·9
+= 150 million. It is cut along its leading axes (batch, then channels, ...)
+into blocks of at most BLOCK elements, so memory stays near 100 MB whatever
+the layer; each block is one vectorised pass.
+
+Note [TF32 on CUDA]
+On CUDA, torch runs float32 convolutions in TF32 unless
+torch.backends.cudnn.allow_tf32 is turned off (it is on by default): each
+product's operands are rounded to a 10-bit mantissa, the sums stay in
+float32. A float32 node on a CUDA device is therefore allowed, on top of
+its float32 rounding, 2·eps(TF32) of the term magnitude (one rounding per
+factor), once per term: not per addition, so a wrong gradient still shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import sympy as sp
+from sympy.parsing.sympy_parser import parse_expr
+
+from ..model import Node
+from ..results import ChainStep, LocalGradient
+from ..rules.kinds import Convolution
+from . import arguments, budget
+from .naming import display_names, rename, show
+
+RESULT = "result"
+UPSTREAM = "G"
+OUT = ("n", "o")  # the result's batch and channel indices; its spatial ones follow
+SIZES = ("Cg", "Og")  # channels per group, of the input and of the result
+# Each spatial index word's name in each spatial dim.
+PER_DIM_NAMES = {"i": ("i", "j", "t"), "k": ("k", "l", "u")}
+BLOCK = 1 << 20  # grid elements per block (Note [blocks of the grid])
+WHOLE = 1e-6  # Note [whole places]
+TF32_EPS = 2.0 ** -10  # Note [TF32 on CUDA]
+
+
+class CannotEvaluate(ValueError):
+    """The node lacks something the row needs (a value torch did not keep)."""
+
+
+def _integer(name: str) -> sp.Symbol:
+    return sp.Symbol(name, integer=True)
+
+
+def _spatial_words(rule: Convolution) -> Tuple[str, ...]:
+    return rule.spatial + rule.per_dim
+
+
+def _dim_name(word: str, dim: int, ndim: int) -> str:
+    """conv2d's second copy of i is j; of stride, stride1."""
+    if word in PER_DIM_NAMES and dim < len(PER_DIM_NAMES[word]):
+        return PER_DIM_NAMES[word][dim]
+    return word if ndim == 1 else f"{word}{dim}"
+
+
+@lru_cache(maxsize=None)
+def parsed(rule: Convolution, transposed: bool) -> sp.Expr:
+    """The row's forward for one spatial dim, as sympy."""
+    text = rule.transposed_forward if transposed and rule.transposed_forward else rule.forward
+    table: Dict[str, sp.Basic] = {name: sp.IndexedBase(name, real=True) for name in rule.inputs}
+    for name in OUT + ("c",) + rule.spatial + rule.params + SIZES + rule.per_dim:
+        if name not in table:
+            table[name] = _integer(name)
+    table["floor"] = sp.floor
+    return parse_expr(text, local_dict=table)
+
+
+def _copies(rule: Convolution, ndim: int) -> List[Dict[sp.Symbol, sp.Symbol]]:
+    """For each spatial dim, its names for the words that stand for one per dim."""
+    return [{_integer(word): _integer(_dim_name(word, dim, ndim)) for word in _spatial_words(rule)}
+            for dim in range(ndim)]
+
+
+@lru_cache(maxsize=None)
+def expanded(rule: Convolution, transposed: bool, ndim: int) -> sp.Expr:
+    """The forward with every index position that holds a spatial word
+    repeated once per spatial dim, and every Sum over one likewise.
+
+    >>> from graphexplain.rules import TABLE
+    >>> str(expanded(TABLE["ConvolutionBackward0"], False, 2)).replace("input", "x")  # doctest: +ELLIPSIS
+    'bias[o] + Sum(x[n, Cg*floor(o/Og) + c, dilation0*k + i*stride0 - padding0, ...'
+    """
+    copies = _copies(rule, ndim)
+    words = set(copies[0]) if copies else set()
+
+    def per_dim(argument) -> list:
+        if argument.free_symbols & words:
+            return [argument.xreplace(copy) for copy in copies]
+        return [argument]
+
+    def expand(expr):
+        if isinstance(expr, sp.Indexed):
+            return expr.base[tuple(item for argument in expr.indices for item in per_dim(argument))]
+        if isinstance(expr, sp.Sum):
+            limits = []
+            for limit in expr.limits:
+                if limit[0] in words:
+                    limits += [tuple(part.xreplace(copy) for part in limit) for copy in copies]
+                else:
+                    limits.append(tuple(limit))
+            return sp.Sum(expand(expr.function), *limits)
+        if not expr.args:
+            return expr
+        return expr.func(*(expand(argument) for argument in expr.args))
+
+    return expand(parsed(rule, transposed))
+
+
+def out_indices(rule: Convolution, ndim: int) -> Tuple[sp.Symbol, ...]:
+    """n, o, then the result's place along each spatial dim (i, j, ...)."""
+    (place, *_), copies = rule.spatial, _copies(rule, ndim)
+    return tuple(_integer(name) for name in OUT) + tuple(copy[_integer(place)] for copy in copies)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term of sympy's derivative (Note [a convolution's local gradient]):
+    Σ over `limits` of coefficient · [the element of the operand at `place`]."""
+
+    limits: Tuple[Tuple[sp.Symbol, sp.Expr, sp.Expr], ...]
+    coefficient: sp.Expr
+    place: Tuple[sp.Expr, ...]
+
+
+@lru_cache(maxsize=None)
+def derivative_terms(rule: Convolution, transposed: bool, ndim: int, operand: str) -> Tuple[Term, ...]:
+    """sympy's ∂result[n, o, i, ...]/∂operand[q0, q1, ...], read as Terms.
+
+    >>> from graphexplain.rules import TABLE
+    >>> (term,) = derivative_terms(TABLE["ConvolutionBackward0"], False, 1, "weight")
+    >>> term.place, term.coefficient
+    ((o, c, k), input[n, Cg*floor(o/Og) + c, dilation*k + i*stride - padding])
+    """
+    forward = expanded(rule, transposed, ndim)
+    rank = 1 if operand == "bias" else ndim + 2
+    element = [sp.Dummy(f"q{m}", integer=True) for m in range(rank)]
+    derivative = forward.diff(sp.IndexedBase(operand, real=True)[tuple(element)])
+    terms = []
+    for part in sp.Add.make_args(derivative):
+        limits, body = ((), part) if not isinstance(part, sp.Sum) else (part.limits, part.function)
+        for piece in sp.Add.make_args(sp.expand(body, deep=False)):  # the places as sympy wrote them
+            if piece == 0:
+                continue
+            factors = sp.Mul.make_args(piece)
+            deltas = [f for f in factors if isinstance(f, sp.KroneckerDelta)]
+            coefficient = sp.Mul(*(f for f in factors if not isinstance(f, sp.KroneckerDelta)))
+            place = []
+            for q in element:
+                delta = next((d for d in deltas if q in d.args), None)
+                if delta is None:
+                    raise CannotEvaluate(f"sympy's derivative with respect to {operand} is not a sum of "
+                                         f"single elements: {piece}")
+                place.append(delta.args[1] if delta.args[0] == q else delta.args[0])
+            terms.append(Term(tuple(tuple(limit) for limit in limits), coefficient, tuple(place)))
+    return tuple(terms)
+
+
+# --- a node's numbers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """One node's convolution: the saved arguments, and the sizes the shapes give."""
+
+    ndim: int
+    transposed: bool
+    numbers: Dict[sp.Symbol, int]  # every size word and per-dim param, by its symbol
+    out_shape: Tuple[int, ...]
+    shapes: Dict[str, Tuple[int, ...]]  # each operand's shape
+    values: Dict[str, Optional[np.ndarray]]  # each operand's numbers, None where unknown
+    groups: int
+    saved: Dict[str, object]
+
+
+def _per_dim(value, ndim: int) -> Tuple[int, ...]:
+    value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    return tuple(int(v) for v in value) * (ndim if len(value) == 1 else 1)
+
+
+def geometry(rule: Convolution, node: Node, out_shape: Optional[Tuple[int, ...]] = None) -> Geometry:
+    """The node's convolution, read from its saved arguments and shapes."""
+    operands = {operand.name: operand for operand in node.operands}
+    weight = operands.get("weight")
+    if weight is None or weight.value is None:
+        raise CannotEvaluate("the weight's shape is unknown")
+    ndim = len(weight.value.shape) - 2
+    if ndim < 1:
+        raise CannotEvaluate(f"a weight of shape {weight.value.shape} is no convolution kernel")
+    saved = arguments.saved(node)
+    transposed = bool(saved.get("transposed", False))
+    groups = int(saved.get("groups", 1) or 1)
+    if out_shape is None:
+        out_shape = node.output.shape if node.output is not None else None
+    source = operands.get("input")
+    if out_shape is None or source is None or source.value is None:
+        raise CannotEvaluate("the input's or the result's shape is unknown")
+    numbers = {_integer("groups"): groups, _integer("Cg"): source.value.shape[1] // groups,
+               _integer("Og"): out_shape[1] // groups}
+    copies = _copies(rule, ndim)
+    for word in rule.per_dim:
+        values = tuple(weight.value.shape[2:]) if word == "K" else _per_dim(saved.get(word, 0), ndim)
+        for dim, copy in enumerate(copies):
+            numbers[copy[_integer(word)]] = values[dim]
+    shapes = {name: operand.value.shape for name, operand in operands.items() if operand.value is not None}
+    values = {name: (operand.value.data if operand.value is not None and operand.value.known else None)
+              for name, operand in operands.items()}
+    return Geometry(ndim, transposed, numbers, tuple(out_shape), shapes, values, groups, saved)
+
+
+def _put_in(expr: sp.Expr, where: Geometry) -> sp.Expr:
+    """The node's numbers put in; with one group, floor(o/Og) is 0 (o < Og)."""
+    if where.groups == 1:
+        expr = expr.replace(lambda e: isinstance(e, sp.floor), lambda e: sp.Integer(0))
+    return expr.xreplace({symbol: sp.Integer(value) for symbol, value in where.numbers.items()})
+
+
+def _floor(x):
+    return np.floor(np.asarray(x, dtype=np.float64) + WHOLE)  # Note [whole places]
+
+
+_MODULES = [{"floor": _floor}, "numpy"]
+
+
+def _places(functions, grid, shape) -> Tuple[List[np.ndarray], np.ndarray]:
+    """Each index function on the grid, as ints, and where together they
+    name an element of a tensor of `shape` (Note [whole places]). Each
+    keeps the grid axes it depends on only, so most of this work is done
+    on arrays far smaller than the grid."""
+    places, inside = [], np.ones((1,) * len(grid), dtype=bool)
+    for function, size in zip(functions, shape):
+        value = np.asarray(function(*grid), dtype=np.float64)
+        whole = np.rint(value)
+        valid = (np.abs(value - whole) < WHOLE) & (whole >= 0) & (whole < size)
+        places.append(np.where(valid, whole, 0).astype(np.int64))
+        inside = inside & valid
+    return places, inside
+
+
+def _flat(places: List[np.ndarray], shape) -> np.ndarray:
+    """The places as positions in the flattened tensor (C order)."""
+    strides = np.cumprod((1,) + tuple(shape[:0:-1]))[::-1]
+    flat = np.zeros((1,) * places[0].ndim, dtype=np.int64)
+    for place, stride in zip(places, strides):
+        flat = flat + place * int(stride)
+    return flat
+
+
+@dataclass(frozen=True)
+class Sums:
+    """What one operand's vector-Jacobian product adds up, element by element."""
+
+    gradient: np.ndarray  # Σ G · coefficient
+    magnitude: np.ndarray  # Σ |G| · |coefficient|
+    carried: np.ndarray  # Σ budget(G) · |coefficient|
+    count: np.ndarray  # how many terms
+
+
+def _blocks(axes: Sequence[np.ndarray]) -> Iterator[List[np.ndarray]]:
+    """The grid's axes cut into blocks of at most BLOCK elements
+    (Note [blocks of the grid])."""
+    sizes = [len(axis) for axis in axes]
+
+    def cut(level: int, fixed: List[np.ndarray]) -> Iterator[List[np.ndarray]]:
+        rest = int(np.prod(sizes[level + 1:], dtype=np.int64))
+        if rest * sizes[level] <= BLOCK or level == len(axes) - 1:
+            step = max(1, BLOCK // max(rest, 1))
+            for start in range(0, sizes[level], step):
+                yield fixed + [axes[level][start:start + step]] + list(axes[level + 1:])
+        else:
+            for at in range(sizes[level]):
+                yield from cut(level + 1, fixed + [axes[level][at:at + 1]])
+
+    if not axes or 0 in sizes:
+        return
+    yield from cut(0, [])
+
+
+def sums(rule: Convolution, where: Geometry, operand: str, upstream: np.ndarray,
+         upstream_budget: np.ndarray) -> Sums:
+    """∂L/∂operand (Note [a convolution's local gradient]), and what its
+    error budget is made of, in one pass over the grid."""
+    shape = where.shapes[operand]
+    size = int(np.prod(shape, dtype=np.int64))
+    total = [np.zeros(size) for _ in range(4)]
+    out = out_indices(rule, where.ndim)
+    for term in derivative_terms(rule, where.transposed, where.ndim, operand):
+        limits = [(symbol, int(_put_in(low, where)), int(_put_in(high, where))) for symbol, low, high in term.limits]
+        symbols = list(out) + [symbol for symbol, _, _ in limits]
+        axes = [np.arange(n) for n in where.out_shape] + [np.arange(low, high + 1) for _, low, high in limits]
+        reads = sorted(_put_in(term.coefficient, where).atoms(sp.Indexed), key=str)
+        stand_ins = [sp.Dummy(f"read{k}") for k in range(len(reads))]
+        coefficient = _put_in(term.coefficient, where).xreplace(dict(zip(reads, stand_ins)))
+        value_of = sp.lambdify(stand_ins + symbols, coefficient, modules=_MODULES)
+        size_of = sp.lambdify(stand_ins + symbols, budget.terms(coefficient), modules=_MODULES)
+        read_places = []
+        for read in reads:
+            name = str(read.base.label)
+            if where.values.get(name) is None:
+                raise CannotEvaluate(f"the numbers of {name} are unknown (torch did not keep them)")
+            read_places.append((name, [sp.lambdify(symbols, index, modules=_MODULES) for index in read.indices]))
+        place = [sp.lambdify(symbols, _put_in(index, where), modules=_MODULES) for index in term.place]
+        for block in _blocks(axes):
+            grid = [axis.reshape([-1 if a == b else 1 for b in range(len(block))]) for a, axis in enumerate(block)]
+            full = tuple(len(axis) for axis in block)
+            targets, inside = _places(place, grid, shape)
+            inside = np.broadcast_to(inside, full)
+            values = []
+            for name, functions in read_places:
+                at, known = _places(functions, grid, where.values[name].shape)
+                values.append(np.where(known, where.values[name][tuple(at)], 0.0))
+            chosen = np.ix_(*block[:len(out)])
+            tail = (1,) * len(limits)
+            g = upstream[chosen].reshape(upstream[chosen].shape + tail)
+            b = upstream_budget[chosen].reshape(g.shape)
+            local = np.broadcast_to(value_of(*values, *grid), full)
+            local_size = np.abs(np.broadcast_to(size_of(*[np.abs(v) for v in values], *grid), full))
+            flat = np.broadcast_to(_flat(targets, shape), full)[inside]
+            for at, contribution in enumerate((g * local, np.abs(g) * local_size, np.abs(b) * local_size)):
+                total[at] += np.bincount(flat, weights=np.broadcast_to(contribution, full)[inside], minlength=size)
+            total[3] += np.bincount(flat, minlength=size)
+    return Sums(*(t.reshape(shape) for t in total))
+
+
+# --- the walkthrough's words -------------------------------------------------------------
+
+
+def _words(rule: Convolution, node: Node, expr: sp.Basic) -> str:
+    return show(rename(expr, display_names(rule, node)))
+
+
+def local_gradient(rule: Convolution, where: Geometry, operand: str) -> sp.Expr:
+    """∂result[n, o, i, ...]/∂operand[place] = coefficient, one per term, in the row's words."""
+    out = sp.IndexedBase(RESULT, real=True)[out_indices(rule, where.ndim)]
+    stated = []
+    for term in derivative_terms(rule, where.transposed, where.ndim, operand):
+        element = sp.IndexedBase(operand, real=True)[tuple(_put_in(p, where) for p in term.place)]
+        stated.append(Stated(out, element, _put_in(term.coefficient, where)))
+    return stated[0] if len(stated) == 1 else sp.Tuple(*stated)
+
+
+def vector_jacobian_product(rule: Convolution, where: Geometry, operand: str) -> sp.Expr:
+    """Σ_{indices} G[n, o, i, ...]·coefficient, each into operand[place]."""
+    out = out_indices(rule, where.ndim)
+    upstream = sp.IndexedBase(UPSTREAM, real=True)[out]
+    shown = []
+    for term in derivative_terms(rule, where.transposed, where.ndim, operand):
+        place = tuple(_put_in(p, where) for p in term.place)
+        fixed = {p for p in place if isinstance(p, sp.Symbol)}
+        summed = [s for s in list(out) + [limit[0] for limit in term.limits] if s not in fixed]
+        element = sp.IndexedBase(operand, real=True)[place]
+        shown.append(Into(sp.Tuple(*summed), upstream * _put_in(term.coefficient, where), element))
+    return shown[0] if len(shown) == 1 else sp.Add(*shown, evaluate=False)
+
+
+class Stated(sp.Basic):
+    """``∂result[n, o, i]/∂weight[o, c, k] = input[...]``."""
+
+    def _sympystr(self, printer):
+        out, element, value = self.args
+        return f"∂{printer.doprint(out)}/∂{printer.doprint(element)} = {printer.doprint(value)}"
+
+
+class Into(sp.Basic):
+    """``Σ_{n, i} G[n, o, i]*input[...], each into weight[o, c, k]``."""
+
+    def _sympystr(self, printer):
+        summed, value, element = self.args
+        over = ", ".join(printer.doprint(s) for s in summed)
+        return f"Σ_{{{over}}} {printer.doprint(value)}, each into {printer.doprint(element)}"
+
+
+def shown_forward(rule: Convolution, node: Node, out_shape=None) -> sp.Basic:
+    """The forward with the node's numbers put in, and without a bias where there is none."""
+    where = geometry(rule, node, out_shape)
+    forward = _put_in(expanded(rule, where.transposed, where.ndim), where)
+    if not has_bias(node):
+        forward = forward.replace(lambda e: isinstance(e, sp.Indexed) and str(e.base.label) == "bias",
+                                  lambda e: sp.Integer(0))
+    return ReadingZero(forward, sp.Symbol("input", real=True), sp.true if where.transposed else sp.false)
+
+
+class ReadingZero(sp.Basic):
+    """The forward, and the convention it reads the input with:
+    ``…, input read as 0 outside it (and at fractional places)``."""
+
+    def _sympystr(self, printer):
+        forward, source, transposed = self.args
+        where = " and at fractional places" if transposed == sp.true else ""
+        return f"{printer.doprint(forward)}, {printer.doprint(source)} read as 0 outside it{where}"
+
+
+def has_bias(node: Node) -> bool:
+    """Whether the convolution had a bias: torch saves its size, (0,) or
+    none when there was none, and leaves the node no edge for it."""
+    sizes = arguments.saved(node).get("bias_sym_sizes_opt")
+    if sizes is not None:
+        return tuple(sizes) not in ((), (0,))
+    bias = next((o for o in node.operands if o.name == "bias"), None)
+    return bias is not None and (bias.producer is not None or bias.requires_grad)
+
+
+def describe(rule: Convolution, node: Node) -> str:
+    """The kernel in words, for the picture: ``conv2d 3→6, 5×5, stride 1, pad 0``.
+
+    A node the row cannot read gives "".
+    """
+    try:
+        where = geometry(rule, node)
+    except CannotEvaluate:
+        return ""
+    copies = _copies(rule, where.ndim)
+
+    def per_dim(word: str) -> Tuple[int, ...]:
+        return tuple(where.numbers[copy[_integer(word)]] for copy in copies)
+
+    def joined(values: Tuple[int, ...]) -> str:
+        return str(values[0]) if len(set(values)) == 1 else "×".join(map(str, values))
+
+    channels_in = where.shapes["input"][1]
+    parts = [f"conv{'_transpose' if where.transposed else ''}{where.ndim}d {channels_in}→{where.out_shape[1]}",
+             "×".join(map(str, per_dim("K"))), f"stride {joined(per_dim('stride'))}",
+             f"pad {joined(per_dim('padding'))}"]
+    if any(d != 1 for d in per_dim("dilation")):
+        parts.append(f"dilation {joined(per_dim('dilation'))}")
+    if where.groups != 1:
+        parts.append(f"groups {where.groups}")
+    output_padding = _per_dim(where.saved.get("output_padding", 0), where.ndim)
+    if where.transposed and any(output_padding):
+        parts.append(f"output padding {joined(output_padding)}")
+    return ", ".join(parts)
+
+
+def vocabulary(rule: Convolution) -> set:
+    """The words the row's forwards use, without indices and sizes.
+
+    >>> from graphexplain.rules import TABLE
+    >>> sorted(vocabulary(TABLE["ConvolutionBackward0"]))
+    ['bias', 'dilation', 'input', 'padding', 'stride', 'weight']
+    """
+    words = set()
+    for transposed in (False, True):
+        expr = parsed(rule, transposed)
+        words |= {s.name for s in expr.free_symbols if isinstance(s, sp.Symbol)}
+        words |= {str(e.base.label) for e in expr.atoms(sp.Indexed)}
+    return words - set(OUT) - {"c"} - set(rule.spatial) - set(SIZES) - {"K"}
+
+
+# --- the family --------------------------------------------------------------------------
+
+
+def steps(rule: Convolution, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float,
+          each_output=None, each_budget=None):
+    """Each operand's gradient, by the derived vector-Jacobian product, with
+    its error budget in units of eps (Note [error budget] in derive/budget.py):
+    Σ|J|·budget(G) + (terms + 2)·Σ|J|·|G|, the rounding of a dot product of
+    that many terms, plus TF32's where it applies (Note [TF32 on CUDA])."""
+    upstream = np.asarray(upstream, dtype=np.float64)
+    where = geometry(rule, node, np.shape(upstream))
+    if len(where.out_shape) != where.ndim + 2:
+        raise CannotEvaluate(f"an upstream of shape {where.out_shape} for a conv{where.ndim}d")
+    upstream_budget = np.broadcast_to(np.asarray(upstream_budget, dtype=np.float64), upstream.shape)
+    per_term = _tf32_steps(node, eps)
+    locals_, chain = [], []
+    for operand in node.operands:
+        if not operand.requires_grad:
+            continue
+        if operand.name not in where.shapes:
+            raise CannotEvaluate(f"the shape of {operand.label} is unknown")
+        found = sums(rule, where, operand.name, upstream, upstream_budget)
+        error = found.carried + (np.maximum(found.count, 1) + 2 + per_term) * found.magnitude
+        local = local_gradient(rule, where, operand.name)
+        locals_.append(LocalGradient(operand.name, operand.label, str(local), _words(rule, node, local)))
+        formula = _words(rule, node, vector_jacobian_product(rule, where, operand.name))
+        chain.append(ChainStep(operand.name, operand.label, upstream, None, found.gradient, "matrix", None,
+                               formula, error))
+    return locals_, chain
+
+
+def _tf32_steps(node: Node, eps: float) -> float:
+    """Note [TF32 on CUDA]: the extra rounding of each term, in units of eps."""
+    value = node.output
+    if value is None or value.dtype != "float32" or not str(value.device).startswith("cuda"):
+        return 0.0
+    return 2 * TF32_EPS / eps
+
+
+__all__ = ["steps", "shown_forward", "describe", "vocabulary", "derivative_terms", "expanded"]
