@@ -25,6 +25,8 @@ FAMILIES += (special, activations, losses)
 FAMILIES += (softmax, normalization, accumulate)
 FAMILIES += (indexing,)
 FAMILIES += (double_backward,)
+from . import fft  # noqa: E402  (complex rows and the DFT)
+FAMILIES += (fft,)
 
 
 def _build_table() -> Dict[str, Rule]:
