@@ -294,7 +294,7 @@ def assert_leaves_match_torch(result: Run) -> None:
     for name, tensor in result.leaves.items():
         derived = result.explanation.leaf(name).derived_grad
         assert derived is not None, f"no derived gradient for {name}"
-        expected = result.torch_grads[name].to(torch.float64).numpy()
+        expected = result.torch_grads[name].resolve_conj().to(torch.complex128 if tensor.is_complex() else torch.float64).numpy()
         assert np.allclose(derived, expected, **tolerance(tensor.dtype, result.output_dtype)), (
             f"∂loss/∂{name}: derived {derived}, torch {expected}")
 

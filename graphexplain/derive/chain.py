@@ -482,7 +482,9 @@ def _forward(rule: Rule, node: Node, result_shape) -> sp.Basic:
     if isinstance(rule, IndexFormula):
         return indexed.shown_forward(rule, node)
     if isinstance(rule, Transform):
-        return complex_.transform_forward(rule, bool(rule.last))
+        return complex_.held(complex_.transform_forward(rule, bool(rule.last)))
+    if isinstance(rule, Pointwise) and complex_.stated_forward(rule) is not None:
+        return complex_.stated_forward(rule)
     if isinstance(rule, Matrix):
         shapes = _matrix_operand_shapes(rule, node, result_shape)
         along = formula.vector_dim(rule, arguments.saved(node), len(result_shape))
@@ -689,9 +691,14 @@ def _transform(rule: Transform, node: Node, upstream: np.ndarray, upstream_budge
         A, B = complex_.transform_matrices(rule, last, values, K, L, N)
         along = np.moveaxis(gradient, d, -1)
         magnitude = np.abs(A) + np.abs(B)
-        rounded = np.moveaxis(np.broadcast_to(error, gradient.shape), d, -1) + budget.transform(K) * np.abs(along)
-        gradient = np.moveaxis(np.conj(along) @ B + along @ np.conj(A), -1, d)
-        error = np.moveaxis(rounded @ magnitude, -1, d)
+        carried = np.moveaxis(np.broadcast_to(error, gradient.shape), d, -1) @ magnitude
+        sent = np.conj(along) @ B + along @ np.conj(A)
+        # torch's rounding: the smaller of two bounds, a dot product's against
+        # Σ|terms| and a fast transform's against the row's 2-norm
+        rounding = np.minimum(budget.transform(N) * (np.abs(along) @ magnitude),
+                              budget.fft(N) * np.linalg.norm(sent, axis=-1, keepdims=True))
+        gradient = np.moveaxis(sent, -1, d)
+        error = np.moveaxis(carried + rounding, -1, d)
         sizes[d] = L
     if not operand.value.dtype.startswith("complex") if operand.value is not None else False:
         gradient = gradient.real

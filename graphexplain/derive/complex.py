@@ -81,6 +81,27 @@ def _stated_complex(rule: Rule, operands: Dict[str, sp.Symbol]) -> Optional[sp.E
     return parsed if parsed.has(sp.conjugate, sp.re, sp.im) else None
 
 
+@lru_cache(maxsize=None)
+def stated_forward(rule: Rule) -> Optional[sp.Expr]:
+    """The forward as the walkthrough shows it for a row that names a
+    conjugate or a part (conjugate(self), not the real parse's self).
+
+    >>> from graphexplain.rules import TABLE
+    >>> stated_forward(TABLE["ConjBackward0"])
+    conjugate(self)
+    """
+    stated = _stated_complex(rule, {n: sp.Symbol(n) for n in rule.inputs if n in formula.symbols(rule)})
+    return None if stated is None else held(stated)
+
+
+def held(expr: sp.Expr) -> sp.Expr:
+    """`expr` with conjugate, re and im as plain names, so that the user's
+    names (real symbols) put in for the walkthrough leave them standing."""
+    for function, name in ((sp.conjugate, "conjugate"), (sp.re, "re"), (sp.im, "im")):
+        expr = expr.replace(function, sp.Function(name))
+    return expr
+
+
 def evaluate(expr: sp.Expr, values: Dict[str, object]) -> np.ndarray:
     """`expr` at complex values; z̄'s symbols take the conjugates."""
     function, names = formula.numeric(expr)
@@ -151,6 +172,24 @@ def transform_forward(rule, last: bool = False) -> sp.Expr:
     return expr.xreplace({s: v for s, v in pieces.items() if s.name != "scale"})
 
 
+def vocabulary(rule) -> set:
+    """The words a Transform row's formulas use: operands and saved
+    arguments, without the indices k, n, the lengths N, L or `where` names.
+
+    >>> from graphexplain.rules import TABLE
+    >>> sorted(vocabulary(TABLE["FftC2CBackward0"]))
+    ['forward', 'normalization', 'self']
+    """
+    local = dict(functions.NAMES)
+    local.update(_transform_vocabulary(rule))
+    words = set()
+    for text in (rule.forward, rule.last or rule.forward) + tuple(definition for _, definition in rule.where):
+        expr = parse_expr(text, local_dict=local)
+        words |= {symbol.name for symbol in expr.free_symbols if isinstance(symbol, sp.Symbol)}
+        words |= {str(element.base.label) for element in expr.atoms(sp.Indexed)}
+    return words - {"k", "n", "j", "N", "L"} - {name for name, _ in rule.where}
+
+
 @lru_cache(maxsize=None)
 def transform_derivatives(rule, last: bool = False) -> Tuple[sp.Expr, sp.Expr]:
     """(∂result[k]/∂self[j], ∂result[k]/∂conj(self[j])) along one dim, by
@@ -158,7 +197,7 @@ def transform_derivatives(rule, last: bool = False) -> Tuple[sp.Expr, sp.Expr]:
 
     >>> from graphexplain.rules import TABLE
     >>> transform_derivatives(TABLE["FftC2CBackward0"])
-    (scale*exp(2*I*pi*j*k*(1 - 2*forward)/N), 0)
+    (scale*exp(-2*I*pi*j*k*(2*forward - 1)/N), 0)
     """
     words = _transform_vocabulary(rule)
     x, x_conjugate = words["self"], sp.IndexedBase("self" + CONJUGATE)
@@ -189,15 +228,43 @@ def _scale(rule, normalization, N) -> float:
     return complex(parse_expr(text, local_dict=local).subs({local["normalization"]: normalization, local["N"]: N}))
 
 
+# Note [phases reduced mod N]
+# exp(±2πi·j·k/N) at j·k up to N² is exp of an argument that float64 holds
+# only to |2π·j·k/N|·eps: at N = 4096 a phase off by 3e-12, more than the
+# error budget of a float64 transform. j and k are integers, so the phase
+# is the same at (j·k mod N): the derivative, with its saved arguments put
+# in, is evaluated that way (the same number, exactly).
+def _reduced_phases(expr: sp.Expr) -> sp.Expr:
+    j, k = (sp.Symbol(name, **INDEX_ASSUMPTIONS) for name in ("j", "k"))
+    N = sp.Symbol("N", integer=True, positive=True)
+
+    def reduced(power):
+        turns = sp.simplify(power.args[0] * N / (sp.I * sp.pi * j * k))
+        if turns.is_integer and turns.is_even:
+            return sp.exp(sp.I * sp.pi * turns * sp.Mod(j * k, N) / N)
+        return power
+
+    return expr.replace(lambda e: isinstance(e, sp.exp), reduced)
+
+
+@lru_cache(maxsize=None)
+def _at_arguments(expr: sp.Expr, arguments: Tuple[Tuple[str, float], ...]) -> sp.Expr:
+    words = {s.name: s for s in expr.free_symbols}
+    return _reduced_phases(expr.xreplace({words[n]: sp.Integer(int(v)) if float(v).is_integer() else sp.Float(v)
+                                          for n, v in arguments if n in words}))
+
+
 def transform_matrices(rule, last: bool, values: Dict[str, object], K: int, L: int, N: int):
     """A[k, j] and B[k, j], the two derivatives at every k < K, j < L."""
     d, d_conjugate = transform_derivatives(rule, last)
     grid = {"k": np.arange(K).reshape(-1, 1), "j": np.arange(L).reshape(1, -1), "N": N, "L": L,
             "scale": _scale(rule, values.get("normalization", 0), N)}
-    grid.update({name: float(value) for name, value in values.items() if name in rule.params and name != "dim"})
+    saved = tuple(sorted((name, float(value)) for name, value in values.items()
+                         if name in rule.params and name != "dim"))
+    grid.update(saved)
     matrices = []
     for expr in (d, d_conjugate):
-        function, names = formula.numeric(expr)
+        function, names = formula.numeric(_at_arguments(expr, saved))
         with np.errstate(all="ignore"):
             value = function(*[grid[name] for name in names])
         matrices.append(np.broadcast_to(np.asarray(value, dtype=np.complex128), (K, L)))
