@@ -690,9 +690,9 @@ def _transform(rule: Transform, node: Node, upstream: np.ndarray, upstream_budge
         N = K if rule.signal == "result" else L
         A, B = complex_.transform_matrices(rule, last, values, K, L, N)
         along = np.moveaxis(gradient, d, -1)
-        magnitude = np.abs(A) + np.abs(B)
+        magnitude = np.abs(A) if B is None else np.abs(A) + np.abs(B)
         carried = np.moveaxis(np.broadcast_to(error, gradient.shape), d, -1) @ magnitude
-        sent = np.conj(along) @ B + along @ np.conj(A)
+        sent = along @ np.conj(A) if B is None else np.conj(along) @ B + along @ np.conj(A)
         # torch's rounding: the smaller of two bounds, a dot product's against
         # Σ|terms| and a fast transform's against the row's 2-norm
         rounding = np.minimum(budget.transform(N) * (np.abs(along) @ magnitude),
@@ -700,7 +700,7 @@ def _transform(rule: Transform, node: Node, upstream: np.ndarray, upstream_budge
         gradient = np.moveaxis(sent, -1, d)
         error = np.moveaxis(carried + rounding, -1, d)
         sizes[d] = L
-    if not operand.value.dtype.startswith("complex") if operand.value is not None else False:
+    if not operand.value.dtype.startswith("complex"):  # r2c: a real signal
         gradient = gradient.real
     d, d_conjugate = complex_.transform_derivatives(rule, bool(rule.last))
     named = f"∂result[k]/∂self[j] = {d}; ∂result[k]/∂conj(self[j]) = {d_conjugate}; along dims {tuple(dims)}"

@@ -255,7 +255,8 @@ def _at_arguments(expr: sp.Expr, arguments: Tuple[Tuple[str, float], ...]) -> sp
 
 
 def transform_matrices(rule, last: bool, values: Dict[str, object], K: int, L: int, N: int):
-    """A[k, j] and B[k, j], the two derivatives at every k < K, j < L."""
+    """A[k, j] and B[k, j], the two derivatives at every k < K, j < L; None
+    for one that is 0 (B of a holomorphic transform)."""
     d, d_conjugate = transform_derivatives(rule, last)
     grid = {"k": np.arange(K).reshape(-1, 1), "j": np.arange(L).reshape(1, -1), "N": N, "L": L,
             "scale": _scale(rule, values.get("normalization", 0), N)}
@@ -264,8 +265,62 @@ def transform_matrices(rule, last: bool, values: Dict[str, object], K: int, L: i
     grid.update(saved)
     matrices = []
     for expr in (d, d_conjugate):
+        if expr == 0:
+            matrices.append(None)
+            continue
+        separated = _separated(_at_arguments(expr, saved))
+        if separated is not None:
+            matrices.append(_from_phases(separated, grid, K, L, N))
+            continue
         function, names = formula.numeric(_at_arguments(expr, saved))
         with np.errstate(all="ignore"):
             value = function(*[grid[name] for name in names])
         matrices.append(np.broadcast_to(np.asarray(value, dtype=np.complex128), (K, L)))
     return tuple(matrices)
+
+
+# Note [a DFT matrix from its N phases]
+# Evaluated on the K×L grid, exp(±2πi·(j·k mod N)/N) costs K·L complex
+# exponentials, though it takes only N values. Where the derivative is
+# c·f(m)·g(j) with m = j·k mod N (sympy's separatevars, once a phase common
+# to every branch of a Piecewise is taken out of it), f is evaluated at the N
+# phases and g at the L places, and the matrix is gathered from them: the
+# same numbers, in K·L lookups rather than K·L exponentials.
+PHASE = sp.Symbol("m", **INDEX_ASSUMPTIONS)
+
+
+def _phase_out_of_branches(piecewise: sp.Piecewise) -> sp.Expr:
+    values = [value for value, _ in piecewise.args]
+    common = [f for f in sp.Mul.make_args(values[0]) if f.has(PHASE)
+              and all(f in sp.Mul.make_args(value) for value in values[1:])]
+    if not common:
+        return piecewise
+    factor = sp.Mul(*common)
+    return factor * piecewise.func(*((value / factor, condition) for value, condition in piecewise.args))
+
+
+@lru_cache(maxsize=None)
+def _separated(expr: sp.Expr):
+    """(c, f(m), g(j)) with expr = c·f(m)·g(j), m = j·k mod N, or None."""
+    j = sp.Symbol("j", **INDEX_ASSUMPTIONS)
+    phased = expr.replace(lambda e: isinstance(e, sp.Mod), lambda e: PHASE)
+    if phased.has(sp.Symbol("k", **INDEX_ASSUMPTIONS)) or not phased.has(PHASE):
+        return None
+    phased = phased.replace(lambda e: isinstance(e, sp.Piecewise), _phase_out_of_branches)
+    parts = sp.separatevars(phased, symbols=[PHASE, j], dict=True)
+    if parts is None:
+        return None
+    return parts["coeff"], parts[PHASE], parts[j]
+
+
+def _from_phases(separated, grid: Dict[str, object], K: int, L: int, N: int) -> np.ndarray:
+    """The K×L matrix c·f(j·k mod N)·g(j) (Note [a DFT matrix from its N phases])."""
+    values = dict(grid, m=np.arange(N), j=np.arange(L))
+    evaluated = []
+    for part in separated:
+        function, names = formula.numeric(part)
+        with np.errstate(all="ignore"):
+            evaluated.append(np.asarray(function(*[values[name] for name in names]), dtype=np.complex128))
+    coefficient, phases, places = evaluated
+    m = (np.arange(K, dtype=np.int64).reshape(-1, 1) * np.arange(L, dtype=np.int64).reshape(1, -1)) % N
+    return coefficient * np.broadcast_to(phases, (N,))[m] * np.broadcast_to(places, (L,))
