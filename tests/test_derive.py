@@ -17,6 +17,8 @@ import graphexplain.rules
 from graphexplain.derive import arguments, broadcast, derive, formula, indexed, routing
 from graphexplain.model import Graph, Leaf, Node, Operand, Root, Value
 from graphexplain.rules import TABLE, Matrix, Routing
+from graphexplain.rules.fft import Transform
+from graphexplain.derive import complex as complex_
 from graphexplain.rules.kinds import IndexFormula
 from graphexplain.rules.kinds import Convolution
 from graphexplain.derive import convolution
@@ -125,6 +127,8 @@ def vocabulary_used(rule) -> set:
         return indexed.vocabulary(rule)
     if isinstance(rule, Convolution):
         return convolution.vocabulary(rule)
+    if isinstance(rule, Transform):
+        return complex_.vocabulary(rule)
     return {str(symbol) for symbol in formula.forward(rule).free_symbols}
 
 

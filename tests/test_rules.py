@@ -295,7 +295,7 @@ def assert_leaves_match_torch(result: Run) -> None:
     for name, tensor in result.leaves.items():
         derived = result.explanation.leaf(name).derived_grad
         assert derived is not None, f"no derived gradient for {name}"
-        expected = result.torch_grads[name].to(torch.float64).numpy()
+        expected = result.torch_grads[name].resolve_conj().to(torch.complex128 if tensor.is_complex() else torch.float64).numpy()
         # torch's float32 kernels round on the way; how far that can go is the leaf's error budget
         position = next(k for k, leaf in enumerate(result.explanation.graph.leaves) if leaf.name == name)
         budget = result.explanation.derivation.leaves[position].budget

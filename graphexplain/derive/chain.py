@@ -27,6 +27,7 @@ from ..results import (
 from ..rules import lookup
 from ..rules.kinds import Composite, IndexFormula, Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 from ..rules.kinds import Convolution
+from ..rules.fft import Transform
 from . import arguments, broadcast, budget, formula, indexed, routing
 from . import convolution
 from . import complex as complex_
@@ -484,6 +485,10 @@ def _forward(rule: Rule, node: Node, result_shape) -> sp.Basic:
         return indexed.shown_forward(rule, node)
     if isinstance(rule, Convolution):
         return convolution.shown_forward(rule, node, result_shape)
+    if isinstance(rule, Transform):
+        return complex_.held(complex_.transform_forward(rule, bool(rule.last)))
+    if isinstance(rule, Pointwise) and complex_.stated_forward(rule) is not None:
+        return complex_.stated_forward(rule)
     if isinstance(rule, Matrix):
         shapes = _matrix_operand_shapes(rule, node, result_shape)
         along = formula.vector_dim(rule, arguments.saved(node), len(result_shape))
@@ -545,6 +550,7 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
         each_budget = each_budget or tuple(np.zeros(np.shape(u)) for u in each_output)
         several = {"each_output": each_output, "each_budget": tuple(np.asarray(b) / eps for b in each_budget)}
     family = _complex_pointwise if complex_numbers and isinstance(rule, Pointwise) else FAMILIES[type(rule)]
+    family = _complex_routing if complex_numbers and isinstance(rule, Routing) else family
     try:
         with np.errstate(all="ignore"):  # a budget at a pole (0**-1) is inf: verify handles it, no warning
             locals_, steps = family(rule, node, upstream, upstream_budget / eps, eps, **several)
@@ -582,6 +588,10 @@ def _complex_ready(rule: Rule) -> bool:
     and plain sums and means (Note [complex gradients] in derive/complex.py)."""
     if isinstance(rule, Pointwise):
         return all(complex_.wirtinger(rule, name) is not None for name in rule.inputs)
+    if isinstance(rule, Transform):
+        return True
+    if isinstance(rule, Routing):  # Note [complex routing] in derive/routing.py
+        return routing.complex_ready(rule.forward)
     return isinstance(rule, Reduction) and rule.forward == "self" and rule.reduce in ("sum", "mean")
 
 
@@ -621,6 +631,102 @@ def _complex_pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstre
     return locals_, steps
 
 
+def _complex_routing(rule: Routing, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float,
+                     each_output=None, each_budget=None):
+    """The complex upstream routed back as a real one is; view_as_real and
+    view_as_complex by their Wirtinger coefficients (Note [complex routing]
+    in derive/routing.py). A real operand keeps the real part."""
+    upstreams = each_output if each_output is not None else (upstream,)
+    budgets = each_budget if each_budget is not None else (upstream_budget,)
+    saved = dict(arguments.saved(node), result_shape=np.shape(upstreams[0]))
+    shapes = routing.complete_shapes(
+        rule.forward, [(o.name, o.value.shape if o.value is not None else None) for o in node.operands],
+        saved["result_shape"], saved)
+    sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in shapes]
+    if routing.function_name(rule.forward) in routing.PART_FUNCTIONS:
+        edges = routing.part_routes(rule.forward, shapes, saved)
+        output_shapes = edges[0]
+        flat = np.concatenate([np.broadcast_to(u, s).reshape(-1) for u, s in zip(upstreams, output_shapes)])
+        grads = routing.part_gradients(edges, flat, sizes)
+        collected = np.bincount(edges[2], minlength=int(np.sum(sizes))) if len(edges[2]) else np.zeros(1)
+        rounding = budget.summation(int(np.max(collected, initial=1)))
+        magnitude = np.concatenate([np.broadcast_to(np.abs(u), s).reshape(-1) for u, s in zip(upstreams, output_shapes)])
+        spread = np.concatenate([np.broadcast_to(b, s).reshape(-1) for b, s in zip(budgets, output_shapes)])
+        errors = [e.real for e in routing.part_gradients(edges, spread + rounding * magnitude, sizes,
+                                                         weights=np.abs(edges[3]) + np.abs(edges[4]))]
+        how = "each upstream element goes back to the real or imaginary part it was taken from"
+        local = "∂result[k]/∂self[j] and ∂result[k]/∂conj(self[j]), from re(z) = (z + conj(z))/2, im(z) = (z - conj(z))/2i"
+    else:
+        numbers_ = [o.value.data if o.value is not None else None for o in node.operands]
+        found = routing.routes(rule.forward, shapes, saved, numbers_)
+        output_shapes = found.output_shapes
+        flat = np.concatenate([np.broadcast_to(u, s).reshape(-1) for u, s in zip(upstreams, output_shapes)])
+        grads = routing.complex_gradients(found, flat, sizes)
+        errors = _routing_budget(found, upstreams, budgets, sizes)
+        how = "each complex upstream element goes back to the element it was taken from"
+        local = None
+    if len(output_shapes) != len(upstreams):
+        raise CannotApply(f"the forward makes {len(output_shapes)} outputs, torch's node {len(upstreams)}")
+    shown = upstream if each_output is None else flat
+    locals_, steps = [], []
+    for operand, (_, shape), grad, error in zip(node.operands, shapes, grads, errors):
+        if not operand.requires_grad:
+            continue
+        if operand.value is not None and not operand.value.dtype.startswith("complex"):
+            grad = grad.real
+        expr = formula.local_gradient(rule, operand.name) if local is None else local
+        locals_.append(LocalGradient(operand.name, operand.label, str(expr), local or
+                                     f"1 where result[k] was taken from {operand.name}[j], else 0"))
+        steps.append(ChainStep(operand.name, operand.label, shown, None, grad.reshape(shape), "route",
+                               how + ("; the upstreams of all outputs, one after another" if each_output is not None
+                                      else ""), budget=error.reshape(shape)))
+    return locals_, steps
+
+
+def _transform(rule: Transform, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float):
+    """The VJP of a DFT, dim by dim in the reverse of the forward's order:
+    conj(u)·B + u·conj(A) along each, with A and B the Wirtinger derivatives
+    sympy derived from the row (Note [the DFT as index notation] in
+    derive/complex.py); a real operand keeps the real part."""
+    saved = arguments.saved(node)
+    (operand,) = node.operands
+    shape = _shape_of(operand)
+    ndim = len(shape)
+    dims = [int(d) % ndim for d in saved["dim"]]
+    order = [(d, False) for d in dims[:-1]] + [(dims[-1], bool(rule.last))]
+    values = _param_values(rule, node)
+    gradient = numbers(upstream).astype(np.complex128)
+    error = np.asarray(upstream_budget, dtype=np.float64)
+    sizes = list(np.shape(upstream))
+    for d, last in reversed(order):
+        K, L = sizes[d], shape[d]
+        N = K if rule.signal == "result" else L
+        A, B = complex_.transform_matrices(rule, last, values, K, L, N)
+        along = np.moveaxis(gradient, d, -1)
+        magnitude = np.abs(A) if B is None else np.abs(A) + np.abs(B)
+        carried = np.moveaxis(np.broadcast_to(error, gradient.shape), d, -1) @ magnitude
+        sent = along @ np.conj(A) if B is None else np.conj(along) @ B + along @ np.conj(A)
+        # torch's rounding: the smaller of two bounds, a dot product's against
+        # Σ|terms| and a fast transform's against the row's 2-norm
+        rounding = np.minimum(budget.transform(N) * (np.abs(along) @ magnitude),
+                              budget.fft(N) * np.linalg.norm(sent, axis=-1, keepdims=True))
+        gradient = np.moveaxis(sent, -1, d)
+        error = np.moveaxis(carried + rounding, -1, d)
+        sizes[d] = L
+    if not operand.value.dtype.startswith("complex"):  # r2c: a real signal
+        gradient = gradient.real
+    d, d_conjugate = complex_.transform_derivatives(rule, bool(rule.last))
+    named = f"∂result[k]/∂self[j] = {d}; ∂result[k]/∂conj(self[j]) = {d_conjugate}; along dims {tuple(dims)}"
+    vjp = "conj(G)·∂result/∂conj(self) + G·conj(∂result/∂self), summed over k, along each dim"
+    locals_ = [LocalGradient(operand.name, operand.label, str(d), named)] if operand.requires_grad else []
+    steps = [ChainStep(operand.name, operand.label, upstream, None, gradient, "matrix", None, vjp, error)] \
+        if operand.requires_grad else []
+    return locals_, steps
+
+
+FAMILIES[Transform] = _transform
+
+
 def _is_complex(node: Node) -> bool:
     values = [o.value for o in node.operands] + list(node.outputs)
     return any(value is not None and value.dtype.startswith("complex") for value in values)
@@ -644,7 +750,7 @@ def _arrived(node: Node, upstream_of) -> Tuple[Optional[np.ndarray], Optional[Tu
     each = [upstream_of(nr) for nr in range(len(node.outputs))]
     if all(arrived is None for arrived in each):
         return first, None
-    each = tuple(np.zeros(output.shape) if arrived is None else np.asarray(arrived, dtype=np.float64)
+    each = tuple(np.zeros(output.shape) if arrived is None else numbers(arrived)
                  for arrived, output in zip(each, node.outputs))
     return each[0], each
 

@@ -1197,3 +1197,158 @@ def index_map(forward: str, shape: Tuple[int, ...], arguments: Dict[str, object]
     on the positions of an operand of `shape`: the map pi."""
     (result, *_) = _outputs(_call(forward, _binder([("self", positions(shape))], arguments), "map", ["self"]))
     return result
+
+
+# --- complex numbers --------------------------------------------------------------------
+
+# Note [complex routing]
+# A routing op moves complex elements whole: result[k] = self[pi(k)] is
+# holomorphic, ∂result[k]/∂self[j] = δ(j, pi(k)) and ∂/∂conj(self[j]) = 0, so
+# torch's conjugate Wirtinger gradient (Note [complex gradients] in
+# derive/complex.py) is u·conj(δ) = u: the complex upstream goes back along
+# the same routes, its real and imaginary parts each as a real one would (a
+# real weight w of a pool or an interpolation is its own conjugate). A real
+# operand of a complex result keeps the real part, as torch's engine does.
+#
+# view_as_real and view_as_complex change what an element is: a complex z
+# is the pair (re z, im z), so they are routings between complex elements and
+# their real pairs. Their forwards run on `Parts`: traced elements holding
+# result[k] = Σ_j a[k, j]·z[j] + b[k, j]·conj(z[j]), whose coefficients are the
+# two Wirtinger derivatives, built by the forward's own operations from
+# re(z) = (z + conj(z))/2 and im(z) = (z − conj(z))/2i, the definitions sympy
+# uses for pointwise rows. The gradient of input j is then
+# Σ_k conj(u[k])·b[k, j] + u[k]·conj(a[k, j]), real for a real operand.
+
+
+def complex_gradients(found: Routes, upstream: np.ndarray, sizes: Sequence[int]) -> List[np.ndarray]:
+    """`gradients` for a complex upstream: its real and imaginary parts
+    each sent back along the routes (Note [complex routing]).
+
+    >>> r = routes("flip(self, dims)", [("self", (2,))], {"dims": (0,)})
+    >>> complex_gradients(r, np.array([1 + 2j, 3 - 1j]), [2])[0].tolist()
+    [(3-1j), (1+2j)]
+    """
+    upstream = np.asarray(upstream)
+    real_parts = gradients(found, upstream.real, sizes)
+    imaginary_parts = gradients(found, upstream.imag, sizes)
+    return [re + 1j * im for re, im in zip(real_parts, imaginary_parts)]
+
+
+class Parts:
+    """A traced element Σ a·z[p] + b·conj(z[p]), as {p: (a, b)} (Note
+    [complex routing]).
+
+    >>> Parts({0: (1, 0)}).real
+    Parts({0: ((0.5+0j), (0.5+0j))})
+    """
+
+    __slots__ = ("terms",)
+
+    def __init__(self, terms: Dict[int, Tuple[complex, complex]]):
+        self.terms = terms
+
+    def __add__(self, other):
+        if isinstance(other, (int, float, complex, np.number)) and other == 0:
+            return self
+        if not isinstance(other, Parts):
+            return NotImplemented
+        terms = dict(self.terms)
+        for p, (a, b) in other.terms.items():
+            a0, b0 = terms.get(p, (0j, 0j))
+            terms[p] = (a0 + a, b0 + b)
+        return Parts(terms)
+
+    __radd__ = __add__
+
+    def __mul__(self, factor):
+        if isinstance(factor, (Parts, np.ndarray)):
+            return NotImplemented
+        factor = complex(factor)
+        return Parts({p: (a * factor, b * factor) for p, (a, b) in self.terms.items()})
+
+    __rmul__ = __mul__
+
+    def __sub__(self, other):
+        return self + other * -1
+
+    def conjugate(self):
+        return Parts({p: (np.conj(b), np.conj(a)) for p, (a, b) in self.terms.items()})
+
+    @property
+    def real(self):
+        return (self + self.conjugate()) * 0.5
+
+    @property
+    def imag(self):
+        return (self - self.conjugate()) * (1 / 2j)
+
+    def __repr__(self):
+        return f"Parts({ {p: (complex(a), complex(b)) for p, (a, b) in self.terms.items()} })"
+
+
+def _as_parts(position_array: np.ndarray) -> np.ndarray:
+    """Each position as a traced complex element, z[p] = {p: (1, 0)}."""
+    traced = np.empty(position_array.shape, dtype=object)
+    traced.reshape(-1)[:] = [Parts({p: (1 + 0j, 0j)}) for p in position_array.reshape(-1).tolist()]
+    return traced
+
+
+def _real_pairs(array):
+    """view_as_real's forward: each element as the pair (re z, im z)."""
+    array = np.asarray(array)
+    if array.dtype == object:
+        return np.stack([np.vectorize(lambda e: e.real, otypes=[object])(array),
+                         np.vectorize(lambda e: e.imag, otypes=[object])(array)], axis=-1)
+    return np.stack([array.real, array.imag], axis=-1)
+
+
+def _complex_of_pairs(array):
+    """view_as_complex's forward: each pair (x, y) of the last dim as x + i·y."""
+    array = np.asarray(array)
+    return array[..., 0] + array[..., 1] * 1j
+
+
+PART_FUNCTIONS = {"view_as_real": _real_pairs, "view_as_complex": _complex_of_pairs}
+FUNCTIONS.update(PART_FUNCTIONS)
+
+
+def part_routes(forward: str, shapes: Sequence[Tuple[str, Shape]], arguments: Dict[str, Any]):
+    """The forward of a PART_FUNCTIONS row run on Parts: (output shapes,
+    outputs, inputs, a, b) for every edge (Note [complex routing])."""
+    offsets = np.cumsum([0] + [int(np.prod(shape, dtype=np.int64)) for _, shape in shapes])
+    traced = [(name, _as_parts(positions(shape, int(offset)))) for (name, shape), offset in zip(shapes, offsets)]
+    names = [name for name, _ in shapes]
+    result = _outputs(_call(forward, _binder(traced, arguments), "trace", names))
+    outputs, inputs, a, b = [], [], [], []
+    for k, element in enumerate(np.concatenate([part.reshape(-1) for part in result]).tolist()):
+        for p, (dz, dz_conjugate) in (element.terms.items() if isinstance(element, Parts) else ()):
+            outputs.append(k)
+            inputs.append(p)
+            a.append(dz)
+            b.append(dz_conjugate)
+    return (tuple(part.shape for part in result), np.asarray(outputs, np.int64), np.asarray(inputs, np.int64),
+            np.asarray(a, np.complex128), np.asarray(b, np.complex128))
+
+
+def part_gradients(edges, upstream: np.ndarray, sizes: Sequence[int], weights=None) -> List[np.ndarray]:
+    """Σ_k conj(u[k])·b[k, j] + u[k]·conj(a[k, j]) for each input j, from
+    `part_routes`' edges; `weights` replaces the pair (a, b) by |a| + |b|
+    for the budget (Note [complex routing])."""
+    _, outputs, inputs, a, b = edges
+    u = np.asarray(upstream).reshape(-1)[outputs]
+    each = u * weights if weights is not None else np.conj(u) * b + u * np.conj(a)
+    total = int(np.sum(sizes))
+    flat = (np.bincount(inputs, weights=np.real(each), minlength=total)
+            + 1j * np.bincount(inputs, weights=np.imag(each), minlength=total)) if total else np.zeros(0, complex)
+    return np.split(flat, np.cumsum(sizes)[:-1].tolist())
+
+
+# Forwards whose routes depend on comparing numbers (max's ties, sorting) or
+# that multiply elements: not defined, or not routed, for complex numbers.
+NOT_COMPLEX = frozenset({"embedding_bag"})
+
+
+def complex_ready(forward: str) -> bool:
+    """Whether a routing forward routes complex numbers (Note [complex routing])."""
+    name = function_name(forward)
+    return name not in NOT_COMPLEX and "numbers" not in inspect.signature(FUNCTIONS[name]).parameters

@@ -20,6 +20,7 @@ from . import indexing
 from . import double_backward
 from . import composite
 from . import convolution
+from . import fft
 from .kinds import Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 
 FAMILIES = (pointwise, reductions, shape, linalg)
@@ -29,6 +30,7 @@ FAMILIES += (indexing,)
 FAMILIES += (double_backward,)
 FAMILIES += (composite,)
 FAMILIES += (convolution,)
+FAMILIES += (fft,)
 
 
 def _build_table() -> Dict[str, Rule]:

@@ -150,3 +150,10 @@ ROWS = VIEWS + tuple(replace(row, op=f"{row.op}_copy", title=f"{row.title} (a co
     # the complement of the right one (gradcheck fails on it), so no forward
     # formula can match it.
 )
+
+# Complex elements and their real pairs (Note [complex routing] in
+# derive/routing.py): z is (re z, im z), and x + i·y is the pair (x, y).
+ROWS += (
+    Routing("ViewAsRealBackward0", "view complex numbers as real pairs", "view_as_real(self)"),
+    Routing("ViewAsComplexBackward0", "view real pairs as complex numbers", "view_as_complex(self)"),
+)
