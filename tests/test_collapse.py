@@ -224,9 +224,10 @@ def test_the_encoder_walkthrough_is_a_table_by_module(encoder):
     from graphexplain.render.terminal import _plain_text, walkthrough
 
     text = _plain_text(walkthrough(encoder, 100), 100)
-    assert "By module" in text and "model.encoder.layers.0–5.self_attn" in text
-    assert re.search(r"MultiheadAttention +31 ×6", text)
+    assert "By module" in text and re.search(r"model\.encoder\.layers\.0–5 +TransformerEncoderLayer +44 ×6", text)
     assert "\n   local " not in text and "chain" not in text  # no step printed
+    deeper = _plain_text(walkthrough(encoder, 100, View(depth=4)), 100)
+    assert re.search(r"model\.encoder\.layers\.0–5\.self_attn +MultiheadAttention +31 ×6", deeper)
     expanded = _plain_text(walkthrough(encoder, 100, View(expand=("encoder.layers.5.linear2",))), 100)
     linear2 = [n for n in encoder.graph.nodes if (n.module or "").startswith("model.encoder.layers.5.linear2")]
     for node in linear2:

@@ -26,13 +26,14 @@ from ..results import MISMATCH, worst
 
 THRESHOLD = 150  # nodes; a graph this size or smaller is drawn node by node
 BUDGET = 40  # drawn items the automatic depth aims to stay within
+RANKS = 12  # and rows of items, from the leaves to the root: what fits a screen's height
 ALL = "all"
 
 
 @dataclass(frozen=True)
 class View:
     """How a big graph is shown: `depth` None picks the deepest level that
-    keeps the picture within `BUDGET` items, ``"all"`` opens everything (the
+    keeps the picture within `BUDGET` items and `RANKS` rows, ``"all"`` opens everything (the
     node-by-node picture); `expand` opens these module paths (and all inside
     them); `full` prints every step of the walkthrough."""
 
@@ -94,6 +95,8 @@ class Item:
 
 @dataclass(frozen=True)
 class Box:
+    """What a collapsed module call's box says (its status is the item's)."""
+
     path: str  # "model.encoder.layers.0–5" for a run of calls
     kind: Optional[str]
     paths: Tuple[str, ...]  # one per call
@@ -114,6 +117,9 @@ class Cluster:
 
 @dataclass(frozen=True)
 class Collapsed:
+    """A big graph as drawn: items and frames, the arrows between items,
+    and which item shows each node."""
+
     members: Tuple[Union[Item, Cluster], ...]  # the top level
     edges: Tuple[Tuple[str, str], ...]  # (producer item, consumer item), forward
     item_of: Dict[int, str] = field(default_factory=dict)  # every node → the item that shows it
@@ -414,7 +420,7 @@ def collapse(graph, verification, view: View = View()) -> Optional[Collapsed]:
     node by node (small graphs, ``--depth all``).
 
     Where `view.depth` is None, the deepest module level whose picture has
-    at most `BUDGET` items is chosen; `view.expand` opens named modules
+    at most `BUDGET` items in at most `RANKS` rows is chosen; `view.expand` opens named modules
     (``encoder.layers.0`` matches ``model.encoder.layers.0``) on top of it.
     """
     if not view.applies(graph):
@@ -431,12 +437,32 @@ def collapse(graph, verification, view: View = View()) -> Optional[Collapsed]:
         collapsed = _build(structure, statuses, verification, 0, expanded)
         for depth in range(1, deepest + 1):
             candidate = _build(structure, statuses, verification, depth, expanded)
-            if len(set(candidate.item_of.values())) > BUDGET:
+            if len(set(candidate.item_of.values())) > BUDGET or _ranks(candidate) > RANKS:
                 break
             collapsed = candidate
     inside = frozenset(n for call in _all_calls(structure.calls) if call.path in expanded for n in call.nodes)
     return Collapsed(collapsed.members, collapsed.edges, collapsed.item_of, collapsed.depth, expanded, unknown,
                      inside, tuple(dict.fromkeys(every)))
+
+
+def _ranks(collapsed: Collapsed) -> int:
+    """The longest chain of arrows, in items: the picture's height in rows.
+    An arrow back into a chain being walked (a run drawn once, fed by a
+    node between two of its calls) is not followed."""
+    following: Dict[str, List[str]] = {}
+    for producer, consumer in collapsed.edges:
+        following.setdefault(producer, []).append(consumer)
+    longest: Dict[str, int] = {}
+
+    def walk(item: str, walking: set) -> int:
+        if item not in longest:
+            walking.add(item)
+            longest[item] = 1 + max((walk(n, walking) for n in following.get(item, ()) if n not in walking),
+                                    default=0)
+            walking.discard(item)
+        return longest[item]
+
+    return max((walk(item, set()) for item in set(collapsed.item_of.values())), default=0)
 
 
 def _all_calls(calls) -> List[Call]:

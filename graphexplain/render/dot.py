@@ -161,6 +161,21 @@ def _box_label(item) -> str:
     return _literal("\n".join(lines))
 
 
+NAME_ROOM = 40  # characters of a node's name in a big graph's picture; the walkthrough has it whole
+
+
+def _compact_label(node, derived, count: int) -> str:
+    """A node of a big graph: its name (cut short), its op and its shape;
+    the numbers are in the walkthrough (--expand, --full)."""
+    name = node.name if len(node.name) <= NAME_ROOM else node.name[:NAME_ROOM - 1] + "…"
+    lines = [name, f"{node.op}" + (f" · {derived.title}" if derived.title != node.op else "")]
+    if node.output is not None:
+        lines.append(shape(node.output.shape))
+    if count > 1:
+        lines.append(f"×{count}, one per repeat")
+    return _literal("\n".join(lines))
+
+
 def _item_attributes(item, roots) -> Dict[str, str]:
     attributes = dict(STYLES["module-box"]) if item.box is not None else {}
     if item.box is None and item.count == 1 and any(n in roots for n in item.nodes):
@@ -197,10 +212,7 @@ def _collapsed_dot(explanation, collapsed) -> str:
             node = graph.nodes[member.node]
             attributes = dict(STYLES["leaf"]) if node.is_leaf else {}
             attributes.update(_item_attributes(member, roots))
-            label = _label(node, steps[node.id].derivation, graph.leaf_for(node.id))
-            if member.count > 1:
-                label += _literal(f"\n×{member.count}, one per repeat")
-            parent.node(member.id, label, **attributes)
+            parent.node(member.id, _compact_label(node, steps[node.id].derivation, member.count), **attributes)
 
     add(picture, collapsed.members)
     for producer, consumer in collapsed.edges:

@@ -332,7 +332,9 @@ def _summary_rows(explanation, members, container: str, kind: str, rows: list) -
         rows.append((container, kind, ops, max(m.count for m in loose), nodes))
     for member in members:
         if isinstance(member, Cluster):
-            _summary_rows(explanation, member.members, f"{member.path}, its own ops", member.kind or "", rows)
+            nested = any(isinstance(m, Cluster) or m.box is not None for m in member.members)
+            _summary_rows(explanation, member.members, f"{member.path}, its own ops" if nested else member.path,
+                          member.kind or "", rows)
         elif member.box is not None:
             rows.append((member.box.path, member.box.kind or "", member.box.ops, member.count, member.nodes))
 
@@ -393,7 +395,7 @@ def report_parts(report, width: int = 80, quiet: bool = False) -> Iterable[Rende
     """Everything graphexplain prints about a run, before the verdict line."""
     if not quiet:
         for explanation in report.all_explanations:
-            yield from walkthrough(explanation, width, getattr(report, "view", None))
+            yield from walkthrough(explanation, width, report.view)
             yield Text("")
     yield from call_errors(report)
     listing = call_listing(report)
