@@ -73,7 +73,19 @@ def _width(text: str) -> int:
     return width
 
 
+def _depth(text: str):
+    from .render.collapse import parse_depth
+
+    try:
+        return parse_depth(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number of module levels (0 or more) or 'all', "
+                                         f"not {text!r}") from None
+
+
 def parser() -> argparse.ArgumentParser:
+    from .render.collapse import THRESHOLD
+
     main = argparse.ArgumentParser(prog="graphexplain", description=DESCRIPTION, epilog=EXIT_CODES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     main.add_argument("--version", action="version", version=f"graphexplain {__version__}")
@@ -97,6 +109,15 @@ def parser() -> argparse.ArgumentParser:
                        help=f"terminal width for the walkthrough, at least {MIN_WIDTH} (default: the terminal's)")
     trace.add_argument("--no-color", action="store_true", help="plain text, no colour")
     trace.add_argument("--quiet", action="store_true", help="print only the summary, not the walkthrough")
+    trace.add_argument("--depth", type=_depth, default=None, metavar="N",
+                       help=f"for a graph of more than {THRESHOLD} nodes (or any graph, given a number): draw "
+                            "modules nested deeper than N as one box each; 'all' draws every node "
+                            "(default: as deep as keeps the picture readable)")
+    trace.add_argument("--expand", action="append", default=[], metavar="MODULE",
+                       help="open this module in full, in the picture and the walkthrough (repeatable; "
+                            "a path such as encoder.layers.0)")
+    trace.add_argument("--full", action="store_true",
+                       help="print every step of a big graph's walkthrough, not only the expanded modules'")
     trace.add_argument("--force", action="store_true",
                        help="overwrite output files even if graphexplain did not make them")
     return main
@@ -202,7 +223,7 @@ def _written(action, shown: str):
 
 def _write_pictures(report, options, outputs: Outputs, err) -> List[str]:
     """Each picture is tried; a failure is one line, and the others are still made."""
-    from .render.dot import RenderError
+    from .render.dot import RenderError, render
 
     def marker():
         os.makedirs(outputs.folder, exist_ok=True)
@@ -217,7 +238,7 @@ def _write_pictures(report, options, outputs: Outputs, err) -> List[str]:
         for format in ["dot", *(f for f in options.format if f != "dot")]:
             shown = os.path.join(outputs.folder_shown, f"{name}.{format}")
             try:
-                explanation.render(os.path.join(outputs.folder, f"{name}.{format}"), format)
+                render(explanation, os.path.join(outputs.folder, f"{name}.{format}"), format, report.view)
                 written.append(shown)
             except RenderError as problem:
                 failed.setdefault(str(problem), []).append(shown)
@@ -242,10 +263,11 @@ def trace(options, out, err) -> int:
 
     from .capture.runner import EXITED, run_script
     from .render.terminal import report_parts, verdict_line
+    from .render.collapse import View
     from .report import NOTHING_EXPLAINED, Report
 
     run = run_script(options.script, options.args, selection, options.target)
-    report = Report.of(run)
+    report = Report.of(run, View(options.depth, tuple(options.expand), options.full))
     out.rule("graphexplain", characters="═")
     for part in report_parts(report, out.width, options.quiet):
         out.print(part)

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional
 from .capture.intercept import CallRecord
 from .capture.runner import COMPLETED, EXITED, ScriptRun
 from .explanation import Explanation
+from .render.collapse import View
 from .render.json import SCHEMA, call_to_json, numbers
 from .results import HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, worst
 
@@ -42,15 +43,16 @@ class Report:
     explanations: Dict[int, Explanation] = field(default_factory=dict)
 
     target: Optional[Explanation] = None  # --target NAME
+    view: View = field(default_factory=View)  # how big graphs are shown (--depth, --expand, --full)
 
     @classmethod
-    def of(cls, run: ScriptRun) -> "Report":
+    def of(cls, run: ScriptRun, view: Optional[View] = None) -> "Report":
         explanations = {
             record.index: Explanation.of(record.graph, record.observed, record.index)
             for record in run.calls if record.graph is not None
         }
         target = Explanation.of(run.target.graph, run.target.observed, 0) if run.target is not None else None
-        return cls(run, explanations, target)
+        return cls(run, explanations, target, view or View())
 
     @property
     def all_explanations(self) -> List[Explanation]:

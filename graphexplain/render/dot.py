@@ -10,13 +10,14 @@ Every label is text as it is (`_literal`): a backslash in the user's code
 from __future__ import annotations
 
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 import graphviz
 import numpy as np
 
 from ..results import HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
-from .formatting import array, number, shape
+from .collapse import Cluster, View, collapse
+from .formatting import array, number, plural, shape
 
 FORMATS = ("png", "svg", "pdf", "dot")
 
@@ -36,7 +37,13 @@ STYLES: Dict[str, Dict[str, str]] = {
     INTENTIONAL: {"style": "dashed,rounded", "color": "#7c3aed"},  # a surrogate gradient, on purpose
     UNCHECKED: {"style": "dotted,rounded", "color": "gray50"},  # torch's numbers only
     "module": {"style": "rounded,dashed", "color": "gray60", "fontcolor": "gray30", "fontsize": "10"},
+    "module-box": {"shape": "box", "style": "filled,rounded", "fillcolor": "#f3f4f6", "color": "gray40"},
 }
+# How a collapsed module's box names the worst status of its nodes.
+BOX_WORDS = {MISMATCH: "✗ mismatch", NO_RULE: "? an op without a rule", RULE_ERROR: "! a rule failed",
+             NOT_DERIVED: "? not derived", HOOK_CHANGED: "~ changed by a hook",
+             INTENTIONAL: "~ a surrogate gradient, on purpose",
+             UNCHECKED: "· torch's numbers only", "not-checked": "· not checked", "verified": "✓ verified"}
 
 
 class RenderError(Exception):
@@ -106,8 +113,12 @@ def _qualified(module_label: str) -> str:
     return module_label.split(" (")[0]
 
 
-def to_dot(explanation) -> str:
-    """The DOT source, the same bytes for the same explanation."""
+def to_dot(explanation, view: Optional[View] = None) -> str:
+    """The DOT source, the same bytes for the same explanation. A big graph
+    is drawn by module call (render/collapse.py; `view` says how far open)."""
+    collapsed = collapse(explanation.graph, explanation.verification, view or View())
+    if collapsed is not None:
+        return _collapsed_dot(explanation, collapsed)
     graph = explanation.graph
     picture = graphviz.Digraph("graphexplain", graph_attr=STYLES["graph"],
                                node_attr=STYLES["node"], edge_attr=STYLES["edge"])
@@ -145,7 +156,81 @@ def to_dot(explanation) -> str:
     return picture.source
 
 
-def render(explanation, path: str, format: str = "png") -> str:
+def _box_label(item) -> str:
+    box, each = item.box, " each" if item.count > 1 else ""
+    lines = [box.path, (box.kind or "module") + (f" ×{item.count}" if item.count > 1 else ""),
+             f"{plural(box.ops, 'op')}, {plural(box.leaves, 'leaf')}{each}", BOX_WORDS.get(item.status, item.status)]
+    if box.first_mismatch is not None:
+        lines[-1] += f", first at step {box.first_mismatch + 1}"
+    return _literal("\n".join(lines))
+
+
+NAME_ROOM = 40  # characters of a node's name in a big graph's picture; the walkthrough has it whole
+
+
+def _compact_label(node, derived, count: int) -> str:
+    """A node of a big graph: its name (cut short), its op and its shape;
+    the numbers are in the walkthrough (--expand, --full)."""
+    name = node.name if len(node.name) <= NAME_ROOM else node.name[:NAME_ROOM - 1] + "…"
+    lines = [name, f"{node.op}" + (f" · {derived.title}" if derived.title != node.op else "")]
+    if node.output is not None:
+        lines.append(shape(node.output.shape))
+    if count > 1:
+        lines.append(f"×{count}, one per repeat")
+    return _literal("\n".join(lines))
+
+
+def _item_attributes(item, roots) -> Dict[str, str]:
+    attributes = dict(STYLES["module-box"]) if item.box is not None else {}
+    if item.box is None and item.count == 1 and any(n in roots for n in item.nodes):
+        attributes.update(STYLES["root"])
+    if item.status in STYLES:
+        attributes.update(STYLES[item.status])
+    if item.box is not None and "filled" not in attributes["style"]:  # a box stays grey under its status's lines
+        attributes["style"] += ",filled"
+    return attributes
+
+
+def _collapsed_dot(explanation, collapsed) -> str:
+    """The picture of a big graph: a box per collapsed module call, a frame
+    per opened one, the nodes outside modules as today."""
+    graph = explanation.graph
+    steps = explanation.steps
+    picture = graphviz.Digraph("graphexplain", graph_attr=STYLES["graph"],
+                               node_attr=STYLES["node"], edge_attr=STYLES["edge"])
+    roots = {root.node for root in graph.roots}
+    counter = iter(range(len(graph.nodes) + 1))
+
+    def add(parent, members):
+        for member in members:
+            if isinstance(member, Cluster):
+                with parent.subgraph(name=f"cluster_{next(counter)}") as cluster:
+                    kind = f" ({member.kind})" if member.kind else ""
+                    count = f" ×{member.count}" if member.count > 1 else ""
+                    cluster.attr(label=_literal(f"{member.path}{kind}{count}"), **STYLES["module"])
+                    add(cluster, member.members)
+                continue
+            if member.box is not None:
+                parent.node(member.id, _box_label(member), **_item_attributes(member, roots))
+                continue
+            node = graph.nodes[member.node]
+            attributes = dict(STYLES["leaf"]) if node.is_leaf else {}
+            attributes.update(_item_attributes(member, roots))
+            parent.node(member.id, _compact_label(node, steps[node.id].derivation, member.count), **attributes)
+
+    add(picture, collapsed.members)
+    for producer, consumer in collapsed.edges:
+        picture.edge(producer, consumer)
+    for index, constant in enumerate(graph.constants):
+        name = f"c{index}"
+        picture.node(name, _literal(f"{constant.name}\n{shape(constant.shape)}\nconstant: {constant.reason}"),
+                     **STYLES["constant"])
+        for user in dict.fromkeys(collapsed.item_of[user] for user in constant.used_by):
+            picture.edge(name, user, **STYLES["constant-edge"])
+    return picture.source
+
+
+def render(explanation, path: str, format: str = "png", view: Optional[View] = None) -> str:
     """Write the picture to `path` in `format`; returns `path`.
 
     Raises RenderError when graphviz's `dot` program is missing (the DOT
@@ -153,7 +238,7 @@ def render(explanation, path: str, format: str = "png") -> str:
     """
     if format not in FORMATS:
         raise RenderError(f"Unknown picture format {format!r}: choose from {', '.join(FORMATS)}.")
-    source = to_dot(explanation)
+    source = to_dot(explanation, view)
     if format == "dot":
         data = source.encode("utf-8")
     else:

@@ -25,7 +25,9 @@ from rich.text import Text
 from ..results import (
     DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, ChainStep,
 )
+from ..results import worst
 from ..notation import label
+from .collapse import Cluster, View, collapse
 from .formatting import array, number, plural, shape
 
 MARKS = {VERIFIED: "✓", MISMATCH: "✗", NO_RULE: "?", RULE_ERROR: "!", NOT_DERIVED: "?", HOOK_CHANGED: "~",
@@ -39,6 +41,8 @@ WORDS = {VERIFIED: "verified", MISMATCH: "MISMATCH", NO_RULE: "no symbolic rule"
          NOT_DERIVED: "not derived", HOOK_CHANGED: "changed by a hook",
          UNCHECKED: "unchecked: torch's numbers", NOT_CHECKED: "not checked",
          INTENTIONAL: "differs from the forward's derivative, on purpose"}
+
+SHORT_WORDS = {**WORDS, UNCHECKED: "torch's numbers", HOOK_CHANGED: "hook", NO_RULE: "no rule"}  # the summary table's
 
 
 def _mark(status: str) -> Text:
@@ -317,9 +321,12 @@ def _entering_gradients(graph):
         or any(graph.nodes[consumer].origin is None for consumer, _ in graph.consumers(node.id)))]
 
 
-def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
-    """The renderables of one call's walkthrough, for a rich console."""
+def walkthrough(explanation, width: int = 80, view: Optional[View] = None) -> Iterable[RenderableType]:
+    """The renderables of one call's walkthrough, for a rich console. A big
+    graph gets a table by module and the steps of the `view`'s expanded
+    modules only (render/collapse.py)."""
     graph = explanation.graph
+    collapsed = collapse(graph, explanation.verification, view or View())
     where = _where(graph.call_source)
     if graph.call.startswith("graphexplain.explain("):
         heading = graph.call
@@ -344,22 +351,97 @@ def walkthrough(explanation, width: int = 80) -> Iterable[RenderableType]:
         yield Text(f"input {unused.name} {shape(unused.shape)}: no output of this call depends on it, so no "
                    f"gradient is computed for it; {unused.returned}")
     yield Text("")
+    shown = None
+    if collapsed is not None:
+        yield from module_summary(explanation, collapsed, (view or View()).full)
+        shown = None if (view or View()).full else collapsed.inside_expanded
     for i, step in enumerate(explanation.steps):
-        if step.node.is_leaf:
+        if step.node.is_leaf or (shown is not None and step.node.id not in shown):
             continue
         yield _node_block(explanation, step, i + 1)
     for position, (leaf, derived, verified) in enumerate(zip(graph.leaves, explanation.derivation.leaves,
                                                              explanation.verification.leaves)):
+        if shown is not None and leaf.node not in shown:
+            continue
         yield _leaf_block(explanation, leaf, derived, verified, explanation.observed.leaf(position))
     yield Text("")
     yield _verdict(explanation)
+
+
+def _summary_rows(explanation, members, container: str, kind: str, rows: list) -> None:
+    """One row per collapsed module, and one per opened module for the
+    nodes drawn in it outside its submodules, in the picture's order."""
+    loose = [m for m in members if not isinstance(m, Cluster) and m.box is None]
+    if loose:
+        nodes = tuple(n for m in loose for n in m.nodes)
+        ops = sum(1 for m in loose if not explanation.graph.nodes[m.node].is_leaf)
+        rows.append((container, kind, ops, max(m.count for m in loose), nodes))
+    for member in members:
+        if isinstance(member, Cluster):
+            nested = any(isinstance(m, Cluster) or m.box is not None for m in member.members)
+            _summary_rows(explanation, member.members, f"{member.path}, its own ops" if nested else member.path,
+                          member.kind or "", rows)
+        elif member.box is not None:
+            rows.append((member.box.path, member.box.kind or "", member.box.ops, member.count, member.nodes))
+
+
+def _first_mismatch_words(explanation, nodes) -> str:
+    verification = explanation.verification
+    mismatched = sorted(n for n in nodes if verification.nodes[n].status == MISMATCH)
+    starts = [n for n in mismatched if verification.nodes[n].inherited_from is None] or mismatched
+    if not starts:
+        return ""
+    node = explanation.graph.nodes[starts[0]]
+    where = _where(node.source)
+    return f"step {node.id + 1}, {node.op}" + (f" ({where})" if where else "")  # names can be long: the step has it
+
+
+def module_summary(explanation, collapsed, full: bool = False) -> Iterable[RenderableType]:
+    """The table of a big graph's walkthrough: a row per module call (or run
+    of identical calls) with its ops, the worst status of its nodes and
+    where a mismatch inside it starts."""
+    statuses = {v.node: v.status for v in explanation.verification.nodes}
+    for leaf in explanation.verification.leaves:
+        statuses[leaf.node] = worst([statuses.get(leaf.node, leaf.status), leaf.status])
+    rows: list = []
+    _summary_rows(explanation, collapsed.members, "(outside every module)", "", rows)
+    table = Table(title=f"By module ({plural(len(explanation.graph.nodes), 'node')}; module levels open: "
+                        f"{collapsed.depth})", title_justify="left", box=None, padding=(0, 1), show_edge=False)
+    mismatches = any(statuses[n] == MISMATCH for row in rows for n in row[4])
+    table.add_column("module", overflow="fold", ratio=3)
+    table.add_column("type", overflow="fold", ratio=2)
+    table.add_column("ops", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    if mismatches:
+        table.add_column("first mismatch", overflow="fold", ratio=3)
+    for module, kind, ops, count, nodes in rows:
+        status = worst(statuses[n] for n in nodes)
+        cells = [Text(module), Text(kind), f"{ops}" + (f" ×{count}" if count > 1 else ""),
+                 Text(f"{MARKS[status]} {SHORT_WORDS[status]}", style=STYLES[status])]
+        if mismatches:
+            cells.append(Text(_first_mismatch_words(explanation, nodes), style=STYLES[MISMATCH]))
+        table.add_row(*cells)
+    yield table
+    for name in collapsed.unknown:
+        yield Text(f"--expand {name}: no module of this call has that path; its modules include "
+                   f"{', '.join(p for p in collapsed.paths if p.count('.') < 2)}.", style=STYLES[NO_RULE])
+    total = len(explanation.graph.nodes)
+    if full:
+        yield Text(f"All {plural(total, 'step')} follow (--full).", style="dim")
+    elif collapsed.inside_expanded:
+        yield Text(f"The steps of {', '.join(collapsed.expanded)} follow ({len(collapsed.inside_expanded)} of "
+                   f"{plural(total, 'node')}); --full shows every step.", style="dim")
+    else:
+        yield Text(f"The {total} steps are not printed one by one for a graph this big: --expand MODULE "
+                   "prints a module's steps, --full prints every step.", style="dim")
+    yield Text("")
 
 
 def report_parts(report, width: int = 80, quiet: bool = False) -> Iterable[RenderableType]:
     """Everything graphexplain prints about a run, before the verdict line."""
     if not quiet:
         for explanation in report.all_explanations:
-            yield from walkthrough(explanation, width)
+            yield from walkthrough(explanation, width, report.view)
             yield Text("")
     yield from call_errors(report)
     listing = call_listing(report)
