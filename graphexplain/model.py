@@ -248,3 +248,9 @@ class InnerForward:
     reason: str = ""
     intentional: Optional[str] = None  # the class's graphexplain_intentional: why its gradient is a surrogate
     owner: str = ""  # "Cube": whose forward this is
+    written_out: bool = False  # a fused kernel's forward written out (a `Composite` row), not a Function's
+
+    @property
+    def forward_words(self) -> str:
+        """How the walkthrough names the forward that was run again."""
+        return f"{self.owner}, the kernel written out," if self.written_out else f"{self.owner}.forward"

@@ -16,6 +16,7 @@ underived rather than explained by another computation.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 
@@ -88,7 +89,7 @@ def composite_inner(node, rule, recorder=None, depth: int = 0):
     present = [(k, t) for k, t in enumerate(tensors) if isinstance(t, torch.Tensor)]
     if len(present) != len(tensors):
         missing = next(name for name, t in zip(rule.inputs, tensors) if not isinstance(t, torch.Tensor))
-        return InnerForward(rule.title, None, owner=rule.forward,
+        return InnerForward(rule.title, None, owner=rule.forward, written_out=True,
                             reason=f"torch did not keep its input {missing}, so its forward cannot be run again")
     requires_grad = [k < len(edges) and edges[k][0] is not None for k in range(len(tensors))]
     expected = [_saved(node, name) for name in rule.outputs]
@@ -105,6 +106,7 @@ def composite_inner(node, rule, recorder=None, depth: int = 0):
             from .recapture import CannotRerun
             raise CannotRerun(str(problem)) from None
 
-    return rerun(written_out, tensors, title=rule.title, requires_grad=requires_grad, input_names=rule.inputs,
-                 dtype=dtype, expected=[t if isinstance(t, torch.Tensor) else None for t in expected],
-                 recorder=recorder, depth=depth, owner=rule.forward)
+    inner = rerun(written_out, tensors, title=rule.title, requires_grad=requires_grad, input_names=rule.inputs,
+                  dtype=dtype, expected=[t if isinstance(t, torch.Tensor) else None for t in expected],
+                  recorder=recorder, depth=depth, owner=rule.forward)
+    return replace(inner, written_out=True)

@@ -12,6 +12,7 @@ without a terminal there is no colour (rich decides from the console).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from io import StringIO
 from typing import Iterable, Optional
 
@@ -30,6 +31,7 @@ from ..notation import label
 from .collapse import Cluster, View, collapse
 from .formatting import array, number, plural, shape
 
+LISTED_OPS = 12  # a re-run forward's ops listed one by one, up to this many; counted above it
 MARKS = {VERIFIED: "✓", MISMATCH: "✗", NO_RULE: "?", RULE_ERROR: "!", NOT_DERIVED: "?", HOOK_CHANGED: "~",
          UNCHECKED: "·", NOT_CHECKED: "·", INTENTIONAL: "≠"}
 STYLES = {
@@ -158,8 +160,13 @@ def _function_rows(grid: Table, node, shown) -> None:
     inner = node.inner
     if inner.graph is not None:
         ops = [n for n in inner.graph.nodes if not n.is_leaf]
-        _row(grid, "forward", Text(f"{inner.owner}.forward, run again on float64 copies of its inputs: "
+        _row(grid, "forward", Text(f"{inner.forward_words} run again on float64 copies of its inputs: "
                                    f"{plural(len(ops), 'op')}", style=STYLES["formula"]))
+        if len(ops) > LISTED_OPS:  # an LSTM layer's hundred ops: how many of each, not a line each
+            counts = Counter(op.op for op in ops)
+            kinds = sorted(counts, key=lambda op: (-counts[op], op))
+            _row(grid, "", Text(", ".join(f"{counts[op]} × {op}" for op in kinds), style="dim"))
+            ops = []
         for op in reversed(ops):  # in the order the forward ran them
             code = (op.source.expr or op.source.code) if op.source is not None else op.name
             where = f"  ({_where(op.source)})" if op.source is not None else ""
