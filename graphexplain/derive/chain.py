@@ -28,6 +28,7 @@ from ..rules import lookup
 from ..rules.kinds import IndexFormula, Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 from . import arguments, broadcast, budget, formula, indexed, routing
 from . import complex as complex_
+from . import copy_slices
 from .naming import display_names, rename, show
 from .symbolic import leaf_formulas
 from ..precision import epsilon
@@ -512,6 +513,8 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     """Apply the node's row to its upstream gradient (`each_output`: every
     output's, for a node with several; Note [nodes with several outputs]).
     The budgets default to 0: an upstream taken as exact."""
+    if node.op in copy_slices.OPS:  # a write into a view: fn's own row, on the region written
+        return copy_slices.derive_node(node, upstream, upstream_budget)
     rule = lookup(node.op)
     if rule is None:
         return _not_derived(node, upstream, node.op, NO_RULE, "no symbolic rule for this op", upstream_budget)
