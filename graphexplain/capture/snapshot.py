@@ -608,6 +608,8 @@ def _view_write_params(node) -> Dict[str, Any]:
     them (Note [a write into a view] in capture/view_writes.py), as plain
     data: the view's as_strided geometry in its base, fn's node name, what
     fn saved, and the view's numbers before and after the write."""
+    if type(node).__name__ == "AsStridedBackward0":
+        return _as_strided_of_a_written_base(node)
     write = _view_write(node)
     if write is None:
         return {}
@@ -622,6 +624,17 @@ def _view_write_params(node) -> Dict[str, Any]:
         params["wrapped_params"] = wrapped_params
         params["wrapped_saved"] = {name: index_or_numbers(tensor) for name, tensor in wrapped_saved.items()}
     return params
+
+
+def _as_strided_of_a_written_base(node) -> Dict[str, Any]:
+    """A view of a base written in place is read again by torch as
+    as_strided of the base's new node, CopySlices; where the base lies in
+    its storage is what the write noted (the base itself has moved on)."""
+    edges = node.next_functions
+    write = _view_write(edges[0][0]) if edges else None
+    if write is None:
+        return {}
+    return {"self_geometry": (int(write.base_offset), tuple(write.base_strides))}
 
 
 def _view_write_words(node, words: Tuple[str, ...]) -> Tuple[str, ...]:

@@ -51,6 +51,7 @@ class ViewWrite:
     twin: Any = None  # fn's node, made on a copy; None where fn could not be run again
     before: Optional[torch.Tensor] = None  # the view's numbers before the write
     after: Optional[torch.Tensor] = None  # and after it
+    base_offset: int = 0  # the base's own storage offset (as_strided of the base after the write reads it)
 
 
 def writes_in_place(func) -> bool:
@@ -120,7 +121,8 @@ def note_method_write(func, args, kwargs, before: torch.Tensor) -> None:
         return
     size, stride, offset, base_strides = _geometry(target, base)
     twin = _twin(func, before, args[1:], kwargs)
-    _annotate(base.grad_fn, ViewWrite(size, stride, offset, base_strides, twin, before, target.detach().clone()))
+    _annotate(base.grad_fn, ViewWrite(size, stride, offset, base_strides, twin, before, target.detach().clone(),
+                                      int(base.storage_offset())))
 
 
 class _Writes(TorchDispatchMode):
@@ -175,7 +177,7 @@ def note_setitem(args) -> None:
     size, stride, offset, base_strides = _geometry(view, layout)
     others = tuple(value if isinstance(o, torch.Tensor) and o is replayed_value else o for o in others)
     twin = _twin(func, torch.zeros(size, dtype=base.dtype), others, kwargs)
-    _annotate(node, ViewWrite(size, stride, offset, base_strides, twin))
+    _annotate(node, ViewWrite(size, stride, offset, base_strides, twin, base_offset=int(base.storage_offset())))
 
 
 def _unnoted_writes(tensor: torch.Tensor) -> List[Any]:
@@ -214,7 +216,8 @@ def note_inner_writes(func, args, kwargs, result) -> None:
     for node, (write, view, others, kwargs_, before) in zip(nodes, seen):
         size, stride, offset, base_strides = _geometry(view, replayed)
         twin = _twin(write, before.to(result.dtype), others, kwargs_)
-        _annotate(node, ViewWrite(size, stride, offset, base_strides, twin, before))
+        _annotate(node, ViewWrite(size, stride, offset, base_strides, twin, before,
+                                  base_offset=int(result.storage_offset())))
 
 
 def note(func, args, kwargs, result, before: Optional[torch.Tensor]) -> None:
