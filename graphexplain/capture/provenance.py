@@ -297,8 +297,14 @@ class Recorder(TorchFunctionMode):
             return None
 
     def _note_view_write(self, func, args, kwargs, result, before) -> None:
+        paused, self.paused = self.paused, True  # the replays and twins are graphexplain's own calls
         try:
             view_writes.note(func, args, kwargs, result, before)
+        except Exception:  # provenance is a nicety; the script's run is not
+            pass
+        finally:
+            self.paused = paused
+        try:
             if view_writes.is_setitem(func):
                 self._record_setitem(args, sys._getframe(2))
         except Exception:  # provenance is a nicety; the script's run is not

@@ -205,7 +205,10 @@ def note_inner_writes(func, args, kwargs, result) -> None:
         return
     nodes = _unnoted_writes(result)
     writes = _Writes(keep_before=True)
-    with torch.no_grad(), writes:
+    devices = sorted({a.device.index or 0 for a in (*args, *kwargs.values())
+                      if isinstance(a, torch.Tensor) and a.is_cuda})
+    # the replay draws no random number the script would have drawn next
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), writes:
         replayed = func(*[_detached(a, keep_grad=False) for a in args],
                         **{k: _detached(v, keep_grad=False) for k, v in kwargs.items()})
     if not isinstance(replayed, torch.Tensor):
