@@ -78,6 +78,8 @@ def before_write(func, args) -> Optional[torch.Tensor]:
     target = args[0]
     if not torch.is_grad_enabled() or not target._is_view() or target._base is None:
         return None
+    if not any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+        return None  # no node will be made: nothing to note
     return target.detach().clone()
 
 
