@@ -51,6 +51,7 @@ from torch.autograd.function import Function
 from torch.overrides import TorchFunctionMode
 
 from ..model import Source
+from . import view_writes
 
 KEY = "graphexplain"
 ORIGIN = "graphexplain.origin"  # on a node an earlier call's backward made: an `Origin`
@@ -309,6 +310,7 @@ class Recorder(TorchFunctionMode):
 
     # --- the mode itself ----------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        before = self._before_view_write(func, args)
         result = func(*args, **(kwargs or {}))
         if stepping_aside() or self.paused:
             return result
@@ -316,7 +318,46 @@ class Recorder(TorchFunctionMode):
             self._record(func, args, kwargs or {}, result)
         except Exception:  # provenance is a nicety; the script's run is not
             pass
+        self._note_view_write(func, args, kwargs or {}, result, before)
         return result
+
+    # --- writes into views (Note [a write into a view] in capture/view_writes.py) ---
+    def _before_view_write(self, func, args):
+        if stepping_aside() or self.paused:
+            return None
+        try:
+            return view_writes.before_write(func, args)
+        except Exception:  # provenance is a nicety; the script's run is not
+            return None
+
+    def _note_view_write(self, func, args, kwargs, result, before) -> None:
+        paused, self.paused = self.paused, True  # the replays and twins are graphexplain's own calls
+        try:
+            view_writes.note(func, args, kwargs, result, before)
+        except Exception:  # provenance is a nicety; the script's run is not
+            pass
+        finally:
+            self.paused = paused
+        try:
+            if view_writes.is_setitem(func):
+                self._record_setitem(args, sys._getframe(2))
+        except Exception:  # provenance is a nicety; the script's run is not
+            pass
+
+    def _record_setitem(self, args, caller) -> None:
+        """``x[key] = v`` returns None, so `_record` sees no output: the
+        CopySlices node it made on x's base gets its line here, and the
+        base's numbers after the write as its output."""
+        base = view_writes.base_of(args[0])
+        node = base.grad_fn if isinstance(base, torch.Tensor) else None
+        if node is None or type(node).__name__ != "CopySlices" or KEY in node.metadata:
+            return
+        source, _ = self.finder.source_and_name(self.finder.user_frame(caller))
+        operands = tuple(o for o in map(_operand, (args[0], args[2])) if o is not None)
+        record = Provenance(source, None, operands, {0: (base.detach(), base._version)}, running_module(caller),
+                            True, "__setitem__", {0: weakref.ref(base)})
+        node.metadata[KEY] = record
+        self._mark_inner_nodes(node, source, record.module, "__setitem__")
 
     def _record(self, func, args, kwargs, result, caller=None) -> None:
         outputs = _tensors(result)

@@ -32,6 +32,7 @@ from .naming import Names
 from .provenance import KEY, ORIGIN, Origin, Provenance, Recorder
 from .composites import composite_inner
 from .recapture import function_inner, is_function
+from .view_writes import VIEW_WRITE
 from .subgraph import Captured, Subgraph, backward_order, gradient_edge, input_edge, is_accumulator
 
 
@@ -390,6 +391,7 @@ class PendingCall:
         edges = node.next_functions
         words = rule.inputs if rule is not None and len(rule.inputs) == len(edges) else \
             tuple(f"input{k}" for k in range(len(edges)))
+        words = _view_write_words(node, words)
         positions = (rule.inputs + rule.params) if rule is not None else words
         record_operands = record.operands if record is not None and record.direct else ()
         if not self._aligned(record_operands, edges):
@@ -405,6 +407,7 @@ class PendingCall:
             self._fill_params(rule, params, saved, record_operands)
             if "self_geometry" in rule.params:
                 params["self_geometry"] = self._geometry(*edges[0]) if edges else None
+        params.update(_view_write_params(node))
         outputs = tuple(self._output_value(node, nr) for nr in range(self._output_count(node, record)))
         if outputs and (outputs[0] is None or not outputs[0].known) and "result" in saved:
             outputs = (value_of(saved["result"]),) + outputs[1:]
@@ -613,6 +616,57 @@ class PendingCall:
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else ()
             unused.append(Unused(name or f"input {position + 1}", shape, returned))
         return tuple(unused)
+
+
+def _view_write(node):
+    try:
+        return node.metadata.get(VIEW_WRITE) if type(node).__name__ == "CopySlices" else None
+    except Exception:
+        return None
+
+
+def _view_write_params(node) -> Dict[str, Any]:
+    """A CopySlices node's view and the fn it wraps, as the recorder noted
+    them (Note [a write into a view] in capture/view_writes.py), as plain
+    data: the view's as_strided geometry in its base, fn's node name, what
+    fn saved, and the view's numbers before and after the write."""
+    if type(node).__name__ == "AsStridedBackward0":
+        return _as_strided_of_a_written_base(node)
+    write = _view_write(node)
+    if write is None:
+        return {}
+    params: Dict[str, Any] = {
+        "size": tuple(write.size), "stride": tuple(write.stride), "storage_offset": int(write.storage_offset),
+        "base_geometry": (0, tuple(write.base_strides)),
+        "view_before": to_numpy(write.before), "view_after": to_numpy(write.after),
+    }
+    if write.twin is not None:
+        wrapped_params, wrapped_saved = _saved(write.twin)
+        params["wrapped"] = type(write.twin).__name__
+        params["wrapped_params"] = wrapped_params
+        params["wrapped_saved"] = {name: index_or_numbers(tensor) for name, tensor in wrapped_saved.items()}
+    return params
+
+
+def _as_strided_of_a_written_base(node) -> Dict[str, Any]:
+    """A view of a base written in place is read again by torch as
+    as_strided of the base's new node, CopySlices; where the base lies in
+    its storage is what the write noted (the base itself has moved on)."""
+    edges = node.next_functions
+    write = _view_write(edges[0][0]) if edges else None
+    if write is None:
+        return {}
+    return {"self_geometry": (int(write.base_offset), tuple(write.base_strides))}
+
+
+def _view_write_words(node, words: Tuple[str, ...]) -> Tuple[str, ...]:
+    """A CopySlices node's operands: the base (self), then fn's other
+    inputs, in the words of fn's row."""
+    write = _view_write(node)
+    rule = lookup(type(write.twin).__name__) if write is not None and write.twin is not None else None
+    if rule is None or len(rule.inputs) != len(words):
+        return words
+    return ("self",) + tuple(rule.inputs[1:])
 
 
 _SHORT = {

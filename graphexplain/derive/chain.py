@@ -31,6 +31,7 @@ from ..rules.fft import Transform
 from . import arguments, broadcast, budget, formula, indexed, routing
 from . import convolution
 from . import complex as complex_
+from . import copy_slices
 from .naming import display_names, rename, show
 from .symbolic import leaf_formulas
 from ..precision import epsilon
@@ -526,6 +527,8 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     if node.inner is not None:  # a hand-written backward: its forward's graph is differentiated instead
         from .function import derive_function
         return derive_function(node, upstream, each_output, upstream_budget, each_budget)
+    if node.op in copy_slices.OPS:  # a write into a view: fn's own row, on the region written
+        return copy_slices.derive_node(node, upstream, upstream_budget)
     rule = lookup(node.op)
     if rule is None:
         return _not_derived(node, upstream, node.op, NO_RULE, "no symbolic rule for this op", upstream_budget)

@@ -21,6 +21,7 @@ from . import double_backward
 from . import composite
 from . import convolution
 from . import fft
+from . import views
 from .kinds import Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 
 FAMILIES = (pointwise, reductions, shape, linalg)
@@ -31,6 +32,7 @@ FAMILIES += (double_backward,)
 FAMILIES += (composite,)
 FAMILIES += (convolution,)
 FAMILIES += (fft,)
+FAMILIES += (views,)
 
 
 def _build_table() -> Dict[str, Rule]:
