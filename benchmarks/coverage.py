@@ -101,19 +101,23 @@ def explain_quietly(scalar):
 
 
 def explain_sample(tally: Tally, group: str, run) -> None:
-    """Run one sample (`run()` gives the outputs), reduce, explain, count."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scalar = to_scalar(run())
-    except Exception:
-        return  # torch itself refused this sample: not ours to count
-    if scalar is None:
-        return
-    try:
-        tally.add(group, explain_quietly(scalar))
-    except Exception as error:  # graphexplain failed: a crash
-        tally.crash(group, error)
+    """Run one sample (`run()` gives the outputs), reduce, explain, count.
+    The sample runs under `recording()`, as a traced script does, so that
+    what only the recorder sees (a custom Function's call, the region a
+    write into a view replaced) is there to be explained."""
+    with graphexplain.recording():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scalar = to_scalar(run())
+        except Exception:
+            return  # torch itself refused this sample: not ours to count
+        if scalar is None:
+            return
+        try:
+            tally.add(group, explain_quietly(scalar))
+        except Exception as error:  # graphexplain failed: a crash
+            tally.crash(group, error)
 
 
 def forward_module(info, module_input):
