@@ -232,6 +232,7 @@ def _write_pictures(report, options, outputs: Outputs, err) -> List[str]:
 
     _written(marker, outputs.folder_shown)
     written, failed = [], {}  # problem → the pictures it stopped
+    sources = {}  # problem → the DOT files written for those pictures, to draw by hand
     for explanation in report.all_explanations:
         index = explanation.index
         name = f"call-{index}" if index else "target"
@@ -240,12 +241,18 @@ def _write_pictures(report, options, outputs: Outputs, err) -> List[str]:
             try:
                 render(explanation, os.path.join(outputs.folder, f"{name}.{format}"), format, report.view)
                 written.append(shown)
-            except RenderError as problem:
-                failed.setdefault(str(problem), []).append(shown)
+                continue
+            except RenderError as error:
+                problem = str(error)
             except OSError as error:
-                failed.setdefault(f"{error.strerror or error}.", []).append(shown)
+                problem = f"{error.strerror or error}."
+            failed.setdefault(problem, []).append(shown)
+            source = os.path.join(outputs.folder_shown, f"{name}.dot")
+            if format != "dot" and source in written and source not in sources.setdefault(problem, []):
+                sources[problem].append(source)
     for problem, pictures in failed.items():
-        err.print(f"graphexplain: not drawn: {', '.join(pictures)}: {problem}")
+        where = f" The DOT source is in {', '.join(sources[problem])}." if sources.get(problem) else ""
+        err.print(f"graphexplain: not drawn: {', '.join(pictures)}: {problem}{where}")
     return written
 
 

@@ -5,9 +5,11 @@ submodules of every nn.Module found there (``model.lin.weight``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, Optional, Sequence
 
 import torch
+
+from ..notation import LABEL_WIDTH, numbered, shorten
 
 
 @dataclass
@@ -65,3 +67,28 @@ def names_from_namespace(*scopes) -> Names:
             names.tensors[id(parameter)] = f"{name}.{parameter_name}"
             names._keep.append(parameter)
     return names
+
+
+def expression_name(expr: str) -> str:
+    """A node named by the expression its line evaluates, cut to the bound
+    (Note [bounded labels] in notation.py)."""
+    return shorten(expr)
+
+
+def composed_name(verb: str, inner: Sequence[str], plain: Sequence[bool], step: Optional[int]) -> str:
+    """A name for a node nobody named, from what it applies to: ``t(w)`` for
+    the transpose F.linear makes of ``w``. Only names the script gave (a
+    variable, a leaf, an expression) go inside, never another composed
+    name, and only while the whole fits the bound; otherwise the op and its
+    step number, ``mul#12`` (or the op alone outside the call's graph).
+    Nesting is what made a recurrent graph's names double at each step.
+
+        >>> composed_name("t", ["w"], [True], 3)
+        't(w)'
+        >>> composed_name("mul", ["t(w)", "x"], [False, True], 12)
+        'mul#12'
+    """
+    name = f"{verb}({', '.join(inner)})"
+    if inner and all(plain) and len(name) <= LABEL_WIDTH:
+        return name
+    return numbered(verb, step) if step is not None else verb

@@ -28,7 +28,7 @@ from ..model import Constant, Graph, Hook, Leaf, Node, Operand, Root, Source, Un
 from ..observed import LeafGradients, NodeGradients, Observed
 from ..rules import lookup
 from ..rules.kinds import Composite
-from .naming import Names
+from .naming import Names, composed_name, expression_name
 from .provenance import KEY, ORIGIN, Origin, Provenance, Recorder
 from .composites import composite_inner
 from .recapture import function_inner, is_function
@@ -250,9 +250,10 @@ class PendingCall:
                 names[i] = record.assigned
                 taken.add(record.assigned)
             elif record.source is not None and record.source.expr:
-                names[i] = record.source.expr
+                names[i] = expression_name(record.source.expr)
         # Nodes made inside a call (F.linear's transpose) are named after what
         # they apply to; their producers come later in backward order.
+        plain = [bool(name) for name in names]  # named by the script, not composed here
         for i in reversed(range(len(self.raw))):
             if names[i]:
                 continue
@@ -263,11 +264,12 @@ class PendingCall:
             if self._origin_of(vertex) is not None:
                 names[i] = self._backward_made_name(vertex)
                 continue
-            inner = [names[self.index[id(n)]] if id(n) in self.index else self._label(n)
-                     for n, _ in vertex.next_functions if n is not None]
+            inputs = [n for n, _ in vertex.next_functions if n is not None]
+            inner = [names[self.index[id(n)]] if id(n) in self.index else self._label(n) for n in inputs]
+            inner_plain = [plain[self.index[id(n)]] if id(n) in self.index else self._named(n) for n in inputs]
             rule = lookup(type(vertex).__name__)
             verb = _short_op(type(vertex).__name__)
-            names[i] = f"{verb}({', '.join(inner)})" if inner else (rule.title if rule else verb)
+            names[i] = composed_name(verb, inner, inner_plain, i + 1) if inner else (rule.title if rule else verb)
         return names
 
     def _label(self, node, depth: int = 0) -> str:
@@ -275,17 +277,26 @@ class PendingCall:
         op that made a non-leaf input), for the operand it feeds."""
         if is_accumulator(node):
             return self.names.tensor(node.variable) or "leaf"
-        record = self._record(node)
-        name = self.names.node(node)
-        if not name and record is not None and record.direct:
-            name = record.assigned or (record.source.expr if record.source is not None else None) or ""
+        name = self._named(node)
         if name:
             return name
         if self._origin_of(node) is not None:
             return self._backward_made_name(node)
-        inner = [self._label(n, depth + 1) for n, _ in node.next_functions if n is not None] if depth < 2 else []
+        inputs = [n for n, _ in node.next_functions if n is not None] if depth < 2 else []
         verb = _short_op(type(node).__name__)
-        return f"{verb}({', '.join(inner)})" if inner else verb
+        return composed_name(verb, [self._label(n, depth + 1) for n in inputs],
+                             [bool(self._named(n)) for n in inputs], None) if inputs else verb
+
+    def _named(self, node) -> str:
+        """The script's own name for a node outside the call's graph, or ""."""
+        if is_accumulator(node):
+            return self.names.tensor(node.variable) or "leaf"
+        record = self._record(node)
+        name = self.names.node(node)
+        if not name and record is not None and record.direct:
+            name = record.assigned or (expression_name(record.source.expr) if record.source is not None
+                                       and record.source.expr else "")
+        return name
 
     def _root_name(self, root, vertex) -> str:
         return self.names.tensor(root) or self.node_names[self.index[id(vertex)]]

@@ -16,7 +16,7 @@ import sympy as sp
 
 from ..model import Node
 from ..rules.kinds import Rule
-from ..notation import is_number, label
+from ..notation import is_number, label, shorten
 from . import arguments, formula
 
 
@@ -36,7 +36,7 @@ def display_names(rule: Rule, node: Node, count=None) -> Dict[str, Union[str, sp
     for operand in node.operands:
         literal = operand.producer is None and not operand.requires_grad and is_number(operand.label)
         number = _number(operand.value.data) if literal and operand.value is not None and operand.value.known else None
-        names[operand.name] = number if number is not None else label(operand.label)
+        names[operand.name] = number if number is not None else label(shorten(operand.label))
     params = arguments.saved(node)
     present = {o.name for o in node.operands if o.producer is not None or (o.value is not None and o.value.known)}
     for name in rule.params + tuple(name for name, _ in rule.defaults):
@@ -45,7 +45,7 @@ def display_names(rule: Rule, node: Node, count=None) -> Dict[str, Union[str, sp
         value = params.get(name, dict(rule.defaults).get(name))
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             names[name] = _number(value)
-    names[formula.RESULT] = label(node.name)
+    names[formula.RESULT] = label(shorten(node.name))  # Note [bounded labels] in notation.py
     if count is not None:
         names[formula.COUNT] = sp.Integer(count)
     return names

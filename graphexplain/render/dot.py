@@ -10,11 +10,14 @@ Every label is text as it is (`_literal`): a backslash in the user's code
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from typing import Dict, Optional
 
 import graphviz
 import numpy as np
 
+from ..notation import LABEL_WIDTH, shorten, stands_in
 from ..results import HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .collapse import Cluster, View, collapse
 from .formatting import array, number, plural, shape
@@ -53,9 +56,36 @@ class RenderError(Exception):
 SMALL = 4  # elements shown in full on a node; larger tensors are summarised
 
 
+LINE_WIDTH = 2 * LABEL_WIDTH  # a line of a label: a name, or a few words and numbers
+
+
 def _literal(text: str) -> str:
-    """`text` as a DOT label that graphviz shows letter for letter."""
-    return graphviz.escape(text)
+    """`text` as a DOT label that graphviz shows letter for letter; names
+    are cut to LABEL_WIDTH where the label is made, and any line to
+    LINE_WIDTH here (Note [bounded labels] in notation.py)."""
+    return graphviz.escape("\n".join(shorten(line, LINE_WIDTH) for line in text.split("\n")))
+
+
+def _legend(node):
+    """Under a name that stands in for a longer one (`mul#12`, a cut
+    expression): the code it comes from, cut too, and where."""
+    if not stands_in(node.name) or node.source is None:
+        return None
+    where = f"{os.path.basename(node.source.file)}:{node.source.line}"
+    expr = node.source.expr or node.source.code.strip()
+    if node.name.endswith("…") or not expr:  # the name is already the start of the expression
+        return f"at {where}"
+    return f"in {shorten(expr, max(20, LABEL_WIDTH - len(where) - 6))} ({where})"
+
+
+LEGEND = {"numbered": "op#N: the op of step N, which no variable names",
+          "cut": f"…: a name or line cut at {LABEL_WIDTH} characters"}
+
+
+def _legend_lines(names) -> list:
+    """The picture's legend: what the stand-in names it uses mean."""
+    used = {"cut" if name.endswith("…") else "numbered" for name in names if stands_in(name)}
+    return [LEGEND[kind] for kind in LEGEND if kind in used]
 
 
 def _value(value) -> str:
@@ -64,9 +94,12 @@ def _value(value) -> str:
 
 
 def _label(node, derived, leaf=None) -> str:
-    lines = [node.name, f"{node.op}" + (f" · {derived.title}" if derived.title != node.op else "")]
+    lines = [shorten(node.name), f"{node.op}" + (f" · {derived.title}" if derived.title != node.op else "")]
     if leaf is not None and leaf.produced_by:  # a non-leaf input: its node is not torch's op
         lines[1] = f"input · produced by {leaf.produced_by.split(',')[0]}"  # the op, without where
+    legend = _legend(node)
+    if legend is not None:
+        lines.insert(1, legend)
     if getattr(derived, "geometry", ""):  # a kernel's shape: "conv2d 3→6, 5×5, stride 1, pad 0"
         lines.append(derived.geometry)
     if node.output is not None:
@@ -99,7 +132,7 @@ def _add_clusters(picture, clusters: Dict[str, list]) -> None:
 
     def add(parent, name):
         with parent.subgraph(name=f"cluster_{next(counter)}") as cluster:
-            cluster.attr(label=_literal(name), **STYLES["module"])
+            cluster.attr(label=_literal(shorten(name)), **STYLES["module"])
             for node_name, text, attributes in clusters[name]:
                 cluster.node(node_name, text, **attributes)
             for child in children[name]:
@@ -139,6 +172,9 @@ def to_dot(explanation, view: Optional[View] = None) -> str:
         else:
             picture.node(entry[0], entry[1], **entry[2])
     _add_clusters(picture, clusters)
+    legend = _legend_lines([step.node.name for step in explanation.steps])
+    if legend:  # at the foot of the picture; clusters keep their own labels
+        picture.attr(label=_literal("\n".join(legend)), labelloc="b", labeljust="l")
     for step in explanation.steps:
         by_name = {chain.input: chain for chain in step.derivation.steps}
         for operand in step.node.operands:
@@ -149,7 +185,7 @@ def to_dot(explanation, view: Optional[View] = None) -> str:
             picture.edge(f"n{operand.producer}", f"n{step.node.id}", label=label)
     for index, constant in enumerate(graph.constants):
         name = f"c{index}"
-        picture.node(name, _literal(f"{constant.name}\n{shape(constant.shape)}\nconstant: {constant.reason}"),
+        picture.node(name, _literal(f"{shorten(constant.name)}\n{shape(constant.shape)}\nconstant: {constant.reason}"),
                      **STYLES["constant"])
         for user in constant.used_by:
             picture.edge(name, f"n{user}", **STYLES["constant-edge"])
@@ -223,35 +259,94 @@ def _collapsed_dot(explanation, collapsed) -> str:
         picture.edge(producer, consumer)
     for index, constant in enumerate(graph.constants):
         name = f"c{index}"
-        picture.node(name, _literal(f"{constant.name}\n{shape(constant.shape)}\nconstant: {constant.reason}"),
+        picture.node(name, _literal(f"{shorten(constant.name)}\n{shape(constant.shape)}\nconstant: {constant.reason}"),
                      **STYLES["constant"])
         for user in dict.fromkeys(collapsed.item_of[user] for user in constant.used_by):
             picture.edge(name, user, **STYLES["constant-edge"])
     return picture.source
 
 
+DOT_TIMEOUT = 60  # seconds graphviz's `dot` may take for one picture before it is stopped
+
+
+def _draw(source: str, format: str) -> bytes:
+    """`dot -Tformat` run on `source`: its output, or a RenderError that says
+    in one line what went wrong (Note [dot fails in many ways])."""
+    try:
+        process = subprocess.Popen(["dot", f"-T{format}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, start_new_session=True)
+    except FileNotFoundError:
+        raise RenderError(
+            "graphviz's `dot` program is not installed, so no picture was drawn (the .dot file "
+            "was still written). Install it with `apt-get install graphviz` (Debian/Ubuntu), "
+            "`brew install graphviz` (macOS) or `conda install graphviz`, then run again."
+        ) from None
+    except OSError as error:
+        raise RenderError(f"graphviz's `dot` program could not be started: {error.strerror or error}.") from None
+    try:
+        data, errors = process.communicate(source.encode("utf-8"), timeout=DOT_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        _stop(process)
+        raise RenderError(f"graphviz's `dot` took longer than {DOT_TIMEOUT} s and was stopped.") from None
+    except OSError as error:  # a pipe closed under us: dot died while reading
+        _stop(process)
+        raise RenderError(f"graphviz's `dot` stopped reading the graph: {error.strerror or error}.") from None
+    if process.returncode < 0:
+        name = _signal_name(-process.returncode)
+        raise RenderError(f"graphviz's `dot` crashed ({name}).")
+    if process.returncode == 0 and not data:
+        raise RenderError("graphviz's `dot` ended without drawing anything (did it read the graph?).")
+    if process.returncode != 0:
+        said = _first_line(errors)
+        said = f": {said}" + ("" if said[-1] in ".?!" else ".") if said else "."
+        raise RenderError(f"graphviz's `dot` refused the graph (exit code {process.returncode}){said}")
+    return data
+
+
+# Note [dot fails in many ways]
+# graphviz's `dot` can be missing, refuse its input (a label over 16384
+# characters: "longer than 16384?"), exit non-zero, crash on a signal, close
+# its input early (a BrokenPipeError while we write), or hang on a huge
+# graph. Each is one RenderError, said in one line by the CLI next to the
+# .dot file it still wrote; none is a traceback, and none changes the exit
+# code, which is the verification's. dot runs in its own session so that a
+# timeout stops it and anything it started.
+
+
+def _stop(process) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        pass  # already gone
+    try:
+        process.communicate(timeout=5)
+    except Exception:
+        pass
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _first_line(errors: bytes) -> str:
+    lines = [line.strip() for line in errors.decode("utf-8", "replace").splitlines() if line.strip()]
+    return shorten(lines[0], 160) if lines else ""
+
+
 def render(explanation, path: str, format: str = "png", view: Optional[View] = None) -> str:
     """Write the picture to `path` in `format`; returns `path`.
 
-    Raises RenderError when graphviz's `dot` program is missing (the DOT
-    source can still be written with format="dot").
+    Raises RenderError, with a one-line message, when graphviz's `dot`
+    program is missing or fails (the DOT source can still be written with
+    format="dot").
     """
     if format not in FORMATS:
         raise RenderError(f"Unknown picture format {format!r}: choose from {', '.join(FORMATS)}.")
     source = to_dot(explanation, view)
-    if format == "dot":
-        data = source.encode("utf-8")
-    else:
-        try:
-            data = graphviz.Source(source).pipe(format=format)
-        except graphviz.ExecutableNotFound:
-            raise RenderError(
-                "graphviz's `dot` program is not installed, so no picture was drawn (the .dot file "
-                "was still written). Install it with `apt-get install graphviz` (Debian/Ubuntu), "
-                "`brew install graphviz` (macOS) or `conda install graphviz`, then run again."
-            ) from None
-        except graphviz.CalledProcessError as error:
-            raise RenderError(f"graphviz failed to draw the picture: {error}") from None
+    data = source.encode("utf-8") if format == "dot" else _draw(source, format)
     directory = os.path.dirname(path)
     if directory:
         os.makedirs(directory, exist_ok=True)

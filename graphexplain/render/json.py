@@ -8,6 +8,8 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ..notation import shorten
+
 SCHEMA = "graphexplain/1"
 
 
@@ -64,19 +66,19 @@ def _node(step, observed) -> Dict[str, Any]:
         "id": node.id,
         "op": node.op,
         "title": derived.title,
-        "name": node.name,
+        "name": shorten(node.name),  # Note [bounded labels] in notation.py
         "module": node.module,
         "source": _source(node.source),
         "shape": list(node.output.shape) if node.output is not None else None,
         "value": numbers(node.output.data) if node.output is not None else None,
         "inputs": [
-            {"input": o.name, "name": o.label, "from": o.producer, "requires_grad": o.requires_grad}
+            {"input": o.name, "name": shorten(o.label), "from": o.producer, "requires_grad": o.requires_grad}
             for o in node.operands
         ],
         "forward": derived.forward or None,
         "forward_named": derived.forward_named or None,
         "local_gradients": [
-            {"input": g.input, "name": g.label, "expr": g.expr, "named": g.named, "value": numbers(g.value)}
+            {"input": g.input, "name": shorten(g.label), "expr": g.expr, "named": g.named, "value": numbers(g.value)}
             for g in derived.local_gradients
         ],
         "upstream": numbers(derived.upstream),
@@ -102,7 +104,7 @@ def _node(step, observed) -> Dict[str, Any]:
 
 def _leaf(leaf, derived, verified, torch_side, jacobian=None) -> Dict[str, Any]:
     data = {
-        "name": leaf.name,
+        "name": shorten(leaf.name),
         "node": leaf.node,
         "shape": list(leaf.value.shape),
         "value": numbers(leaf.value.data),
@@ -134,7 +136,7 @@ def call_to_json(explanation) -> Dict[str, Any]:
         "source": _source(graph.call_source),
         "status": explanation.status,
         "first_mismatch": first,
-        "root": {"name": root.name, "shape": list(root.value.shape), "value": numbers(root.value.data),
+        "root": {"name": shorten(root.name), "shape": list(root.value.shape), "value": numbers(root.value.data),
                  "grad_output": numbers(root.grad_output)} if root else None,
         "nodes": [_node(step, explanation.observed) for step in explanation.steps],
         "leaves": [_leaf(leaf, derived, verified, explanation.observed.leaf(position),

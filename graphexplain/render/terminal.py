@@ -27,7 +27,7 @@ from ..results import (
     DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, ChainStep,
 )
 from ..results import worst
-from ..notation import label
+from ..notation import LABEL_WIDTH, label, shorten, stands_in
 from .collapse import Cluster, View, collapse
 from .formatting import array, number, plural, shape
 
@@ -90,7 +90,7 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
     node, derived, verified = step.node, step.derivation, step.verification
     title = Text()
     title.append(f"{number_of}. ", style=STYLES["heading"])
-    title.append(node.name, style=STYLES["label"])
+    title.append(shorten(node.name), style=STYLES["label"])
     title.append("  ")
     title.append(node.op, style=STYLES["op"])
     title.append(f" — {derived.title}")
@@ -217,12 +217,12 @@ def _local_text(node, derived, local) -> Text:
 def _leaf_block(explanation, leaf, derived, verified, torch_side) -> RenderableType:
     title = Text()
     title.append("input " if leaf.produced_by else "leaf ", style=STYLES["heading"])
-    title.append(leaf.name, style=STYLES["label"])
+    title.append(shorten(leaf.name), style=STYLES["label"])
     if leaf.produced_by:
         title.append(f", produced by {leaf.produced_by}")
     title.append(f"  {shape(leaf.value.shape)} {array(leaf.value.data)}")
     grid = _grid()
-    roots = ", ".join(root.name for root in explanation.graph.roots)
+    roots = ", ".join(shorten(root.name) for root in explanation.graph.roots)
     seeded = any(np.size(root.grad_output) > 1 for root in explanation.graph.roots)
     gradient = f"vᵀ·∂{label(roots)}/∂{leaf.name}" if seeded else f"∂{label(roots)}/∂{leaf.name}"
     if derived.grad is None:
@@ -320,6 +320,18 @@ def _incomplete_words(explanation) -> str:
             f"{plural(total_nodes, 'node')} and {leaves} of {plural(len(explanation.verification.leaves), 'leaf')}.")
 
 
+def _legend(names) -> Optional[str]:
+    """What the stand-in names mean, when the walkthrough uses any
+    (Note [bounded labels] in notation.py)."""
+    used = [name for name in names if stands_in(name)]
+    parts = []
+    if any(not name.endswith("…") for name in used):
+        parts.append("a name like mul#12 is the op of step 12, which no variable of the script names")
+    if any(name.endswith("…") for name in used):
+        parts.append(f"a name ending in … is cut at {LABEL_WIDTH} characters (its code line is shown whole)")
+    return "; ".join(parts) + "." if parts else None
+
+
 def _entering_gradients(graph):
     """Nodes that are a gradient an earlier call made (create_graph=True),
     where it enters this call's graph: a root, or fed to a node of the script's own."""
@@ -344,10 +356,13 @@ def walkthrough(explanation, width: int = 80, view: Optional[View] = None) -> It
     yield Rule(Text(heading, style=STYLES["heading"]), characters="━")
     for root in graph.roots:
         seed = array(root.grad_output)
-        yield Text(f"root {root.name} = {array(root.value.data)} ({shape(root.value.shape)}), "
+        yield Text(f"root {shorten(root.name)} = {array(root.value.data)} ({shape(root.value.shape)}), "
                    f"gradient seeded with {seed}")
     yield Text(f"{plural(len(graph.nodes), 'node')}, {plural(len(graph.leaves), 'leaf')}, in backward order; "
                "at each node: upstream × local gradient = downstream", style="dim")
+    legend = _legend([node.name for node in graph.nodes])
+    if legend is not None:
+        yield Text(legend, style="dim")
     for constant in graph.constants:
         yield Text(f"constant {constant.name} {shape(constant.shape)}: {constant.reason}, "
                    "so no gradient flows to it", style="dim")
@@ -488,12 +503,32 @@ def to_text(explanation, width: int = 80) -> str:
     return _plain_text(walkthrough(explanation, width), width)
 
 
+LISTED_IN_FULL = 12  # more calls not explained than this (a training loop), and the table is summarised
+LISTED_FIRST, LISTED_BETWEEN = 3, 4  # then: the first few, a few evenly between, and the last
+
+
+def listed_positions(count: int) -> list:
+    """Which of `count` listed calls get a row: all of a few; of many, the
+    first LISTED_FIRST, LISTED_BETWEEN evenly spaced between, and the last.
+
+        >>> listed_positions(300)
+        [0, 1, 2, 62, 121, 181, 240, 299]
+    """
+    if count <= LISTED_IN_FULL:
+        return list(range(count))
+    first, last = LISTED_FIRST, count - 1
+    between = [first + round((last - first) * k / (LISTED_BETWEEN + 1)) for k in range(1, LISTED_BETWEEN + 1)]
+    return sorted({*range(first), *between, last})
+
+
 def call_listing(report) -> Optional[Table]:
-    """One line per backward call that was not explained in full."""
+    """One line per backward call that was not explained in full; for many
+    calls, a few of them with "… N more calls …" rows between."""
     listed = [record for record in report.calls
               if record.index not in report.explanations and record.error is None]
     if not listed:
         return None
+    shown = listed_positions(len(listed))
     table = Table(title="Other backward calls (explain one with --call N)", title_justify="left",
                   box=None, padding=(0, 1), show_edge=False)
     table.add_column("call", justify="right")
@@ -501,11 +536,18 @@ def call_listing(report) -> Optional[Table]:
     table.add_column("value", justify="right")
     table.add_column("leaf gradient norms", overflow="fold")
     table.add_column("status")
-    for record in listed:
-        norms = ", ".join(f"‖{name}‖={number(norm)}" for name, norm in record.summary.leaf_norms)
+    previous = -1
+    for position in shown:
+        skipped = position - previous - 1
+        if skipped:
+            table.add_row("…", "", "", Text(f"… {plural(skipped, 'more call')} …", style="dim"), "")
+        previous = position
+        record = listed[position]
+        norms = ", ".join(f"‖{shorten(name)}‖={number(norm)}" for name, norm in record.summary.leaf_norms)
         value = number(record.summary.root_value) if record.summary.root_value is not None else ""
         why = f"not explained: {record.capture_problem}" if record.capture_problem else "not explained"
-        table.add_row(str(record.index), Text(record.summary.root), value, Text(norms), Text(why, style="dim"))
+        table.add_row(str(record.index), Text(shorten(record.summary.root)), value, Text(norms),
+                      Text(why, style="dim"))
     return table
 
 
