@@ -256,3 +256,17 @@ def layout(rule: IndexFormula, node: Node) -> Layout:
         return LAYOUTS[rule.layout](rule, node, arguments.saved(node))
     except (KeyError, TypeError, ZeroDivisionError, StopIteration) as problem:
         raise CannotEvaluate(f"the op's dims do not fit the row's layout ({problem})") from None
+
+
+def _halves(rule, node, saved) -> Layout:
+    """glu: self's `dim` seen as (2, D/2), its first and second halves; the
+    axis is that 2, so each row holds one element of each half, at the same
+    place, and the result one number per row."""
+    shape = _main_shape(rule, node)
+    dim = int(saved["dim"]) % len(shape)
+    if shape[dim] % 2:
+        raise CannotEvaluate(f"glu halves a dim of even length, not {shape[dim]}")
+    return Layout(shape[:dim] + (2, shape[dim] // 2) + shape[dim + 1:], (dim,))
+
+
+LAYOUTS["halves"] = _halves

@@ -1197,3 +1197,22 @@ def index_map(forward: str, shape: Tuple[int, ...], arguments: Dict[str, object]
     on the positions of an operand of `shape`: the map pi."""
     (result, *_) = _outputs(_call(forward, _binder([("self", positions(shape))], arguments), "map", ["self"]))
     return result
+
+
+# --- lu_unpack: the two triangles of a packed LU ---------------------------------------
+
+
+def _lu_unpack(array, fill=0):
+    """L and U from the packed LU of a (*, m, n) matrix, k = min(m, n): L is
+    (*, m, k), the part below the diagonal with 1 on it; U is (*, k, n), the
+    diagonal and above. The 1s and 0s come from no input."""
+    rows, columns = array.shape[-2:]
+    k = min(rows, columns)
+    unit = EMPTY if fill == EMPTY else 1
+    lower = _triangle(array[..., :, :k], -1, fill, lower=True)
+    lower[..., np.arange(k), np.arange(k)] = unit
+    upper = _triangle(array[..., :k, :], 0, fill, lower=False)
+    return [lower, upper]
+
+
+FUNCTIONS["lu_unpack"] = _lu_unpack

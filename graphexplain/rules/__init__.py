@@ -18,6 +18,7 @@ from . import activations, losses, special
 from . import accumulate, normalization, softmax
 from . import indexing
 from . import double_backward
+from . import sampling
 from .kinds import Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 
 FAMILIES = (pointwise, reductions, shape, linalg)
@@ -25,6 +26,7 @@ FAMILIES += (special, activations, losses)
 FAMILIES += (softmax, normalization, accumulate)
 FAMILIES += (indexing,)
 FAMILIES += (double_backward,)
+FAMILIES += (sampling,)
 
 
 def _build_table() -> Dict[str, Rule]:

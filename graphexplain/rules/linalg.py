@@ -26,7 +26,7 @@ matrix calculus cannot differentiate, and nn.Bilinear's _trilinear
 index notation, not a matrix formula.
 """
 
-from .kinds import Matrix
+from .kinds import Matrix, Routing
 
 BIAS = ("alpha", "beta")  # addmm's family: beta*self + alpha*(product)
 
@@ -108,4 +108,8 @@ ROWS = (
         "LinalgSlogdetBackward0", "sign and log of the determinant's size", "sign(det(A)), log(Abs(det(A)))",
         ("A",), outputs=("sign", "logabsdet"),
     ),
+    # L (unit lower triangle) and U (upper triangle) of a packed LU: the
+    # elements are moved, the unit diagonal and the zeros come from no input.
+    # P is not differentiable, so torch's node has L and U as its outputs.
+    Routing("LuUnpackBackward0", "unpack L and U from a packed LU", "lu_unpack(LU_data)", ("LU_data",)),
 )

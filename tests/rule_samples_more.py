@@ -1,0 +1,75 @@
+"""Samples for the rows of issue #9 part 4: glu, bilinear, the margin losses,
+dropout's backward kernel, lu_unpack, the random samples, frexp, grid_sample
+and antialiased bilinear upsampling.
+
+Random ops draw their sample from a generator seeded here, so the sample is
+the same on every run; their gradient is 0 whatever was drawn.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rule_sampling import BASIC, FLOAT32, constant, positive, probability, real, sample
+
+aten = torch.ops.aten
+
+
+def _seeded(draw):
+    """`draw` with torch's global generator seeded, so the sample repeats."""
+    def build(*leaves):
+        torch.manual_seed(3)
+        return draw(*leaves)
+    return build
+
+
+DROPOUT_MASK = torch.tensor([[True, False, True], [True, True, False]])
+
+SAMPLES = {
+    "BernoulliBackward0": {BASIC: sample(_seeded(torch.bernoulli), p=probability(2, 3))},
+    "BernoulliBackward1": {BASIC: sample(_seeded(lambda x, p: (x * 1).bernoulli_(p)), x=real(4), p=probability(4))},
+    "BernoulliBackward2": {BASIC: sample(_seeded(lambda x: (x * 1).bernoulli_(0.3)), x=real(4))},
+    "NormalBackward0": {BASIC: sample(_seeded(lambda x: (x * 1).normal_(1.0, 2.0)), x=real(4))},
+    "NormalBackward1": {BASIC: sample(_seeded(lambda m: torch.normal(m, 2.0)), m=real(2, 3))},
+    "NormalBackward2": {BASIC: sample(_seeded(lambda s: torch.normal(1.0, s)), s=positive(2, 3))},
+    "NormalBackward3": {
+        BASIC: sample(_seeded(torch.normal), m=real(2, 3), s=positive(2, 3)),
+        "broadcast": sample(_seeded(torch.normal), m=real(3), s=positive(2, 3)),
+    },
+    "NativeDropoutBackwardBackward0": {
+        BASIC: sample(lambda g: aten.native_dropout_backward(g, DROPOUT_MASK, 2.0), g=real(2, 3)),
+        "scale-0": sample(lambda g: aten.native_dropout_backward(g, DROPOUT_MASK, 0.0), g=real(2, 3)),
+    },
+    "FrexpBackward0": {
+        BASIC: sample(lambda x: torch.frexp(x * 7)[0], x=real(3, 4)),
+        "float32": sample(lambda x: torch.frexp(x * 7)[0], x=(FLOAT32, (3, 4))),
+    },
+}
+
+
+def _lu_unpacked(a):
+    """lu_unpack of a packed LU that is a leaf itself: L and U weighted together."""
+    pivots = torch.arange(1, min(a.shape[-2:]) + 1, dtype=torch.int32).expand(a.shape[:-2] + (-1,))
+    _, lower, upper = torch.lu_unpack(a, pivots)
+    return torch.cat([lower.reshape(-1), 2 * upper.reshape(-1)])
+
+
+SAMPLES.update({
+    "LuUnpackBackward0": {
+        BASIC: sample(_lu_unpacked, a=real(3, 3)),
+        "wide": sample(_lu_unpacked, a=real(3, 5)),
+        "tall-batched": sample(_lu_unpacked, a=real(2, 4, 3)),
+        "L-only": sample(lambda a: _lu_unpacked(a)[:6], a=real(3, 3)),
+    },
+})
+
+SAMPLES.update({
+    "GluBackward0": {
+        BASIC: sample(lambda x: F.glu(x, -1), x=real(3, 4)),
+        "dim-0": sample(lambda x: F.glu(x, 0), x=real(6, 2, 3)),
+        "middle-dim": sample(lambda x: F.glu(x, 1), x=real(2, 6, 3)),
+        "vector": sample(F.glu, x=real(2)),
+        "module": sample(torch.nn.GLU(1), x=real(5, 6, 7)),
+    },
+})
