@@ -73,3 +73,32 @@ SAMPLES.update({
         "module": sample(torch.nn.GLU(1), x=real(5, 6, 7)),
     },
 })
+
+
+def ints(*values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.long)
+
+
+CLASSES = ints(1, 0, 3)  # a target class for each of 3 samples of 4 classes
+LABELS = torch.tensor([[3, 0, -1, 1], [1, 2, 3, -1], [-1, 0, 1, 2]])  # class lists, ended by -1
+CLASS_WEIGHTS = constant(4, low=0.5, high=2.0, seed=11)
+
+SAMPLES.update({
+    "MultiMarginLossBackward0": {
+        BASIC: sample(lambda x: F.multi_margin_loss(x, CLASSES), x=real(3, 4)),
+        "p-2": sample(lambda x: F.multi_margin_loss(x, CLASSES, p=2), x=real(3, 4)),
+        "margin-weight": sample(lambda x: F.multi_margin_loss(x, CLASSES, margin=0.7, weight=CLASS_WEIGHTS), x=real(3, 4)),
+        "sum": sample(lambda x: F.multi_margin_loss(x, CLASSES, p=2, reduction="sum"), x=real(3, 4)),
+        "none": sample(lambda x: F.multi_margin_loss(x, CLASSES, weight=CLASS_WEIGHTS, reduction="none"),
+                       x=real(3, 4)),
+        "one-sample": sample(lambda x: F.multi_margin_loss(x, ints(2)), x=real(4)),
+        "float32": sample(lambda x: F.multi_margin_loss(x, CLASSES, p=2), x=(FLOAT32, (3, 4))),
+    },
+    "MultilabelMarginLossBackward0": {
+        BASIC: sample(lambda x: F.multilabel_margin_loss(x, LABELS), x=real(3, 4)),
+        "sum": sample(lambda x: F.multilabel_margin_loss(x, LABELS, reduction="sum"), x=real(3, 4)),
+        "none": sample(lambda x: F.multilabel_margin_loss(x, LABELS, reduction="none"), x=real(3, 4)),
+        "one-sample": sample(lambda x: F.multilabel_margin_loss(x, ints(2, 2, 0, -1)), x=real(4)),
+        "float32": sample(lambda x: F.multilabel_margin_loss(x, LABELS), x=(FLOAT32, (3, 4))),
+    },
+})

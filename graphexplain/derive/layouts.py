@@ -270,3 +270,32 @@ def _halves(rule, node, saved) -> Layout:
 
 
 LAYOUTS["halves"] = _halves
+
+
+def _samples(rule, node, saved) -> Layout:
+    """multi_margin_loss, multilabel_margin_loss: self (C,) or (n, C), the
+    classes last. With reduction 'none' each sample is a row, along its
+    classes; otherwise every element is on one axis, and a formula tells the
+    elements of one sample by `sample` (each element's sample) as it tells
+    classes by `cls`. `C` is the number of classes; `listed` is 1 for the
+    entries of a class-list target (multilabel's) before its first -1."""
+    shape = _main_shape(rule, node) or (1,)
+    at = len(shape) - 1
+    classes = shape[at]
+    per_class = (1,) * at + (classes,)
+    per_sample = shape[:at] + (1,)
+    none = int(saved.get("reduction", 1)) == 0
+    axis = (at,) if none else tuple(range(len(shape)))
+    known = {"cls": np.arange(classes, dtype=np.float64).reshape(per_class),
+             "sample": np.arange(int(np.prod(per_sample, dtype=np.int64)), dtype=np.float64).reshape(per_sample),
+             "C": float(classes)}
+    target = saved.get("target")
+    if target is not None and int(np.size(target)) == int(np.prod(shape, dtype=np.int64)):
+        listed = np.cumprod(np.asarray(target).reshape(shape) != -1, axis=-1)
+        known["listed"] = listed.astype(np.float64)
+    aligned = {"weight": per_class, "cls": per_class, "sample": per_sample, "target": per_sample}
+    return Layout(shape, axis, aligned, known)
+
+
+LAYOUTS["samples"] = _samples
+LAYOUT_WORDS["samples"] = ("cls", "sample", "C", "listed")

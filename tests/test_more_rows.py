@@ -1,0 +1,54 @@
+"""The modules of torch's module_db that record the rows of issue #9 part 4
+(GLU, Bilinear, MultiMarginLoss, MultiLabelMarginLoss): each of their first
+samples, in float64, explained and verified node by node, with the row
+itself deriving its gradient (the rows' own samples are in
+tests/rule_samples_more.py)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import graphexplain
+
+MODULES = {  # module_db's class name → the node its forward records
+    "GLU": "GluBackward0",
+    "Bilinear": "TrilinearBackward0",
+    "MultiMarginLoss": "MultiMarginLossBackward0",
+    "MultiLabelMarginLoss": "MultilabelMarginLossBackward0",
+}
+SAMPLES_PER_MODULE = 4
+
+
+def _module_samples():
+    from torch.testing._internal.common_modules import module_db
+
+    params = []
+    for info in module_db:
+        name = info.module_cls.__name__
+        if name not in MODULES:
+            continue
+        inputs = info.module_inputs_func(info, device="cpu", dtype=torch.float64, requires_grad=True, training=True)
+        for number, module_input in enumerate(inputs[:SAMPLES_PER_MODULE]):
+            params.append(pytest.param(info, module_input, MODULES[name], id=f"{name}-{number}"))
+    return params
+
+
+def _weighted_total(output: torch.Tensor) -> torch.Tensor:
+    weights = torch.rand(output.shape, generator=torch.Generator().manual_seed(0), dtype=output.dtype) + 0.5
+    return (output * weights).sum()
+
+
+@pytest.mark.parametrize("info, module_input, op", _module_samples())
+def test_module_db_sample_verifies(info, module_input, op):
+    constructor, forward = module_input.constructor_input, module_input.forward_input
+    torch.manual_seed(0)
+    module = info.module_cls(*constructor.args, **constructor.kwargs).to(torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        explanation = graphexplain.explain(_weighted_total(module(*forward.args, **forward.kwargs)))
+    assert explanation.status == "verified", [(s.op, s.status, s.derivation.note) for s in explanation.steps]
+    used = [step for step in explanation.steps if step.node.op == op]
+    assert used and all(step.derivation.status == "derived" for step in used)
