@@ -102,3 +102,15 @@ SAMPLES.update({
         "float32": sample(lambda x: F.multilabel_margin_loss(x, LABELS), x=(FLOAT32, (3, 4))),
     },
 })
+
+SAMPLES.update({
+    "TrilinearBackward0": {
+        BASIC: sample(F.bilinear, x1=real(2, 3), x2=real(2, 4), w=real(5, 3, 4)),
+        "bias": sample(F.bilinear, x1=real(2, 3), x2=real(2, 4), w=real(5, 3, 4), b=real(5)),
+        "unbatched": sample(F.bilinear, x1=real(3), x2=real(4), w=real(5, 3, 4)),
+        "batch-dims": sample(F.bilinear, x1=real(2, 2, 3), x2=real(2, 2, 4), w=real(1, 3, 4)),
+        "trilinear-broadcast": sample(lambda a, b, c: torch._trilinear(a, b, c, [1], [0], [], [2]),
+                                      a=real(3, 4), b=real(5, 4), c=real(3, 5, 4)),
+        "float32": sample(F.bilinear, x1=(FLOAT32, (2, 3)), x2=(FLOAT32, (2, 4)), w=(FLOAT32, (5, 3, 4))),
+    },
+})

@@ -299,3 +299,22 @@ def _samples(rule, node, saved) -> Layout:
 
 LAYOUTS["samples"] = _samples
 LAYOUT_WORDS["samples"] = ("cls", "sample", "C", "listed")
+
+
+def _trilinear(rule, node, saved) -> Layout:
+    """aten::_trilinear (nn.Bilinear): each operand gets size-1 dims at the
+    places its saved `expand1`/`expand2`/`expand3` name, the three are
+    broadcast together, and `sumdim` is the axis summed over: bilinear's
+    x1 (n, i), W (o, i, j), x2 (n, j) are (n, 1, i, 1), (1, o, i, j),
+    (n, 1, 1, j) in (n, o, i, j), whose rows (n, o) are the result."""
+    aligned = {}
+    for name, expand in zip(rule.inputs, ("expand1", "expand2", "expand3")):
+        shape = next(o.value.shape for o in node.operands if o.name == name)
+        for dim in sorted(int(d) for d in saved[expand]):
+            shape = shape[:dim] + (1,) + shape[dim:]
+        aligned[name] = tuple(shape)
+    full = tuple(np.broadcast_shapes(*aligned.values()))
+    return Layout(full, tuple(sorted(int(d) % len(full) for d in saved["sumdim"])), aligned)
+
+
+LAYOUTS["trilinear"] = _trilinear
