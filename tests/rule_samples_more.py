@@ -114,3 +114,19 @@ SAMPLES.update({
         "float32": sample(F.bilinear, x1=(FLOAT32, (2, 3)), x2=(FLOAT32, (2, 4)), w=(FLOAT32, (5, 3, 4))),
     },
 })
+
+
+def _antialiased(**options):
+    return lambda x: F.interpolate(x, mode="bilinear", antialias=True, **options)
+
+
+SAMPLES.update({
+    "UpsampleBilinear2DAaBackward0": {
+        BASIC: sample(_antialiased(size=(3, 4)), x=real(1, 2, 7, 9)),
+        "grow": sample(_antialiased(size=(6, 5)), x=real(2, 1, 3, 4)),
+        "align-corners": sample(_antialiased(size=(3, 5), align_corners=True), x=real(1, 2, 7, 4)),
+        "align-corners-grow": sample(_antialiased(size=(5, 7), align_corners=True), x=real(1, 1, 3, 4)),
+        "scale-factor": sample(_antialiased(scale_factor=(0.6, 1.7)), x=real(1, 2, 6, 5)),
+        "float32": sample(_antialiased(size=(4, 3)), x=(FLOAT32, (1, 2, 9, 8))),
+    },
+})

@@ -1216,3 +1216,43 @@ def _lu_unpack(array, fill=0):
 
 
 FUNCTIONS["lu_unpack"] = _lu_unpack
+
+
+# --- antialiased interpolation: a filter as wide as the scale ------------------------
+
+
+def _antialiased_taps(size: int, out: int, align_corners: bool, scale, support_of_1: float,
+                      kernel: Callable[[np.ndarray], np.ndarray]) -> Taps:
+    """torch's separable antialiased resampling along one dim (PIL's): output
+    place o reads the input places within `support` of its centre, each
+    weighted by the filter at its distance (stretched by the scale when
+    shrinking), the weights normalized to sum to 1."""
+    if align_corners:
+        ratio = (size - 1) / (out - 1) if out > 1 else 0.0
+    else:
+        ratio = 1.0 / scale if scale is not None and scale > 0 else size / out
+    support = support_of_1 * ratio if ratio >= 1.0 else support_of_1
+    stretch = 1.0 / ratio if ratio >= 1.0 else 1.0
+    taps = []
+    for o in range(out):
+        centre = ratio * (o + 0.5)
+        low = max(int(centre - support + 0.5), 0)
+        places = np.arange(low, min(int(centre + support + 0.5), size))
+        weights = kernel((places - centre + 0.5) * stretch)
+        total = weights.sum()
+        taps.append((places, weights / total if total != 0 else weights))
+    return taps
+
+
+def _triangle_filter(x: np.ndarray) -> np.ndarray:
+    return np.maximum(1.0 - np.abs(x), 0.0)
+
+
+def _upsample_antialiased(array, output_size, align_corners, *scales):
+    spatial = len(output_size)
+    return _tapped(array, [_antialiased_taps(array.shape[-spatial + d], output_size[d], align_corners, scale, 1.0,
+                                             _triangle_filter) for d, scale in enumerate(scales)])
+
+
+FUNCTIONS["upsample_bilinear_aa"] = _upsample_antialiased
+SUMMING = SUMMING | {"upsample_bilinear_aa"}

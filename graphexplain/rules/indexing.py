@@ -117,4 +117,10 @@ ROWS = (
     Routing("EmbeddingBagBackward0", "embedding_bag",
             "embedding_bag(weight, per_sample_weights, indices, result1, mode, padding_idx, result3, result_shape)",
             ("weight", "per_sample_weights"), params=("indices", "result1", "mode", "padding_idx", "result3")),
+    # F.interpolate(..., mode="bilinear", antialias=True): each output element
+    # a weighted sum of the input elements under a triangle filter as wide as
+    # the scale (weights from the geometry alone: Note [ops that add elements up]).
+    Routing("UpsampleBilinear2DAaBackward0", "antialiased bilinear resampling",
+            "upsample_bilinear_aa(self, output_size, align_corners, scales_h, scales_w)",
+            params=("output_size", "align_corners", "scales_h", "scales_w")),
 )
