@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rule_sampling import BASIC, FLOAT32, constant, positive, probability, real, sample
+from rule_sampling import BASIC, FLOAT32, Domain, constant, positive, probability, real, sample
 
 aten = torch.ops.aten
 
@@ -130,3 +130,30 @@ SAMPLES.update({
         "float32": sample(_antialiased(size=(4, 3)), x=(FLOAT32, (1, 2, 9, 8))),
     },
 })
+
+
+def _sampled(**options):
+    return lambda x, grid: F.grid_sample(x, grid, **options)
+
+
+_GRID_CASES = {}
+for _mode in ("bilinear", "nearest", "bicubic"):
+    for _padding in ("zeros", "border", "reflection"):
+        for _align in (False, True):
+            _name = f"{_mode}-{_padding}" + ("-align-corners" if _align else "")
+            _GRID_CASES[_name] = sample(_sampled(mode=_mode, padding_mode=_padding, align_corners=_align),
+                                        x=real(2, 2, 4, 5), grid=(Domain(-1.3, 1.3), (2, 3, 2, 2)))
+_GRID_CASES[BASIC] = _GRID_CASES.pop("bilinear-zeros")
+_GRID_CASES["float32"] = sample(_sampled(align_corners=False), x=(FLOAT32, (1, 2, 4, 5)),
+                                grid=(Domain(-1.0, 1.0, dtype=torch.float32), (1, 3, 2, 2)))
+
+_GRID_CASES_3D = {}
+for _mode in ("bilinear", "nearest"):
+    for _padding in ("zeros", "border", "reflection"):
+        for _align in (False, True):
+            _name = f"{_mode}-{_padding}" + ("-align-corners" if _align else "")
+            _GRID_CASES_3D[_name] = sample(_sampled(mode=_mode, padding_mode=_padding, align_corners=_align),
+                                           x=real(1, 2, 3, 4, 3), grid=(Domain(-1.3, 1.3), (1, 2, 2, 1, 3)))
+_GRID_CASES_3D[BASIC] = _GRID_CASES_3D.pop("bilinear-zeros")
+
+SAMPLES.update({"GridSampler2DBackward0": _GRID_CASES, "GridSampler3DBackward0": _GRID_CASES_3D})

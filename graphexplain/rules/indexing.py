@@ -123,4 +123,14 @@ ROWS = (
     Routing("UpsampleBilinear2DAaBackward0", "antialiased bilinear resampling",
             "upsample_bilinear_aa(self, output_size, align_corners, scales_h, scales_w)",
             params=("output_size", "align_corners", "scales_h", "scales_w")),
+    # F.grid_sample: each output element reads the input where its grid point
+    # says, a weighted sum of taps whose weights are formulas of the grid
+    # (Note [routes made whole] in derive/routing.py): bilinear, nearest,
+    # bicubic; padding zeros, border, reflection.
+    Routing("GridSampler2DBackward0", "sampling at grid points",
+            "grid_sample(input, grid, interpolation_mode, padding_mode, align_corners)", ("input", "grid"),
+            params=("interpolation_mode", "padding_mode", "align_corners")),
+    Routing("GridSampler3DBackward0", "sampling at grid points in 3-D",
+            "grid_sample(input, grid, interpolation_mode, padding_mode, align_corners)", ("input", "grid"),
+            params=("interpolation_mode", "padding_mode", "align_corners")),
 )
