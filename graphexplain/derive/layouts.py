@@ -272,33 +272,45 @@ def _halves(rule, node, saved) -> Layout:
 LAYOUTS["halves"] = _halves
 
 
-def _samples(rule, node, saved) -> Layout:
+def _class_pairs(rule, node, saved) -> Layout:
     """multi_margin_loss, multilabel_margin_loss: self (C,) or (n, C), the
-    classes last. With reduction 'none' each sample is a row, along its
-    classes; otherwise every element is on one axis, and a formula tells the
-    elements of one sample by `sample` (each element's sample) as it tells
-    classes by `cls`. `C` is the number of classes; `listed` is 1 for the
-    entries of a class-list target (multilabel's) before its first -1."""
+    classes last, seen as (n, C, C), each sample's pairs (y, c) of classes.
+    `target_score` is self at the pair's first class y, `score` self at its
+    second c; `cls_y` and `cls_c` are the two classes, `C` their number,
+    `listed` how often y is listed in a class-list target (multilabel's,
+    entries before the first -1). Per-class tensors (weight) line up with y,
+    is_target with c, a target per sample with the sample. With reduction
+    'none' each sample is a row, along its pairs; otherwise every pair of
+    every sample is on one axis."""
     shape = _main_shape(rule, node) or (1,)
-    at = len(shape) - 1
-    classes = shape[at]
-    per_class = (1,) * at + (classes,)
-    per_sample = shape[:at] + (1,)
+    lead, classes = tuple(shape[:-1]), shape[-1]
+    ones = (1,) * len(lead)
+    first, second = lead + (classes, 1), lead + (1, classes)
     none = int(saved.get("reduction", 1)) == 0
-    axis = (at,) if none else tuple(range(len(shape)))
-    known = {"cls": np.arange(classes, dtype=np.float64).reshape(per_class),
-             "sample": np.arange(int(np.prod(per_sample, dtype=np.int64)), dtype=np.float64).reshape(per_sample),
-             "C": float(classes)}
+    pairs = lead + (classes, classes)
+    axis = (len(lead), len(lead) + 1) if none else tuple(range(len(pairs)))
+    known = {"cls_y": np.arange(classes, dtype=np.float64).reshape(ones + (classes, 1)),
+             "cls_c": np.arange(classes, dtype=np.float64).reshape(ones + (1, classes)), "C": float(classes)}
     target = saved.get("target")
     if target is not None and int(np.size(target)) == int(np.prod(shape, dtype=np.int64)):
-        listed = np.cumprod(np.asarray(target).reshape(shape) != -1, axis=-1)
-        known["listed"] = listed.astype(np.float64)
-    aligned = {"weight": per_class, "cls": per_class, "sample": per_sample, "target": per_sample}
-    return Layout(shape, axis, aligned, known)
+        known["listed"] = _times_listed(np.asarray(target).reshape(-1, classes)).reshape(first)
+    aligned = {"weight": ones + (classes, 1), "is_target": second, "target": lead + (1, 1), "listed": first,
+               "cls_y": ones + (classes, 1), "cls_c": ones + (1, classes)}
+    views = {"target_score": ("self", first), "score": ("self", second)}
+    return Layout(pairs, axis, aligned, known, views)
 
 
-LAYOUTS["samples"] = _samples
-LAYOUT_WORDS["samples"] = ("cls", "sample", "C", "listed")
+def _times_listed(targets: np.ndarray) -> np.ndarray:
+    """(n, C) class lists → (n, C) counts: how often each class is listed."""
+    listed = np.cumprod(targets != -1, axis=-1).astype(bool)
+    counts = np.zeros(targets.shape, dtype=np.float64)
+    rows = np.broadcast_to(np.arange(targets.shape[0])[:, None], targets.shape)
+    np.add.at(counts, (rows[listed], targets[listed]), 1.0)
+    return counts
+
+
+LAYOUTS["class-pairs"] = _class_pairs
+LAYOUT_WORDS["class-pairs"] = ("cls_y", "cls_c", "C", "listed", "target_score", "score")
 
 
 def _trilinear(rule, node, saved) -> Layout:

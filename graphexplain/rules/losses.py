@@ -42,35 +42,32 @@ ROWS = (
     ),
 )
 
-# The margin losses compare each sample's target class with its other
-# classes, so an element's term needs its sample's target element: that is
-# a Sum over the elements of the same sample (the "samples" layout of
-# derive/layouts.py), 1 term where the class is the target.
-_SAME_SAMPLE = "KroneckerDelta(sample[l], sample[i])*KroneckerDelta(cls[l], target[l])"
-_TARGETS = f"Sum({_SAME_SAMPLE}*self[l], l)"  # x[y], the target class's element
-_TARGET_WEIGHT = f"Sum({_SAME_SAMPLE}*weight[l], l)"  # weight[y]
-_MARGIN = f"(margin - {_TARGETS} + self[i])"
-# multi_margin_loss: Σ over the other classes of weight[y]·max(0, margin - x[y] + x[i])**p / C
-_MULTI_MARGIN = (f"Piecewise(({_TARGET_WEIGHT}*{_MARGIN}**p, Ne(cls[i], target[i]) & ({_MARGIN} > 0)),"
-                 " (0, True))")
-# multilabel_margin_loss: each listed target class y (target[l], up to its
-# first -1) against each class i that is no target (is_target[i] = 0):
-# Σ max(0, 1 - x[y] + x[i]) / C
-_LISTED = "Sum(KroneckerDelta(sample[m], sample[l])*KroneckerDelta(cls[m], target[l])*self[m], m)"
-_MULTILABEL_MARGIN = (f"Sum(Sum(listed[l]*KroneckerDelta(sample[i], sample[l])*(1 - is_target[i])"
-                      f"*Piecewise((1 - {_LISTED} + self[i], 1 - {_LISTED} + self[i] > 0), (0, True)), i), l)")
+# The margin losses compare each sample's target classes with its other
+# classes: the "class-pairs" layout of derive/layouts.py sees self as each
+# sample's pairs (y, c) of classes, target_score the element of class y and
+# score that of class c (Note [index notation] in derive/indexed.py).
+_HINGE = "(margin - target_score[i] + score[i])"
+# multi_margin_loss: Σ over the classes c other than the target y of
+# weight[y]·max(0, margin - x[y] + x[c])**p, / C
+_MULTI_MARGIN = (f"Sum(Piecewise((weight[i]*{_HINGE}**p,"
+                 f" Eq(cls_y[i], target[i]) & Ne(cls_c[i], target[i]) & ({_HINGE} > 0)), (0, True)), i)")
+# multilabel_margin_loss: each target class y of a sample (listed[y] times in
+# its class list, up to the first -1) against each class c that is no target
+# (is_target[c] = 0): Σ listed[y]·max(0, 1 - x[y] + x[c]), / C
+_MULTILABEL_MARGIN = (f"Sum(listed[i]*(1 - is_target[i])*Piecewise(({_HINGE}, {_HINGE} > 0), (0, True)), i)"
+                      .replace("margin", "1"))
 
 
 def _by_reduction(total: str) -> str:
-    """The loss of all samples (mean: over n samples of C classes, N in all),
-    or of each sample for 'none' (N is then C)."""
-    return f"Piecewise(({total}/N, Eq(reduction, 1)), ({total}/C, True))"
+    """The loss of all samples (mean: over n samples of C classes; N is
+    n·C·C, the pairs), or of each sample for 'none'."""
+    return f"Piecewise(({total}*C/N, Eq(reduction, 1)), ({total}/C, True))"
 
 
 ROWS += (
-    IndexFormula("MultiMarginLossBackward0", "multi-class margin loss", _by_reduction(f"Sum({_MULTI_MARGIN}, i)"),
+    IndexFormula("MultiMarginLossBackward0", "multi-class margin loss", _by_reduction(_MULTI_MARGIN),
                  ("self",), ("target", "p", "margin", "weight", "reduction"), (("weight", 1),),
-                 layout="samples", branches_on=("p", "reduction")),
+                 layout="class-pairs", branches_on=("p", "reduction")),
     IndexFormula("MultilabelMarginLossBackward0", "multi-label margin loss", _by_reduction(_MULTILABEL_MARGIN),
-                 ("self",), ("target", "is_target", "reduction"), layout="samples", branches_on=("reduction",)),
+                 ("self",), ("target", "is_target", "reduction"), layout="class-pairs", branches_on=("reduction",)),
 )
