@@ -157,3 +157,12 @@ for _mode in ("bilinear", "nearest"):
 _GRID_CASES_3D[BASIC] = _GRID_CASES_3D.pop("bilinear-zeros")
 
 SAMPLES.update({"GridSampler2DBackward0": _GRID_CASES, "GridSampler3DBackward0": _GRID_CASES_3D})
+
+SAMPLES["GluBackward0"]["float32"] = sample(lambda x: F.glu(x, -1), x=(FLOAT32, (3, 4)))
+# a grid computed from a leaf (AffineGridGeneratorBackward0, affine_grid's node, has no row yet)
+SAMPLES["GridSampler2DBackward0"]["computed-grid"] = sample(
+    lambda x, g: F.grid_sample(x, 1.2 * torch.tanh(g), mode="bicubic", padding_mode="reflection", align_corners=False),
+    x=real(2, 2, 4, 5), g=real(2, 3, 2, 2))
+SAMPLES["GridSampler3DBackward0"]["computed-grid"] = sample(
+    lambda x, g: F.grid_sample(x, 1.2 * torch.tanh(g), padding_mode="border", align_corners=True),
+    x=real(1, 2, 3, 4, 3), g=real(1, 2, 2, 1, 3))
