@@ -5,7 +5,8 @@ drew or saved, and nothing of it is differentiated.
 
 - bernoulli's sample is 1 where the uniform noise u torch drew lies below
   p, else 0: a step function of p, whose derivative sympy finds is 0, as
-  torch's gradient is (the noise itself is never needed);
+  torch's gradient is (torch keeps neither the noise nor a number p: the
+  derivative needs neither);
 - torch gives a normal sample no gradient in its mean or std (its
   derivatives.yaml writes zeros, rather than differentiating mean + std·ε
   for the noise ε it drew): a convention, stated as the forward ``result``,
@@ -24,12 +25,13 @@ DRAWN = "result"
 
 ROWS = (
     Pointwise("BernoulliBackward0", "bernoulli sample (1 where the noise u < p)",
-              "Piecewise((1, noise < self), (0, True))"),
+              "Piecewise((1, noise < self), (0, True))", params=("noise",)),
     # x.bernoulli_(p): with a tensor p (Backward1), with a number (Backward2);
     # the self it overwrites gets no gradient, nor does p
     Pointwise("BernoulliBackward1", "bernoulli sample in place", "Piecewise((1, noise < p), (0, True))",
-              ("self", "p")),
-    Pointwise("BernoulliBackward2", "bernoulli sample in place", "Piecewise((1, noise < p), (0, True))"),
+              ("self", "p"), ("noise",)),
+    Pointwise("BernoulliBackward2", "bernoulli sample in place", "Piecewise((1, noise < p), (0, True))",
+              params=("noise", "p")),
     Pointwise("NormalBackward0", "normal sample in place (torch gives it no gradient)", DRAWN),
     Pointwise("NormalBackward1", "normal sample (torch gives it no gradient)", DRAWN, ("mean",)),
     Pointwise("NormalBackward2", "normal sample (torch gives it no gradient)", DRAWN, ("std",)),
