@@ -256,3 +256,77 @@ def layout(rule: IndexFormula, node: Node) -> Layout:
         return LAYOUTS[rule.layout](rule, node, arguments.saved(node))
     except (KeyError, TypeError, ZeroDivisionError, StopIteration) as problem:
         raise CannotEvaluate(f"the op's dims do not fit the row's layout ({problem})") from None
+
+
+def _halves(rule, node, saved) -> Layout:
+    """glu: self's `dim` seen as (2, D/2), its first and second halves; the
+    axis is that 2, so each row holds one element of each half, at the same
+    place, and the result one number per row."""
+    shape = _main_shape(rule, node)
+    dim = int(saved["dim"]) % len(shape)
+    if shape[dim] % 2:
+        raise CannotEvaluate(f"glu halves a dim of even length, not {shape[dim]}")
+    return Layout(shape[:dim] + (2, shape[dim] // 2) + shape[dim + 1:], (dim,))
+
+
+LAYOUTS["halves"] = _halves
+
+
+def _class_pairs(rule, node, saved) -> Layout:
+    """multi_margin_loss, multilabel_margin_loss: self (C,) or (n, C), the
+    classes last, seen as (n, C, C), each sample's pairs (y, c) of classes.
+    `target_score` is self at the pair's first class y, `score` self at its
+    second c; `cls_y` and `cls_c` are the two classes, `C` their number,
+    `listed` how often y is listed in a class-list target (multilabel's,
+    entries before the first -1). Per-class tensors (weight) line up with y,
+    is_target with c, a target per sample with the sample. With reduction
+    'none' each sample is a row, along its pairs; otherwise every pair of
+    every sample is on one axis."""
+    shape = _main_shape(rule, node) or (1,)
+    lead, classes = tuple(shape[:-1]), shape[-1]
+    ones = (1,) * len(lead)
+    first, second = lead + (classes, 1), lead + (1, classes)
+    none = int(saved.get("reduction", 1)) == 0
+    pairs = lead + (classes, classes)
+    axis = (len(lead), len(lead) + 1) if none else tuple(range(len(pairs)))
+    known = {"cls_y": np.arange(classes, dtype=np.float64).reshape(ones + (classes, 1)),
+             "cls_c": np.arange(classes, dtype=np.float64).reshape(ones + (1, classes)), "C": float(classes)}
+    target = saved.get("target")
+    if target is not None and int(np.size(target)) == int(np.prod(shape, dtype=np.int64)):
+        known["listed"] = _times_listed(np.asarray(target).reshape(-1, classes)).reshape(first)
+    aligned = {"weight": ones + (classes, 1), "is_target": second, "target": lead + (1, 1), "listed": first,
+               "cls_y": ones + (classes, 1), "cls_c": ones + (1, classes)}
+    views = {"target_score": ("self", first), "score": ("self", second)}
+    return Layout(pairs, axis, aligned, known, views)
+
+
+def _times_listed(targets: np.ndarray) -> np.ndarray:
+    """(n, C) class lists → (n, C) counts: how often each class is listed."""
+    listed = np.cumprod(targets != -1, axis=-1).astype(bool)
+    counts = np.zeros(targets.shape, dtype=np.float64)
+    rows = np.broadcast_to(np.arange(targets.shape[0])[:, None], targets.shape)
+    np.add.at(counts, (rows[listed], targets[listed]), 1.0)
+    return counts
+
+
+LAYOUTS["class-pairs"] = _class_pairs
+LAYOUT_WORDS["class-pairs"] = ("cls_y", "cls_c", "C", "listed", "target_score", "score")
+
+
+def _trilinear(rule, node, saved) -> Layout:
+    """aten::_trilinear (nn.Bilinear): each operand gets size-1 dims at the
+    places its saved `expand1`/`expand2`/`expand3` name, the three are
+    broadcast together, and `sumdim` is the axis summed over: bilinear's
+    x1 (n, i), W (o, i, j), x2 (n, j) are (n, 1, i, 1), (1, o, i, j),
+    (n, 1, 1, j) in (n, o, i, j), whose rows (n, o) are the result."""
+    aligned = {}
+    for name, expand in zip(rule.inputs, ("expand1", "expand2", "expand3")):
+        shape = next(o.value.shape for o in node.operands if o.name == name)
+        for dim in sorted(int(d) for d in saved[expand]):
+            shape = shape[:dim] + (1,) + shape[dim:]
+        aligned[name] = tuple(shape)
+    full = tuple(np.broadcast_shapes(*aligned.values()))
+    return Layout(full, tuple(sorted(int(d) % len(full) for d in saved["sumdim"])), aligned)
+
+
+LAYOUTS["trilinear"] = _trilinear

@@ -1352,3 +1352,269 @@ def complex_ready(forward: str) -> bool:
     """Whether a routing forward routes complex numbers (Note [complex routing])."""
     name = function_name(forward)
     return name not in NOT_COMPLEX and "numbers" not in inspect.signature(FUNCTIONS[name]).parameters
+# --- lu_unpack: the two triangles of a packed LU ---------------------------------------
+
+
+def _lu_unpack(array, fill=0):
+    """L and U from the packed LU of a (*, m, n) matrix, k = min(m, n): L is
+    (*, m, k), the part below the diagonal with 1 on it; U is (*, k, n), the
+    diagonal and above. The 1s and 0s come from no input."""
+    rows, columns = array.shape[-2:]
+    k = min(rows, columns)
+    unit = EMPTY if fill == EMPTY else 1
+    lower = _triangle(array[..., :, :k], -1, fill, lower=True)
+    lower[..., np.arange(k), np.arange(k)] = unit
+    upper = _triangle(array[..., :k, :], 0, fill, lower=False)
+    return [lower, upper]
+
+
+FUNCTIONS["lu_unpack"] = _lu_unpack
+
+
+# --- antialiased interpolation: a filter as wide as the scale ------------------------
+
+
+def _antialiased_taps(size: int, out: int, align_corners: bool, scale, support_of_1: float,
+                      kernel: Callable[[np.ndarray], np.ndarray]) -> Taps:
+    """torch's separable antialiased resampling along one dim (PIL's): output
+    place o reads the input places within `support` of its centre, each
+    weighted by the filter at its distance (stretched by the scale when
+    shrinking), the weights normalized to sum to 1."""
+    if align_corners:
+        ratio = (size - 1) / (out - 1) if out > 1 else 0.0
+    else:
+        ratio = 1.0 / scale if scale is not None and scale > 0 else size / out
+    support = support_of_1 * ratio if ratio >= 1.0 else support_of_1
+    stretch = 1.0 / ratio if ratio >= 1.0 else 1.0
+    taps = []
+    for o in range(out):
+        centre = ratio * (o + 0.5)
+        low = max(int(centre - support + 0.5), 0)
+        places = np.arange(low, min(int(centre + support + 0.5), size))
+        weights = kernel((places - centre + 0.5) * stretch)
+        total = weights.sum()
+        taps.append((places, weights / total if total != 0 else weights))
+    return taps
+
+
+def _triangle_filter(x: np.ndarray) -> np.ndarray:
+    return np.maximum(1.0 - np.abs(x), 0.0)
+
+
+def _upsample_antialiased(array, output_size, align_corners, *scales):
+    spatial = len(output_size)
+    return _tapped(array, [_antialiased_taps(array.shape[-spatial + d], output_size[d], align_corners, scale, 1.0,
+                                             _triangle_filter) for d, scale in enumerate(scales)])
+
+
+FUNCTIONS["upsample_bilinear_aa"] = _upsample_antialiased
+SUMMING = SUMMING | {"upsample_bilinear_aa"}
+
+
+# --- grid_sample: weights that are formulas of the grid -------------------------------
+
+# Note [routes made whole]
+# grid_sample's output element is Σ_taps W(grid)·input[tap]: a routing of the
+# input with weights, as interpolation is, but the weights are functions of
+# the grid, itself an operand. Its Jacobian is still sparse: ∂result[k]/∂input
+# at each tap is W, and ∂result[k]/∂grid at the grid point k reads is
+# Σ_taps ∂W/∂grid·input[tap]. sympy derives ∂W/∂grid once per mode from the
+# formulas below (where a grid coordinate reads, then each tap's weight), and
+# numpy evaluates the weights and their derivatives for every output element
+# at once: a forward in ROUTES_MADE_WHOLE gives its Routes itself, edges to
+# the input's taps and to the grid's coordinates, rather than being traced
+# element by element (which for grid_sampler_3d's 5-million-element inputs
+# would be millions of Python objects). Which tap a coordinate falls next to
+# (floor, or round for nearest) is constant between grid lines, so its
+# derivative is 0 (Note [piecewise-constant functions] in derive/functions.py).
+# Open: the routing budget counts each weight's rounding relative to the
+# weight, but a weight such as 1 - t, with t = place - floor(place), errs by
+# about eps·|place| however small it is; on larger random grids torch and
+# the derivation then differ by more than the budget allows (a false
+# mismatch, 1e-14 at 1.7 in float64). The budget needs a per-edge weight
+# error (derive/chain.py's _routing_budget), not yet there.
+
+# Where a grid coordinate x in [-1, 1] reads along a dim of `size` places,
+# in stages, each a formula of the place x the stage before gave. First
+# torch's grid_sampler_unnormalize, by align_corners:
+_UNNORMALIZED = {True: "(x + 1)/2*(size - 1)", False: "((x + 1)*size - 1)/2"}
+# padding_mode 1 (border) clips the place into the input; torch passes no
+# gradient at the bounds themselves, so they sit in the constant pieces.
+_CLIPPED = "Piecewise((0, x <= 0), (size - 1, x >= size - 1), (x, True))"
+# padding_mode 2 (reflection) reflects the place off [low, low + span] (the
+# edges' centres with align_corners, else their outer sides), then clips.
+_REFLECTED = {
+    True: "Piecewise((0, Eq(size, 1)), (Abs(x) - (size - 1)*floor(Abs(x)/(size - 1)), "
+          "Eq(Mod(floor(Abs(x)/(size - 1)), 2), 0)), (size - 1 - Abs(x) + (size - 1)*floor(Abs(x)/(size - 1)), True))",
+    False: "Piecewise((Abs(x + 1/2) - size*floor(Abs(x + 1/2)/size) - 1/2, Eq(Mod(floor(Abs(x + 1/2)/size), 2), 0)),"
+           " (size - Abs(x + 1/2) + size*floor(Abs(x + 1/2)/size) - 1/2, True))",
+}
+_PADDINGS = {0: (), 1: (_CLIPPED,), 2: (None, _CLIPPED)}  # None: the reflection for the align_corners in force
+# Each tap's weight along one dim, in t = x - base: base is floor(x) for
+# bilinear (taps base, base + 1) and bicubic (base - 1 to base + 2: Keys'
+# cubic convolution with A = -0.75, as torch's), round(x) for nearest.
+_CUBIC_NEAR = "((A + 2)*s - (A + 3))*s**2 + 1"
+_CUBIC_FAR = "((A*s - 5*A)*s + 8*A)*s - 4*A"
+_TAPS = {  # interpolation_mode: (rounding, first tap's offset from base, the taps' weights)
+    0: ("floor", 0, ("1 - t", "t")),
+    1: ("round", 0, ("1",)),
+    2: ("floor", -1, tuple(piece.replace("s", f"({at})") for piece, at in (
+        (_CUBIC_FAR, "t + 1"), (_CUBIC_NEAR, "t"), (_CUBIC_NEAR, "1 - t"), (_CUBIC_FAR, "2 - t")))),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _grid_formulas(mode: int, padding: int, align_corners: bool):
+    """numpy functions, each with its derivative derived by sympy: the
+    stages of where a coordinate reads, the padding of a tap's place
+    (bicubic pads its taps, not the place it reads), and the taps' weights.
+    The chain through the stages is multiplied out in numbers, as the
+    chain rule is everywhere else."""
+    import sympy as sp
+
+    from . import functions
+
+    x, t, size = sp.symbols("x t size", real=True)
+    local = dict(functions.NAMES, x=x, t=t, size=size, A=sp.Rational(-3, 4))
+    modules = functions.NUMPY_MODULES
+
+    def pair(text: str, variable: sp.Symbol):
+        expr = sp.parse_expr(text, local_dict=local)
+        return (sp.lambdify((variable, size), expr, modules=modules),
+                sp.lambdify((variable, size), sp.diff(expr, variable), modules=modules))
+
+    paddings = [text or _REFLECTED[bool(align_corners)] for text in _PADDINGS[padding]]
+    read = [pair(_UNNORMALIZED[bool(align_corners)], x)] + ([] if mode == 2 else [pair(p, x) for p in paddings])
+    tap_padding = [pair(p, x)[0] for p in paddings] if mode == 2 else []
+    rounding, first, pieces = _TAPS[mode]
+    return read, tap_padding, rounding, first, [pair(piece, t) for piece in pieces]
+
+
+def _grid_taps(input_shape: Shape, grid: np.ndarray, mode: int, padding: int, align_corners: bool):
+    """For every grid point (n, *out) and each tap: the input place it reads
+    (per spatial dim, inside or not), its weight, and the weight's
+    derivative in each grid coordinate."""
+    if mode not in _TAPS or padding not in _PADDINGS:
+        raise ValueError(f"grid_sample's interpolation mode {mode} or padding mode {padding} is not one the row knows")
+    read, tap_padding, rounding, first, weights = _grid_formulas(mode, padding, bool(align_corners))
+    spatial = len(input_shape) - 2
+    grid = np.asarray(grid, dtype=np.float64)
+    per_dim = []  # per grid coordinate d (x, y, z): for each tap, (place, weight, derivative in the coordinate)
+    with np.errstate(all="ignore"):
+        for d in range(spatial):
+            size = float(input_shape[-1 - d])
+            place, slope = grid[..., d], np.ones(grid.shape[:-1])
+            for value, derivative in read:
+                place, slope = np.broadcast_to(value(place, size), slope.shape), slope * derivative(place, size)
+            base = np.round(place) if rounding == "round" else np.floor(place)
+            base = np.nan_to_num(base, nan=-4.0, posinf=size + 4, neginf=-4.0)
+            taps = []
+            for offset, (weight, derivative) in enumerate(weights):
+                tap = base + first + offset
+                for value in tap_padding:
+                    tap = value(tap, size)
+                taps.append((np.trunc(tap).astype(np.int64), np.broadcast_to(weight(place - base, size), base.shape),
+                             np.broadcast_to(derivative(place - base, size) * slope, base.shape)))
+            per_dim.append(taps)
+    for choice in np.ndindex(*(len(taps) for taps in per_dim)):
+        chosen = [per_dim[d][t] for d, t in enumerate(choice)]
+        inside = np.ones(grid.shape[:-1], dtype=bool)
+        for d, (tap, _, _) in enumerate(chosen):
+            inside &= (tap >= 0) & (tap < input_shape[-1 - d])
+        weight = np.prod([w for _, w, _ in chosen], axis=0)
+        by_coordinate = [np.prod([dw if e == d else w for e, (_, w, dw) in enumerate(chosen)], axis=0)
+                         for d in range(spatial)]
+        yield [tap for tap, _, _ in chosen], inside, weight, by_coordinate
+
+
+def _grid_input_index(input_shape: Shape, taps: List[np.ndarray], inside: np.ndarray) -> np.ndarray:
+    """The flat position, within one channel of one sample, of each tap
+    (0 where it is outside: its weight is then dropped)."""
+    flat = np.zeros(inside.shape, dtype=np.int64)
+    for d, tap in enumerate(reversed(taps)):  # taps are x, y, z; places are (z, y, x)
+        axis = len(input_shape) - len(taps) + d
+        flat = flat * input_shape[axis] + np.where(inside, tap, 0)
+    return flat
+
+
+def _grid_sample(array, grid, interpolation_mode, padding_mode, align_corners, numbers=None):
+    """The forward on numbers (for replay): Σ_taps weight·input[tap]."""
+    array = np.asarray(array, dtype=np.float64)
+    batch, channels = array.shape[:2]
+    planes = array.reshape(batch, channels, -1)
+    result = np.zeros((batch, channels) + np.shape(grid)[1:-1])
+    samples = np.arange(batch).reshape((batch,) + (1,) * (np.ndim(grid) - 2))
+    for taps, inside, weight, _ in _grid_taps(array.shape, grid, interpolation_mode, padding_mode, align_corners):
+        values = planes[samples, :, _grid_input_index(array.shape, taps, inside)]  # (n, *out, C)
+        result += np.moveaxis(np.where(inside[..., None], values * weight[..., None], 0.0), -1, 1)
+    return result
+
+
+def _grid_routes(shapes, arguments, numbers) -> Routes:
+    """grid_sample's edges (Note [routes made whole]): result[n, c, *out] to
+    input[n, c, tap] with the tap's weight, and to grid[n, *out, d] with
+    Σ_taps ∂weight/∂grid[d]·input[n, c, tap]."""
+    (_, input_shape), (_, grid_shape) = shapes
+    array, grid = numbers[0], numbers[1]
+    if grid is None:
+        raise ValueError("grid_sample's weights need the grid's numbers, which capture does not have")
+    batch, channels = input_shape[:2]
+    out = tuple(grid_shape[1:-1])
+    spatial = len(input_shape) - 2
+    plane = int(np.prod(input_shape[2:], dtype=np.int64))
+    points = int(np.prod(out, dtype=np.int64))
+    result_index = np.arange(batch * channels * points, dtype=np.int64).reshape((batch, channels) + out)
+    sample_of = np.arange(batch).reshape((batch,) + (1,) * len(out))
+    channel_of = np.arange(channels).reshape((1, channels) + (1,) * len(out))
+    input_size = int(np.prod(input_shape, dtype=np.int64))
+    grid_index = input_size + np.arange(int(np.prod(grid_shape, dtype=np.int64)), dtype=np.int64).reshape(grid_shape)
+    outputs, inputs, weights = [], [], []
+    values = None if array is None else np.asarray(array, dtype=np.float64).reshape(batch, channels, plane)
+    mode, padding, align = (arguments[name] for name in ("interpolation_mode", "padding_mode", "align_corners"))
+    for taps, inside, weight, by_coordinate in _grid_taps(input_shape, grid, mode, padding, align):
+        at = _grid_input_index(input_shape, taps, inside)  # (n, *out)
+        keep = np.broadcast_to(inside[:, None], result_index.shape)
+        source = (sample_of * channels)[:, None] * plane + channel_of * plane + at[:, None]
+        outputs.append(result_index[keep])
+        inputs.append(source[keep])
+        weights.append(np.broadcast_to(weight[:, None], result_index.shape)[keep])
+        if mode == 1:  # nearest's weight is 1 whatever the grid
+            continue
+        if values is None:
+            raise ValueError("grid_sample's gradient in the grid needs the input's numbers")
+        picked = np.take_along_axis(values, np.where(inside, at, 0).reshape(batch, 1, -1).repeat(channels, 1),
+                                    axis=2).reshape(keep.shape)
+        # one edge per tap and coordinate: the taps' terms add up in the
+        # gradient, and their sizes, not their sum, size the error budget
+        for d in range(spatial):
+            outputs.append(result_index[keep])
+            inputs.append(np.broadcast_to(grid_index[..., d][:, None], result_index.shape)[keep])
+            weights.append((by_coordinate[d][:, None] * picked)[keep])
+    return Routes(np.concatenate(outputs), np.concatenate(inputs), np.concatenate(weights).astype(np.float64),
+                  ((batch, channels) + out,))
+
+
+FUNCTIONS["grid_sample"] = _grid_sample
+ROUTES_MADE_WHOLE: Dict[str, Callable[..., Routes]] = {"grid_sample": _grid_routes}
+_routes_element_by_element = routes
+
+
+def routes(forward: str, shapes: Sequence[Tuple[str, Shape]], arguments: Dict[str, Any],  # noqa: F811
+           numbers: Sequence[Optional[np.ndarray]] = ()) -> Routes:
+    """Every (output element, input element) edge of a routing row's
+    forward, with its weight: from the forward run on positions or traced
+    elements, or, for a forward in ROUTES_MADE_WHOLE, from its own function
+    (Note [routes made whole]).
+
+    >>> grid = np.array([[[[0.5, 0.0]]]])  # one point, 3/4 of the way along x
+    >>> r = routes("grid_sample(input, grid, interpolation_mode, padding_mode, align_corners)",
+    ...            [("input", (1, 1, 1, 2)), ("grid", (1, 1, 1, 2))],
+    ...            {"interpolation_mode": 0, "padding_mode": 0, "align_corners": True},
+    ...            [np.array([[[[1.0, 3.0]]]]), grid])
+    >>> [g.tolist() for g in gradients(r, np.ones(1), [2, 2])]  # the grid's x moves 0.25*1 + 0.75*3
+    [[0.25, 0.75], [1.0, 0.0]]
+    """
+    made_whole = ROUTES_MADE_WHOLE.get(function_name(forward))
+    if made_whole is None:
+        return _routes_element_by_element(forward, shapes, arguments, numbers)
+    return made_whole(shapes, arguments, list(numbers) + [None] * (len(shapes) - len(numbers)))

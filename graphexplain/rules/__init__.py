@@ -22,6 +22,7 @@ from . import composite
 from . import convolution
 from . import fft
 from . import views
+from . import sampling
 from .kinds import Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 
 FAMILIES = (pointwise, reductions, shape, linalg)
@@ -33,6 +34,7 @@ FAMILIES += (composite,)
 FAMILIES += (convolution,)
 FAMILIES += (fft,)
 FAMILIES += (views,)
+FAMILIES += (sampling,)
 
 
 def _build_table() -> Dict[str, Rule]:

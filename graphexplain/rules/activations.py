@@ -24,7 +24,7 @@ inclusive ``<=`` decides which side's slope torch uses at the kink.
   derive/arguments.py).
 """
 
-from .kinds import Pointwise
+from .kinds import IndexFormula, Pointwise
 
 GELU_ERF = "self/2*(1 + erf(self/sqrt(2)))"
 GELU_TANH = "self/2*(1 + tanh(sqrt(2/pi)*(self + 0.044715*self**3)))"
@@ -87,4 +87,11 @@ ROWS = (
               "Piecewise((0, self <= -3), (1, self >= 3), (self/6 + 1/2, True))", constants_in="float32"),
     Pointwise("HardswishBackward0", "hard swish",
               "Piecewise((0, self <= -3), (self*(self + 3)/6, self < 3), (self, True))", constants_in="float32"),
+)
+
+# glu: the first half of self along `dim`, gated by the sigmoid of the
+# second; each (first, second) pair at one place is a row of two elements.
+ROWS += (
+    IndexFormula("GluBackward0", "gated linear unit", "first/(1 + exp(-second))", params=("dim",),
+                 layout="halves", where=(("first", "Sum(self[i], (i, 0, 0))"), ("second", "Sum(self[i], (i, 1, 1))"))),
 )

@@ -117,4 +117,20 @@ ROWS = (
     Routing("EmbeddingBagBackward0", "embedding_bag",
             "embedding_bag(weight, per_sample_weights, indices, result1, mode, padding_idx, result3, result_shape)",
             ("weight", "per_sample_weights"), params=("indices", "result1", "mode", "padding_idx", "result3")),
+    # F.interpolate(..., mode="bilinear", antialias=True): each output element
+    # a weighted sum of the input elements under a triangle filter as wide as
+    # the scale (weights from the geometry alone: Note [ops that add elements up]).
+    Routing("UpsampleBilinear2DAaBackward0", "antialiased bilinear resampling",
+            "upsample_bilinear_aa(self, output_size, align_corners, scales_h, scales_w)",
+            params=("output_size", "align_corners", "scales_h", "scales_w")),
+    # F.grid_sample: each output element reads the input where its grid point
+    # says, a weighted sum of taps whose weights are formulas of the grid
+    # (Note [routes made whole] in derive/routing.py): bilinear, nearest,
+    # bicubic; padding zeros, border, reflection.
+    Routing("GridSampler2DBackward0", "sampling at grid points",
+            "grid_sample(input, grid, interpolation_mode, padding_mode, align_corners)", ("input", "grid"),
+            params=("interpolation_mode", "padding_mode", "align_corners")),
+    Routing("GridSampler3DBackward0", "sampling at grid points in 3-D",
+            "grid_sample(input, grid, interpolation_mode, padding_mode, align_corners)", ("input", "grid"),
+            params=("interpolation_mode", "padding_mode", "align_corners")),
 )

@@ -26,7 +26,7 @@ matrix calculus cannot differentiate, and nn.Bilinear's _trilinear
 index notation, not a matrix formula.
 """
 
-from .kinds import Matrix
+from .kinds import IndexFormula, Matrix, Routing
 
 BIAS = ("alpha", "beta")  # addmm's family: beta*self + alpha*(product)
 
@@ -108,4 +108,13 @@ ROWS = (
         "LinalgSlogdetBackward0", "sign and log of the determinant's size", "sign(det(A)), log(Abs(det(A)))",
         ("A",), outputs=("sign", "logabsdet"),
     ),
+    # L (unit lower triangle) and U (upper triangle) of a packed LU: the
+    # elements are moved, the unit diagonal and the zeros come from no input.
+    # P is not differentiable, so torch's node has L and U as its outputs.
+    Routing("LuUnpackBackward0", "unpack L and U from a packed LU", "lu_unpack(LU_data)", ("LU_data",)),
+    # nn.Bilinear's out[n, o] = Σ_ij x1[n, i]·W[o, i, j]·x2[n, j], as torch
+    # computes it (aten::_trilinear): one product summed over the saved
+    # sumdim, each operand placed among the dims by its expand list.
+    IndexFormula("TrilinearBackward0", "bilinear form (sum of products of three)", "Sum(i1[i]*i2[i]*i3[i], i)",
+                 ("i1", "i2", "i3"), ("expand1", "expand2", "expand3", "sumdim"), layout="trilinear"),
 )
