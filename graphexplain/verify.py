@@ -245,6 +245,28 @@ def _local_step(node: Node, observed: Observed, local_step: Optional[LocalStep])
     return local if local.status == DERIVED else None
 
 
+# Note [a chain's budget that has grown]
+# A budget bounds the worst case, and the worst case compounds: through a
+# few layer norms and attentions a float32 gradient's budget can grow by
+# orders of magnitude a layer, until it allows more than the gradient
+# itself, and a wrong step below it would pass. Where the budget a node's
+# upstream arrived with exceeds LOOSE eps of the upstream's size, the node's
+# own step is also checked on its own: its row applied to torch's upstream,
+# within that one step's rounding, must give torch's downstream (the same
+# check as Note [the local step on torch's upstream]). The chain's checks
+# still decide ✓; the local one can only find a step that is wrong.
+LOOSE = 256
+
+
+def _loose(node: Node, derived: NodeDerivation) -> bool:
+    budget, upstream = derived.upstream_budget, derived.upstream
+    if budget is None or upstream is None or np.size(upstream) == 0:
+        return False
+    size = float(np.max(np.abs(upstream)))
+    largest = float(np.max(budget))
+    return not np.isfinite(largest) or largest > LOOSE * epsilon(_dtype(node)) * size
+
+
 def _hook_reason(node: Node, derived, torch_number) -> str:
     where = ", ".join(f"{hook.kind} at {hook.location}" if hook.location else hook.kind for hook in node.hooks)
     from_to = ""
@@ -311,6 +333,9 @@ class _Walk:
             inherited = self.mismatch(node.id, checks) if upstream_off else None
             return NodeVerification(node.id, status, tuple(checks), inherited, derived.note)
         checks += _step_checks(node, derived, self.observed)
+        if not any(c.status == MISMATCH for c in checks) and _loose(node, derived):
+            local = _local_step(node, self.observed, self.local_step)
+            checks += _step_checks(node, local, self.observed, "from torch's upstream: ") if local else []
         if any(c.status == MISMATCH for c in checks):
             if node.inner is not None and not upstream_off:
                 return self._hand_written(node, checks)

@@ -26,8 +26,9 @@ SCRIPTS = TESTS / "scripts"
 AUTOGRAD_MEAN = REPO / "examples" / "autograd_mean.py"
 WIDTH = 100
 RECURRENT = ["rnn_loop_20", "gru_20", "lstmcell_loop_20"]
-RUNS = {name: ["trace", "--no-color", "--width", str(WIDTH), "--format", "dot", "--out", "out",
-               "--json", "result.json", SCRIPTS / f"{name}.py"] for name in RECURRENT + ["gru_5"]}
+# Every node drawn and every step printed (--depth all --full), so that every label is walked.
+RUNS = {name: ["trace", "--no-color", "--width", str(WIDTH), "--format", "dot", "--out", "out", "--depth", "all",
+               "--full", "--json", "result.json", SCRIPTS / f"{name}.py"] for name in RECURRENT + ["gru_5"]}
 RUNS["loop_300"] = ["trace", "--quiet", "--format", "dot", "--json", "result.json", SCRIPTS / "loop_300.py"]
 RUNS["loop_300_last"] = ["trace", "--quiet", "--format", "dot", "--call", "last", SCRIPTS / "loop_300.py"]
 
