@@ -247,7 +247,11 @@ def _routing_budget(found: routing.Routes, upstreams, budgets, sizes):
 
     collected = np.bincount(found.inputs, minlength=int(np.sum(sizes))) if len(found.inputs) else np.zeros(1)
     steps = budget.summation(int(np.max(collected, initial=1))) + (1 if found.weights is not None else 0)
-    return routing.gradients(absolute, flat(budgets) + steps * flat(upstreams), sizes)
+    found_budget = routing.gradients(absolute, flat(budgets) + steps * flat(upstreams), sizes)
+    if found.slack is None:
+        return found_budget
+    slack = routing.gradients(replace(found, weights=found.slack), flat(upstreams), sizes)
+    return [b + s for b, s in zip(found_budget, slack)]
 
 
 def _matrix(rule: Matrix, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float,

@@ -1002,6 +1002,9 @@ class Routes:
     inputs: np.ndarray
     weights: Optional[np.ndarray]
     output_shapes: Tuple[Shape, ...]
+    # How far each weight may be off, in eps of |G|, where a weight is itself
+    # computed from numbers (grid_sample's 1 - t: Note [routes made whole]).
+    slack: Optional[np.ndarray] = None
 
 
 _MISSING = object()
@@ -1427,12 +1430,11 @@ SUMMING = SUMMING | {"upsample_bilinear_aa"}
 # would be millions of Python objects). Which tap a coordinate falls next to
 # (floor, or round for nearest) is constant between grid lines, so its
 # derivative is 0 (Note [piecewise-constant functions] in derive/functions.py).
-# Open: the routing budget counts each weight's rounding relative to the
-# weight, but a weight such as 1 - t, with t = place - floor(place), errs by
-# about eps·|place| however small it is; on larger random grids torch and
-# the derivation then differ by more than the budget allows (a false
-# mismatch, 1e-14 at 1.7 in float64). The budget needs a per-edge weight
-# error (derive/chain.py's _routing_budget), not yet there.
+# The routing budget counts each weight's rounding relative to the weight,
+# but a weight such as 1 - t, with t = place - floor(place), errs by about
+# eps·|place| however small it is (without this, larger random grids gave a
+# false mismatch: 1e-14 at 1.7 in float64). So these Routes carry `slack`,
+# each edge's weight error in eps, which _routing_budget adds.
 
 # Where a grid coordinate x in [-1, 1] reads along a dim of `size` places,
 # in stages, each a formula of the place x the stage before gave. First
@@ -1568,8 +1570,13 @@ def _grid_routes(shapes, arguments, numbers) -> Routes:
     channel_of = np.arange(channels).reshape((1, channels) + (1,) * len(out))
     input_size = int(np.prod(input_shape, dtype=np.int64))
     grid_index = input_size + np.arange(int(np.prod(grid_shape, dtype=np.int64)), dtype=np.int64).reshape(grid_shape)
-    outputs, inputs, weights = [], [], []
+    outputs, inputs, weights, slack = [], [], [], []
     values = None if array is None else np.asarray(array, dtype=np.float64).reshape(batch, channels, plane)
+    # a weight such as 1 - t, t = place - floor(place), errs by about
+    # eps·|place| whatever its size; bicubic's coefficients (and their
+    # derivatives, up to ~3) a few times that
+    places = float(sum(size + 1 for size in input_shape[2:]))
+    factor = 4.0 if arguments["interpolation_mode"] == 2 else 1.0
     mode, padding, align = (arguments[name] for name in ("interpolation_mode", "padding_mode", "align_corners"))
     for taps, inside, weight, by_coordinate in _grid_taps(input_shape, grid, mode, padding, align):
         at = _grid_input_index(input_shape, taps, inside)  # (n, *out)
@@ -1578,6 +1585,7 @@ def _grid_routes(shapes, arguments, numbers) -> Routes:
         outputs.append(result_index[keep])
         inputs.append(source[keep])
         weights.append(np.broadcast_to(weight[:, None], result_index.shape)[keep])
+        slack.append(np.full(int(np.count_nonzero(keep)), 0.0 if mode == 1 else factor * places))
         if mode == 1:  # nearest's weight is 1 whatever the grid
             continue
         if values is None:
@@ -1590,8 +1598,10 @@ def _grid_routes(shapes, arguments, numbers) -> Routes:
             outputs.append(result_index[keep])
             inputs.append(np.broadcast_to(grid_index[..., d][:, None], result_index.shape)[keep])
             weights.append((by_coordinate[d][:, None] * picked)[keep])
+            scale = (input_shape[2 + spatial - 1 - d] + 1) / 2  # ∂place/∂x: the grid's x is the last dim's
+            slack.append(factor * 3 * scale * places * np.abs(picked[keep]))
     return Routes(np.concatenate(outputs), np.concatenate(inputs), np.concatenate(weights).astype(np.float64),
-                  ((batch, channels) + out,))
+                  ((batch, channels) + out,), np.concatenate(slack))
 
 
 FUNCTIONS["grid_sample"] = _grid_sample
