@@ -5,6 +5,7 @@ composed leaf formula, and a deliberately wrong row being caught."""
 from __future__ import annotations
 
 import ast
+import inspect
 import dataclasses
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -20,7 +21,7 @@ from graphexplain.rules import TABLE, Matrix, Routing
 from graphexplain.rules.fft import Transform
 from graphexplain.derive import complex as complex_
 from graphexplain.rules.kinds import IndexFormula
-from graphexplain.rules.kinds import Convolution
+from graphexplain.rules.kinds import Composite, Convolution
 from graphexplain.derive import convolution
 
 # --- local gradients, as sympy derives them from the forward formulas -------------
@@ -129,6 +130,9 @@ def vocabulary_used(rule) -> set:
         return convolution.vocabulary(rule)
     if isinstance(rule, Transform):
         return complex_.vocabulary(rule)
+    if isinstance(rule, Composite):  # the written-out forward's arguments (capture/composites.py)
+        from graphexplain.capture.composites import FORWARDS
+        return set(inspect.signature(FORWARDS[rule.forward]).parameters)
     return {str(symbol) for symbol in formula.forward(rule).free_symbols}
 
 
