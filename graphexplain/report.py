@@ -17,16 +17,18 @@ Exit codes (also in `graphexplain trace --help` and docs/cli.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from .capture.intercept import CallRecord
 from .capture.runner import COMPLETED, EXITED, ScriptRun
-from .explanation import Explanation
 from .render.json import SCHEMA, Arrays, call_to_json, numbers
 from .results import HOOK_CHANGED, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, worst
 
 from .exitcodes import MISMATCH as EXIT_MISMATCH, NO_BACKWARD as EXIT_NO_BACKWARD, NO_RULE as EXIT_NO_RULE  # noqa: E402
 from .exitcodes import SCRIPT_ERROR as EXIT_SCRIPT_ERROR, USAGE as EXIT_USAGE, VERIFIED as EXIT_VERIFIED  # noqa: E402
+if TYPE_CHECKING:  # imported where a call is explained: a script without backward never loads sympy
+    from .explanation import Explanation
+
 SCRIPT_ERROR = "script-error"
 NO_BACKWARD = "no-backward"
 NOTHING_EXPLAINED = "nothing-explained"  # backward was called, but no call could be explained
@@ -45,6 +47,10 @@ class Report:
 
     @classmethod
     def of(cls, run: ScriptRun) -> "Report":
+        if not any(record.graph is not None for record in run.calls) and run.target is None:
+            return cls(run, {}, None)
+        from .explanation import Explanation
+
         explanations = {
             record.index: Explanation.of(record.graph, record.observed, record.index)
             for record in run.calls if record.graph is not None
