@@ -55,21 +55,27 @@ def summary(array: np.ndarray, key: Optional[str] = None) -> Dict[str, Any]:
     (5.0, 4.0)
     """
     flat = array.reshape(-1)
-    finite = np.isfinite(flat)
-    count = int(np.count_nonzero(finite))
-    kept = flat if count == flat.size else flat[finite]
-    magnitude = np.abs(kept)
     real = not np.iscomplexobj(array)
+    low, high = (float(np.min(flat)), float(np.max(flat))) if real and flat.size else (np.nan, np.nan)
+    if np.isfinite(low) and np.isfinite(high):  # then every element is finite: three passes, no temporaries
+        count, largest, norm = flat.size, max(abs(low), abs(high)), np.linalg.norm(flat)
+    else:
+        finite = np.isfinite(flat)
+        count = int(np.count_nonzero(finite))
+        magnitude = np.abs(flat[finite])
+        largest, norm = np.max(magnitude, initial=0.0), np.linalg.norm(magnitude)
+        if real and count:
+            low, high = np.min(flat[finite]), np.max(flat[finite])
     data = {
         "summary": True,
         "shape": list(array.shape),
         "dtype": str(array.dtype),
         "size": int(flat.size),
         "head": numbers(flat[:HEAD]),
-        "l2_norm": numbers(np.linalg.norm(magnitude)),
-        "max_abs": numbers(np.max(magnitude, initial=0.0)),
-        "min": numbers(np.min(kept)) if real and count else None,
-        "max": numbers(np.max(kept)) if real and count else None,
+        "l2_norm": numbers(norm),
+        "max_abs": numbers(largest),
+        "min": numbers(low) if real and count else None,
+        "max": numbers(high) if real and count else None,
         "nonfinite": flat.size - count,
     }
     if key is not None:
