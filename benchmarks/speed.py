@@ -143,8 +143,11 @@ def cases(quick: bool) -> List[Case]:
     loop = HERE / "train_loop.py"
     found += [
         Case("train_loop.py, --call first", loop, options=("--call", "first"), group="loop"),
-        Case("train_loop.py, --call all", loop, options=("--call", "all", "--quiet"), group="loop", limit=10.0,
-             heavy=True),
+        Case("train_loop.py, --call all, DOT only", loop, options=("--call", "all", "--quiet", "--format", "dot"),
+             group="loop", limit=10.0, heavy=True),
+        # the default PNG: one `dot` process per call, 300 of them (their CPU counts: wait4 sums the tree)
+        Case("train_loop.py, --call all, PNG (default)", loop, options=("--call", "all", "--quiet"), group="loop",
+             limit=10.0, heavy=True),
         Case("nn.GRU + nn.LSTM", SCRIPTS / "recurrent.py", options=("--call", "all"), group="models"),
         Case("ResNet-18, one call", SCRIPTS / "resnet18.py", group="models", target="explain", limit=3.0),
         Case("TransformerEncoder 6×128, one call", SCRIPTS / "transformer.py", group="models",
