@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ REPO = HERE.parent
 SCRIPTS = HERE / "scripts"
 EXAMPLES = REPO / "examples"
 PAGE = REPO / "docs" / "performance.md"
+TIMEOUT = 300  # seconds a child may run before it is killed (and shows as exit -9)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,10 @@ def run_child(argv: Sequence[str], cwd: Path, env: Dict[str, str]) -> Sample:
     with tempfile.TemporaryFile() as errors:
         start = time.perf_counter()
         child = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        timer = threading.Timer(TIMEOUT, child.kill)  # a case that hangs is reported, not waited for
+        timer.start()
         _, status, usage = os.wait4(child.pid, 0)
+        timer.cancel()
         wall = time.perf_counter() - start
         child.returncode = os.waitstatus_to_exitcode(status)
         if child.returncode not in (0, 5):
