@@ -25,14 +25,11 @@ from ..results import (
     NodeDerivation,
 )
 from ..rules import lookup
-from ..rules.kinds import Composite, IndexFormula, Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
-from ..rules.kinds import Convolution
-from ..rules.fft import Transform
+from ..rules.kinds import IndexFormula, Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 from . import arguments, broadcast, budget, formula, indexed, routing
-from . import convolution
 from . import complex as complex_
-from . import copy_slices
-from .naming import display_names, rename, show
+from . import cache
+from .naming import display_names
 from .symbolic import leaf_formulas
 from ..precision import epsilon
 
@@ -73,8 +70,8 @@ def _shape_of(operand: Operand) -> Tuple[int, ...]:
 
 
 def _local_gradient_record(rule, node, operand, expr, value, count=None) -> LocalGradient:
-    named = rename(expr, display_names(rule, node, count))
-    return LocalGradient(operand.name, operand.label, str(expr), show(named), value)
+    named = cache.named_formula(expr, display_names(rule, node, count))  # printed once per formula and names
+    return LocalGradient(operand.name, operand.label, cache.printed(expr), named, value)
 
 
 # --- one function per family of rows ------------------------------------------
@@ -484,12 +481,6 @@ def _forward(rule: Rule, node: Node, result_shape) -> sp.Basic:
     """The forward formula as the walkthrough shows it."""
     if isinstance(rule, IndexFormula):
         return indexed.shown_forward(rule, node)
-    if isinstance(rule, Convolution):
-        return convolution.shown_forward(rule, node, result_shape)
-    if isinstance(rule, Transform):
-        return complex_.held(complex_.transform_forward(rule, bool(rule.last)))
-    if isinstance(rule, Pointwise) and complex_.stated_forward(rule) is not None:
-        return complex_.stated_forward(rule)
     if isinstance(rule, Matrix):
         shapes = _matrix_operand_shapes(rule, node, result_shape)
         along = formula.vector_dim(rule, arguments.saved(node), len(result_shape))
@@ -505,8 +496,6 @@ def _forward(rule: Rule, node: Node, result_shape) -> sp.Basic:
 
 FAMILIES = {Pointwise: _pointwise, Reduction: _reduction, Routing: _routing, Matrix: _matrix}
 FAMILIES[IndexFormula] = _indexed
-FAMILIES[Convolution] = convolution.steps
-DESCRIBED = {Convolution: convolution.describe}  # a row's geometry in words, for the picture
 
 
 def _not_derived(node: Node, upstream: Optional[np.ndarray], title: str, status: str, note: str,
@@ -524,19 +513,11 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     """Apply the node's row to its upstream gradient (`each_output`: every
     output's, for a node with several; Note [nodes with several outputs]).
     The budgets default to 0: an upstream taken as exact."""
-    if node.inner is not None:  # a hand-written backward: its forward's graph is differentiated instead
-        from .function import derive_function
-        return derive_function(node, upstream, each_output, upstream_budget, each_budget)
-    if node.op in copy_slices.OPS:  # a write into a view: fn's own row, on the region written
-        return copy_slices.derive_node(node, upstream, upstream_budget)
     rule = lookup(node.op)
     if rule is None:
         return _not_derived(node, upstream, node.op, NO_RULE, "no symbolic rule for this op", upstream_budget)
     if isinstance(rule, NotDifferentiable):
         return _not_derived(node, upstream, rule.title, NO_RULE, "this op has no gradient", upstream_budget)
-    if isinstance(rule, Composite):  # its forward is written out at capture; a graph built without it has none
-        return _not_derived(node, upstream, rule.title, NO_RULE, "its written-out forward was not run at capture",
-                            upstream_budget)
     if upstream is None:
         return _not_derived(node, upstream, rule.title, UNREACHED, "no derived gradient reached it")
     complex_numbers = _is_complex(node) or np.iscomplexobj(upstream)
@@ -553,7 +534,6 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
         each_budget = each_budget or tuple(np.zeros(np.shape(u)) for u in each_output)
         several = {"each_output": each_output, "each_budget": tuple(np.asarray(b) / eps for b in each_budget)}
     family = _complex_pointwise if complex_numbers and isinstance(rule, Pointwise) else FAMILIES[type(rule)]
-    family = _complex_routing if complex_numbers and isinstance(rule, Routing) else family
     try:
         with np.errstate(all="ignore"):  # a budget at a pole (0**-1) is inf: verify handles it, no warning
             locals_, steps = family(rule, node, upstream, upstream_budget / eps, eps, **several)
@@ -563,11 +543,10 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
         reason = f"{type(problem).__name__}: {problem}" if not isinstance(problem, CannotApply) else str(problem)
         return _not_derived(node, upstream, rule.title, RULE_ERROR, f"the rule could not be applied: {reason}",
                             upstream_budget)
-    forward_named = rename(_forward(rule, node, np.shape(upstream)), display_names(rule, node))
+    forward_named = cache.named_formula(_forward(rule, node, np.shape(upstream)), display_names(rule, node))
     return NodeDerivation(
-        node.id, DERIVED, rule.title, rule.forward, show(forward_named),
+        node.id, DERIVED, rule.title, rule.forward, forward_named,
         upstream, tuple(locals_), tuple(steps), upstream_budget=upstream_budget,
-        geometry=DESCRIBED[type(rule)](rule, node) if type(rule) in DESCRIBED else "",
     )
 
 
@@ -591,10 +570,6 @@ def _complex_ready(rule: Rule) -> bool:
     and plain sums and means (Note [complex gradients] in derive/complex.py)."""
     if isinstance(rule, Pointwise):
         return all(complex_.wirtinger(rule, name) is not None for name in rule.inputs)
-    if isinstance(rule, Transform):
-        return True
-    if isinstance(rule, Routing):  # Note [complex routing] in derive/routing.py
-        return routing.complex_ready(rule.forward)
     return isinstance(rule, Reduction) and rule.forward == "self" and rule.reduce in ("sum", "mean")
 
 
@@ -634,102 +609,6 @@ def _complex_pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstre
     return locals_, steps
 
 
-def _complex_routing(rule: Routing, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float,
-                     each_output=None, each_budget=None):
-    """The complex upstream routed back as a real one is; view_as_real and
-    view_as_complex by their Wirtinger coefficients (Note [complex routing]
-    in derive/routing.py). A real operand keeps the real part."""
-    upstreams = each_output if each_output is not None else (upstream,)
-    budgets = each_budget if each_budget is not None else (upstream_budget,)
-    saved = dict(arguments.saved(node), result_shape=np.shape(upstreams[0]))
-    shapes = routing.complete_shapes(
-        rule.forward, [(o.name, o.value.shape if o.value is not None else None) for o in node.operands],
-        saved["result_shape"], saved)
-    sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in shapes]
-    if routing.function_name(rule.forward) in routing.PART_FUNCTIONS:
-        edges = routing.part_routes(rule.forward, shapes, saved)
-        output_shapes = edges[0]
-        flat = np.concatenate([np.broadcast_to(u, s).reshape(-1) for u, s in zip(upstreams, output_shapes)])
-        grads = routing.part_gradients(edges, flat, sizes)
-        collected = np.bincount(edges[2], minlength=int(np.sum(sizes))) if len(edges[2]) else np.zeros(1)
-        rounding = budget.summation(int(np.max(collected, initial=1)))
-        magnitude = np.concatenate([np.broadcast_to(np.abs(u), s).reshape(-1) for u, s in zip(upstreams, output_shapes)])
-        spread = np.concatenate([np.broadcast_to(b, s).reshape(-1) for b, s in zip(budgets, output_shapes)])
-        errors = [e.real for e in routing.part_gradients(edges, spread + rounding * magnitude, sizes,
-                                                         weights=np.abs(edges[3]) + np.abs(edges[4]))]
-        how = "each upstream element goes back to the real or imaginary part it was taken from"
-        local = "∂result[k]/∂self[j] and ∂result[k]/∂conj(self[j]), from re(z) = (z + conj(z))/2, im(z) = (z - conj(z))/2i"
-    else:
-        numbers_ = [o.value.data if o.value is not None else None for o in node.operands]
-        found = routing.routes(rule.forward, shapes, saved, numbers_)
-        output_shapes = found.output_shapes
-        flat = np.concatenate([np.broadcast_to(u, s).reshape(-1) for u, s in zip(upstreams, output_shapes)])
-        grads = routing.complex_gradients(found, flat, sizes)
-        errors = _routing_budget(found, upstreams, budgets, sizes)
-        how = "each complex upstream element goes back to the element it was taken from"
-        local = None
-    if len(output_shapes) != len(upstreams):
-        raise CannotApply(f"the forward makes {len(output_shapes)} outputs, torch's node {len(upstreams)}")
-    shown = upstream if each_output is None else flat
-    locals_, steps = [], []
-    for operand, (_, shape), grad, error in zip(node.operands, shapes, grads, errors):
-        if not operand.requires_grad:
-            continue
-        if operand.value is not None and not operand.value.dtype.startswith("complex"):
-            grad = grad.real
-        expr = formula.local_gradient(rule, operand.name) if local is None else local
-        locals_.append(LocalGradient(operand.name, operand.label, str(expr), local or
-                                     f"1 where result[k] was taken from {operand.name}[j], else 0"))
-        steps.append(ChainStep(operand.name, operand.label, shown, None, grad.reshape(shape), "route",
-                               how + ("; the upstreams of all outputs, one after another" if each_output is not None
-                                      else ""), budget=error.reshape(shape)))
-    return locals_, steps
-
-
-def _transform(rule: Transform, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float):
-    """The VJP of a DFT, dim by dim in the reverse of the forward's order:
-    conj(u)·B + u·conj(A) along each, with A and B the Wirtinger derivatives
-    sympy derived from the row (Note [the DFT as index notation] in
-    derive/complex.py); a real operand keeps the real part."""
-    saved = arguments.saved(node)
-    (operand,) = node.operands
-    shape = _shape_of(operand)
-    ndim = len(shape)
-    dims = [int(d) % ndim for d in saved["dim"]]
-    order = [(d, False) for d in dims[:-1]] + [(dims[-1], bool(rule.last))]
-    values = _param_values(rule, node)
-    gradient = numbers(upstream).astype(np.complex128)
-    error = np.asarray(upstream_budget, dtype=np.float64)
-    sizes = list(np.shape(upstream))
-    for d, last in reversed(order):
-        K, L = sizes[d], shape[d]
-        N = K if rule.signal == "result" else L
-        A, B = complex_.transform_matrices(rule, last, values, K, L, N)
-        along = np.moveaxis(gradient, d, -1)
-        magnitude = np.abs(A) if B is None else np.abs(A) + np.abs(B)
-        carried = np.moveaxis(np.broadcast_to(error, gradient.shape), d, -1) @ magnitude
-        sent = along @ np.conj(A) if B is None else np.conj(along) @ B + along @ np.conj(A)
-        # torch's rounding: the smaller of two bounds, a dot product's against
-        # Σ|terms| and a fast transform's against the row's 2-norm
-        rounding = np.minimum(budget.transform(N) * (np.abs(along) @ magnitude),
-                              budget.fft(N) * np.linalg.norm(sent, axis=-1, keepdims=True))
-        gradient = np.moveaxis(sent, -1, d)
-        error = np.moveaxis(carried + rounding, -1, d)
-        sizes[d] = L
-    if not operand.value.dtype.startswith("complex"):  # r2c: a real signal
-        gradient = gradient.real
-    d, d_conjugate = complex_.transform_derivatives(rule, bool(rule.last))
-    named = f"∂result[k]/∂self[j] = {d}; ∂result[k]/∂conj(self[j]) = {d_conjugate}; along dims {tuple(dims)}"
-    vjp = "conj(G)·∂result/∂conj(self) + G·conj(∂result/∂self), summed over k, along each dim"
-    locals_ = [LocalGradient(operand.name, operand.label, str(d), named)] if operand.requires_grad else []
-    steps = [ChainStep(operand.name, operand.label, upstream, None, gradient, "matrix", None, vjp, error)] \
-        if operand.requires_grad else []
-    return locals_, steps
-
-
-FAMILIES[Transform] = _transform
-
-
 def _is_complex(node: Node) -> bool:
     values = [o.value for o in node.operands] + list(node.outputs)
     return any(value is not None and value.dtype.startswith("complex") for value in values)
@@ -747,22 +626,19 @@ def _arrived(node: Node, upstream_of) -> Tuple[Optional[np.ndarray], Optional[Tu
     node with several outputs the upstream of each (Note [nodes with several
     outputs]). `upstream_of(nr)` gives an output's, None where none arrived."""
     first = upstream_of(0)
-    several = isinstance(lookup(node.op), (Routing, Matrix, IndexFormula)) or node.inner is not None
+    several = isinstance(lookup(node.op), (Routing, Matrix, IndexFormula))
     if len(node.outputs) < 2 or not several or None in node.outputs:
         return first, None
     each = [upstream_of(nr) for nr in range(len(node.outputs))]
     if all(arrived is None for arrived in each):
         return first, None
-    each = tuple(np.zeros(output.shape) if arrived is None else numbers(arrived)
+    each = tuple(np.zeros(output.shape) if arrived is None else np.asarray(arrived, dtype=np.float64)
                  for arrived, output in zip(each, node.outputs))
     return each[0], each
 
 
-def derive(graph: Graph, symbolic: bool = True, root_budgets=None) -> Derivation:
+def derive(graph: Graph, symbolic: bool = True) -> Derivation:
     """Run the chain rule over the whole graph, from the graph alone.
-    `root_budgets` (one per root) are the seeds' error budgets where the
-    seeds are themselves derived numbers (a Function's forward graph,
-    derive/function.py); by default the seeds are exact.
 
     >>> from graphexplain.model import Graph, Node, Operand, Root, Value, Leaf
     >>> x = Value.of([1.0, 2.0])
@@ -778,12 +654,11 @@ def derive(graph: Graph, symbolic: bool = True, root_budgets=None) -> Derivation
     upstreams: Dict[Tuple[int, int], np.ndarray] = {}
     budgets: Dict[Tuple[int, int], np.ndarray] = {}  # Note [error budget] in derive/budget.py
     missing: Dict[Tuple[int, int], List[int]] = {}  # consumers that could not send a derived gradient
-    for position, root in enumerate(graph.roots):
+    for root in graph.roots:
         key = (root.node, root.output)
         seed = numbers(root.grad_output)
         upstreams[key] = upstreams.get(key, 0) + seed
-        seed_budget = np.zeros(seed.shape) if root_budgets is None else np.broadcast_to(root_budgets[position], seed.shape)
-        budgets[key] = budgets.get(key, 0) + seed_budget  # the seed is exact, unless derived
+        budgets[key] = budgets.get(key, 0) + np.zeros(seed.shape)  # the seed is exact
 
     derived: List[NodeDerivation] = []
     for node in graph.nodes:
