@@ -189,7 +189,7 @@ def measure(case: Case, repeat: int, scratch: Path) -> Result:
         order = [("plain", plain), ("traced", traced)]
         for side, argv in (order if attempt % 2 == 0 else order[::-1]):
             side_env = {**env, "BENCH_TIMES": str(times)} if side == "plain" else env
-            sample = run_child(argv, case.script.parent, side_env)
+            sample = run_child(argv, scratch, side_env)  # what a script writes lands in the scratch folder
             getattr(result, side).append(sample)
             if side == "plain" and times.exists():
                 result.step_cpu.append(float(times.read_text()))
