@@ -39,8 +39,11 @@ docs: setup graphviz
 coverage: setup
 	$(BIN)/python benchmarks/coverage.py
 
+# Side by side, plain against traced, over the cases of docs/performance.md (which it
+# writes); `make benchmark ARGS=--quick` for one run of each. benchmarks/overhead.py
+# (in one process: the interception alone, --call 10) still runs on its own.
 benchmark: setup
-	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/speed.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) graphexplain-out *.egg-info

@@ -1,4 +1,4 @@
-"""A small training loop for benchmarks/overhead.py: a two-layer MLP, 300 steps."""
+"""A small training loop for benchmarks/overhead.py and benchmarks/speed.py: a two-layer MLP, 300 steps."""
 import torch
 from torch import nn
 

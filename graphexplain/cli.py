@@ -85,6 +85,7 @@ def _depth(text: str):
 
 def parser() -> argparse.ArgumentParser:
     from .render.collapse import THRESHOLD
+    from .render.json import SUMMARY_LIMIT
 
     main = argparse.ArgumentParser(prog="graphexplain", description=DESCRIPTION, epilog=EXIT_CODES,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,6 +102,9 @@ def parser() -> argparse.ArgumentParser:
     trace.add_argument("--format", type=_formats, default=["png"], metavar="FMT[,FMT]",
                        help="picture formats: png, svg, pdf, dot (default: png; the .dot source is always written)")
     trace.add_argument("--json", metavar="FILE", help="write the whole result as JSON to FILE")
+    trace.add_argument("--json-full", action="store_true",
+                       help=f"with --json: also write tensors over {SUMMARY_LIMIT} elements, which the JSON only "
+                            "summarises, whole into FILE's .npz sidecar (FILE with .npz for .json)")
     trace.add_argument("--call", default="first", metavar="WHICH",
                        help="which backward calls to explain in full: first (default), last, all, or a number")
     trace.add_argument("--target", metavar="NAME",
@@ -204,9 +208,17 @@ def check_outputs(options) -> Outputs:
     folder = os.path.abspath(options.out)
     _check_folder("--out", options.out, folder, options.force)
     if options.json is None:
+        if getattr(options, "json_full", False):
+            raise UsageError("--json-full adds a sidecar to the --json file: give --json FILE as well.")
         return Outputs(folder, options.out)
     path = os.path.abspath(options.json)
     _check_json(options.json, path, options.force, folder)
+    if getattr(options, "json_full", False):
+        sidecar = sidecar_path(path)
+        if os.path.isdir(sidecar) or (os.path.exists(sidecar) and not os.path.exists(path) and not options.force):
+            raise UsageError(f"--json-full would write {sidecar_path(options.json)!r}, which already exists and "
+                             "is not beside a graphexplain result, so it was left untouched. Choose another "
+                             "--json file, or pass --force to replace it.")
     return Outputs(folder, options.out, path, options.json)
 
 
@@ -288,8 +300,9 @@ def trace(options, out, err) -> int:
             err.print(f"graphexplain: {problem}")
     if outputs.json:
         try:
-            _written(lambda: _write_json(report, outputs.json), outputs.json_shown)
-            out.print(f"json: {outputs.json_shown}")
+            sidecar = _write_json(report, outputs.json, outputs.json_shown, options.json_full)
+            out.print(f"json: {outputs.json_shown}" + (f" (arrays: {sidecar_path(outputs.json_shown)})"
+                                                       if sidecar else ""))
         except OutputError as problem:
             unwritten = unwritten or problem
             err.print(f"graphexplain: {problem}")
@@ -324,11 +337,37 @@ def trace(options, out, err) -> int:
     return report.exit_code
 
 
-def _write_json(report, path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)  # only ever the --out folder (_check_json)
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(report.to_json(), handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
+def sidecar_path(json_path: str) -> str:
+    """Where --json-full puts the whole arrays: the JSON's path, .npz for .json.
+
+    >>> sidecar_path("out/result.json"), sidecar_path("result")
+    ('out/result.npz', 'result.npz')
+    """
+    root, extension = os.path.splitext(json_path)
+    return (root if extension.lower() == ".json" else json_path) + ".npz"
+
+
+def _write_json(report, path: str, shown: str, full: bool = False) -> bool:
+    """The JSON, and with `full` the .npz sidecar of the arrays it summarises;
+    whether a sidecar was written (only when something was summarised)."""
+    from .render.json import Arrays
+
+    # only ever the --out folder (_check_json)
+    _written(lambda: os.makedirs(os.path.dirname(path), exist_ok=True), shown)
+    out = Arrays(full=full)
+    data = report.to_json(out)
+    if out.arrays:
+        data["arrays"] = os.path.basename(sidecar_path(path))
+
+    def write_json():
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+    _written(write_json, shown)
+    if out.arrays:
+        import numpy as np
+        _written(lambda: np.savez(sidecar_path(path), **out.arrays), sidecar_path(shown))
+    return bool(out.arrays)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

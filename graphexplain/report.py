@@ -17,17 +17,19 @@ Exit codes (also in `graphexplain trace --help` and docs/cli.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from .capture.intercept import CallRecord
 from .capture.runner import COMPLETED, EXITED, ScriptRun
-from .explanation import Explanation
 from .render.collapse import View
-from .render.json import SCHEMA, call_to_json, numbers
+from .render.json import SCHEMA, Arrays, call_to_json, numbers
 from .results import HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, worst
 
 from .exitcodes import MISMATCH as EXIT_MISMATCH, NO_BACKWARD as EXIT_NO_BACKWARD, NO_RULE as EXIT_NO_RULE  # noqa: E402
 from .exitcodes import SCRIPT_ERROR as EXIT_SCRIPT_ERROR, USAGE as EXIT_USAGE, VERIFIED as EXIT_VERIFIED  # noqa: E402
+if TYPE_CHECKING:  # imported where a call is explained: a script without backward never loads sympy
+    from .explanation import Explanation
+
 SCRIPT_ERROR = "script-error"
 NO_BACKWARD = "no-backward"
 NOTHING_EXPLAINED = "nothing-explained"  # backward was called, but no call could be explained
@@ -47,6 +49,10 @@ class Report:
 
     @classmethod
     def of(cls, run: ScriptRun, view: Optional[View] = None) -> "Report":
+        if not any(record.graph is not None for record in run.calls) and run.target is None:
+            return cls(run, {}, None, view or View())
+        from .explanation import Explanation
+
         explanations = {
             record.index: Explanation.of(record.graph, record.observed, record.index)
             for record in run.calls if record.graph is not None
@@ -99,7 +105,10 @@ class Report:
             TARGET_PROBLEM: EXIT_USAGE,
         }[self.status]
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self, out: Optional[Arrays] = None) -> Dict[str, Any]:
+        """The run as a JSON-ready dict; tensors over render.json.SUMMARY_LIMIT
+        elements are summaries, kept whole in `out.arrays` when `out` asks."""
+        out = out if out is not None else Arrays()
         return {
             "schema": SCHEMA,
             "script": self.run.script,
@@ -107,15 +116,15 @@ class Report:
             "status": self.status,
             "exit_code": self.exit_code,
             "script_outcome": self.run.outcome,
-            "backward_calls": [self._call_json(record) for record in self.calls],
-            "target": call_to_json(self.target) if self.target is not None else None,
+            "backward_calls": [self._call_json(record, out) for record in self.calls],
+            "target": call_to_json(self.target, out) if self.target is not None else None,
             "target_problem": self.run.target_problem,
         }
 
-    def _call_json(self, record: CallRecord) -> Dict[str, Any]:
+    def _call_json(self, record: CallRecord, out: Arrays) -> Dict[str, Any]:
         explanation = self.explanations.get(record.index)
         if explanation is not None:
-            data = call_to_json(explanation)
+            data = call_to_json(explanation, out)
             data["kind"] = record.kind
             return data
         return {
@@ -123,7 +132,7 @@ class Report:
             "kind": record.kind,
             "call": record.call,
             "status": self.call_status(record),
-            "root": {"name": record.summary.root, "value": numbers(record.summary.root_value)},
+            "root": {"name": record.summary.root, "value": out(record.summary.root_value, f"call-{record.index}/root/value")},
             "leaf_grad_norms": {name: numbers(norm) for name, norm in record.summary.leaf_norms},
             "error": record.error,
             "explanation": record.explanation,

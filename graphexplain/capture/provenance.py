@@ -60,7 +60,7 @@ _INTERNAL_WALK_LIMIT = 64  # nodes made inside one call (F.linear makes two)
 _ASSIGNMENT = re.compile(r"^\s*([A-Za-z_][A-Za-z_0-9]*)\s*(?::[^=]+)?=(?!=)\s*(.+?)\s*(#.*)?$")
 
 
-@dataclass
+@dataclass(slots=True)  # one per recorded op: slots make it cheaper to create
 class Provenance:
     source: Optional[Source]
     assigned: Optional[str]  # `z` for the op that is all of `z = y * y * 2`'s right side
@@ -366,17 +366,16 @@ class Recorder(TorchFunctionMode):
         if not torch.is_grad_enabled() or func in (torch.Tensor.detach, torch.Tensor.requires_grad_):
             self._note_constants(func, args, outputs)
             return
-        made = [t for t in outputs if t.grad_fn is not None]
+        made = [(t, node) for t in outputs for node in (t.grad_fn,) if node is not None]  # grad_fn read once
         if not made:
             self._inherit_constant_reason(args, outputs)
             return
         caller = caller if caller is not None else sys._getframe(2)
         source, assigned = self.finder.source_and_name(self.finder.user_frame(caller))
         module = running_module(caller)
-        operands = tuple(o for o in map(_operand, (*args, *kwargs.values())) if o is not None)
-        name = getattr(func, "__name__", str(func))
-        for tensor in made:
-            node = tensor.grad_fn
+        operands = tuple(o for o in map(_operand, (*args, *kwargs.values()) if kwargs else args) if o is not None)
+        name = getattr(func, "__name__", None) or str(func)  # (str(func) only when needed: it is not free)
+        for tensor, node in made:
             record = node.metadata.get(KEY)
             if record is None or not record.direct:
                 record = Provenance(source, assigned, operands, {}, module, True, name)
@@ -394,8 +393,9 @@ class Recorder(TorchFunctionMode):
             if not pending:
                 return
             inner = pending.pop()
-            if KEY in inner.metadata or ORIGIN in inner.metadata or type(inner).__name__ == "AccumulateGrad":
-                continue  # (a node made by a backward with create_graph=True is not this call's)
+            if type(inner).__name__ == "AccumulateGrad" or KEY in inner.metadata or ORIGIN in inner.metadata:
+                continue  # (a node made by a backward with create_graph=True is not this call's; a leaf's
+                # AccumulateGrad is asked first, since reading .metadata makes a dict on every leaf node)
             inner.metadata[KEY] = Provenance(source, None, (), {}, module, False, name)
             pending.extend(n for n, _ in inner.next_functions if n is not None)
 
@@ -416,6 +416,8 @@ class Recorder(TorchFunctionMode):
 
     def _inherit_constant_reason(self, args, outputs) -> None:
         """`b = a * 2` after `a.requires_grad_(False)`: b is cut off because a is."""
+        if not self.constant_reasons:  # the common case, every op on plain data: nothing to inherit
+            return
         for argument in args:
             if isinstance(argument, torch.Tensor):
                 reason = self.constant_reason(argument)

@@ -16,7 +16,10 @@ it, or from the call the recorder saw.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import weakref
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -36,10 +39,55 @@ from .view_writes import VIEW_WRITE
 from .subgraph import Captured, Subgraph, backward_order, gradient_edge, input_edge, is_accumulator
 
 
+class _Copies:
+    """Note [one copy per tensor]
+    One call reads the same tensor many times: a leaf is the AccumulateGrad
+    node's value and an operand of the op that uses it, the gradient torch
+    passes out of one node is the one passed into the next. Each read made
+    a float64 copy, and on a 2000×2000 matmul those copies were most of the
+    memory graphexplain took. Within one call a tensor is copied once: the
+    copy is kept by the tensor's identity and version (an in-place write
+    makes a new copy), through a weak reference, so no tensor lives longer
+    (AccumulateGrad still steals an unshared gradient) and an id reused by
+    a new tensor finds its entry dead."""
+
+    def __init__(self):
+        self._seen: Dict[int, Tuple[Any, int, Optional[np.ndarray]]] = {}
+
+    def __call__(self, tensor, convert) -> Optional[np.ndarray]:
+        try:
+            version = tensor._version
+            entry = self._seen.get(id(tensor))
+            if entry is not None and entry[0]() is tensor and entry[1] == version:
+                return entry[2]
+            reference = weakref.ref(tensor)
+        except Exception:  # inference tensors keep no version
+            return convert(tensor)
+        array = convert(tensor)
+        self._seen[id(tensor)] = (reference, version, array)
+        return array
+
+    @contextlib.contextmanager
+    def active(self):
+        token = _COPIES.set(self)
+        try:
+            yield
+        finally:
+            _COPIES.reset(token)
+
+
+_COPIES: ContextVar[Optional[_Copies]] = ContextVar("graphexplain_copies", default=None)
+
+
 def to_numpy(tensor) -> Optional[np.ndarray]:
     """A float64 copy of a tensor on the CPU, or None if it cannot be read."""
     if not isinstance(tensor, torch.Tensor):
         return None
+    copies = _COPIES.get()
+    return copies(tensor, _to_numpy) if copies is not None else _to_numpy(tensor)
+
+
+def _to_numpy(tensor) -> Optional[np.ndarray]:
     try:
         tensor = tensor.detach()
         if tensor._is_zerotensor():  # torch's storage-free zeros (sgn's gradient of a real input)
@@ -47,10 +95,22 @@ def to_numpy(tensor) -> Optional[np.ndarray]:
         if tensor.layout != torch.strided:
             tensor = tensor.to_dense()
         if tensor.is_complex():  # kept whole: Note [complex gradients] in derive/complex.py
-            return frozen_array(tensor.resolve_conj().resolve_neg().to("cpu", torch.complex128).numpy())
-        return frozen_array(tensor.to("cpu", torch.float64).numpy())
+            return _frozen_copy(tensor.resolve_conj().resolve_neg(), torch.complex128)
+        return _frozen_copy(tensor, torch.float64)
     except Exception:  # meta tensors, quantized tensors, freed storage
         return None
+
+
+def _frozen_copy(tensor, dtype) -> np.ndarray:
+    """`tensor` as a read-only numpy array of `dtype`, copied once: a tensor
+    converted by ``.to`` is already a copy nobody else holds, and copying it
+    again cost a second full array for every big tensor (docs/performance.md)."""
+    converted = tensor.to("cpu", dtype)
+    array = converted.numpy()
+    if converted is tensor or not array.flags.c_contiguous:  # shared with the tensor, or strided
+        array = np.array(array, copy=True, order="C")
+    array.flags.writeable = False
+    return array
 
 
 def torch_number(tensor) -> Optional[np.ndarray]:
@@ -169,6 +229,13 @@ class PendingCall:
                  inputs: Optional[Sequence[torch.Tensor]] = None, accumulates: bool = True,
                  input_edges: Optional[Sequence[Tuple[Any, int]]] = None, options: CallOptions = CallOptions(),
                  depth: int = 0):
+        self._copies = _Copies()  # Note [one copy per tensor]
+        with self._copies.active():
+            self._capture(roots, grad_outputs, names, recorder, call, call_source, inputs, accumulates,
+                          input_edges, options, depth)
+
+    def _capture(self, roots, grad_outputs, names, recorder, call, call_source, inputs, accumulates,
+                 input_edges, options, depth) -> None:
         self.names = names
         self.depth = depth  # how many Functions' forwards this call's graph is inside (capture/recapture.py)
         self.recorder = recorder
@@ -562,14 +629,16 @@ class PendingCall:
 
     def _hook(self, i: int):
         def record_gradients(grad_inputs, grad_outputs):
-            self.torch_downstream[i] = tuple(torch_number(g) for g in grad_inputs)
-            self.torch_upstream[i] = tuple(torch_number(g) for g in grad_outputs)
+            with self._copies.active():
+                self.torch_downstream[i] = tuple(torch_number(g) for g in grad_inputs)
+                self.torch_upstream[i] = tuple(torch_number(g) for g in grad_outputs)
         return record_gradients
 
     def _captured_hook(self, i: int, output_nr: int):
         def record_gradient(grad_outputs):
             if output_nr < len(grad_outputs):
-                self.captured_upstream[i] = torch_number(grad_outputs[output_nr])
+                with self._copies.active():
+                    self.captured_upstream[i] = torch_number(grad_outputs[output_nr])
         return record_gradient
 
     def remove_hooks(self) -> None:
@@ -582,6 +651,10 @@ class PendingCall:
         the derived side] in observed.py). `results` are the return values of
         torch.autograd.grad, one per input."""
         self.remove_hooks()
+        with self._copies.active():
+            return self._finish(results)
+
+    def _finish(self, results) -> Tuple[Graph, Observed]:
         returned: Dict[int, Optional[np.ndarray]] = {}  # vertex id → what torch returned for it
         if results is not None:
             for (node, nr), result in zip(self.input_edges, results):

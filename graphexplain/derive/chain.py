@@ -31,6 +31,7 @@ from ..rules.fft import Transform
 from . import arguments, broadcast, budget, formula, indexed, routing
 from . import convolution
 from . import complex as complex_
+from . import cache
 from . import copy_slices
 from .naming import display_names, rename, show
 from .symbolic import leaf_formulas
@@ -73,8 +74,8 @@ def _shape_of(operand: Operand) -> Tuple[int, ...]:
 
 
 def _local_gradient_record(rule, node, operand, expr, value, count=None) -> LocalGradient:
-    named = rename(expr, display_names(rule, node, count))
-    return LocalGradient(operand.name, operand.label, str(expr), show(named), value)
+    named = cache.named_formula(expr, display_names(rule, node, count))  # printed once per formula and names
+    return LocalGradient(operand.name, operand.label, cache.printed(expr), named, value)
 
 
 # --- one function per family of rows ------------------------------------------
@@ -567,9 +568,9 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
         reason = f"{type(problem).__name__}: {problem}" if not isinstance(problem, CannotApply) else str(problem)
         return _not_derived(node, upstream, rule.title, RULE_ERROR, f"the rule could not be applied: {reason}",
                             upstream_budget)
-    forward_named = rename(_forward(rule, node, np.shape(upstream)), display_names(rule, node))
+    forward_named = cache.named_formula(_forward(rule, node, np.shape(upstream)), display_names(rule, node))
     return NodeDerivation(
-        node.id, DERIVED, rule.title, rule.forward, show(forward_named),
+        node.id, DERIVED, rule.title, rule.forward, forward_named,
         upstream, tuple(locals_), tuple(steps), upstream_budget=upstream_budget,
         geometry=DESCRIBED[type(rule)](rule, node) if type(rule) in DESCRIBED else "",
     )

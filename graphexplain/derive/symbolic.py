@@ -10,6 +10,7 @@ matrix products or reshapes get numbers only.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Dict
 
 import numpy as np
@@ -64,6 +65,7 @@ def _substitutions(rule, node: Node, operand_exprs: Dict[str, sp.Expr], count: i
     return table
 
 
+@lru_cache(maxsize=1024)  # a training loop composes the same formula at every step: simplified once
 def _simplified(expr: sp.Expr) -> sp.Expr:
     """The composed gradient in its shortest usual form. sympy.simplify on
     a Piecewise (huber, clamp) takes seconds; those are only factored."""

@@ -1,6 +1,15 @@
 """The explanation as JSON-ready dicts. The field names are documented in
 docs/json.md; numbers are lists of floats (nested like the tensor), rounded
-to 10 significant digits so the output is the same on every run."""
+to 10 significant digits so the output is the same on every run.
+
+Note [summaries of big tensors]
+A tensor of more than SUMMARY_LIMIT elements is written as a summary
+(`summary`): shape, the first few values, its L2 norm, largest magnitude,
+min and max. Written element by element as text, a 2000×2000 matmul's JSON
+took minutes and gigabytes, and nobody reads four million numbers in a JSON
+file. With `--json-full` the whole arrays go into a sidecar ``.npz`` next
+to the JSON, and each summary names its array's `key` there.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +20,69 @@ import numpy as np
 from ..notation import shorten
 
 SCHEMA = "graphexplain/1"
+SUMMARY_LIMIT = 1000  # elements; more, and the tensor is summarised (Note [summaries of big tensors])
+HEAD = 6  # values the summary shows, in row-major order
+
+
+class Arrays:
+    """Where the numbers of a JSON document go: small ones inline (`numbers`),
+    big ones as a `summary`, and, when `full`, the big arrays themselves into
+    `arrays` under a key named after where they sit in the document.
+
+        >>> out = Arrays(full=True)
+        >>> out(np.arange(3.0), "x")
+        [0.0, 1.0, 2.0]
+        >>> out(np.zeros(2000), "call-1/x")["key"], sorted(out.arrays)
+        ('call-1/x', ['call-1/x'])
+    """
+
+    def __init__(self, full: bool = False, limit: int = SUMMARY_LIMIT):
+        self.limit = limit
+        self.arrays: Optional[Dict[str, np.ndarray]] = {} if full else None
+
+    def __call__(self, data, key: str) -> Any:
+        if data is None or np.size(data) <= self.limit:
+            return numbers(data)
+        array = np.asarray(data)
+        if self.arrays is not None:
+            self.arrays[key] = array
+        return summary(array, key if self.arrays is not None else None)
+
+
+def summary(array: np.ndarray, key: Optional[str] = None) -> Dict[str, Any]:
+    """A big tensor in a few numbers (Note [summaries of big tensors]); the
+    norms, min and max are over its finite elements, `nonfinite` counts the rest.
+
+    >>> summary(np.array([3.0, -4.0]))["l2_norm"], summary(np.array([3.0, -4.0]))["max_abs"]
+    (5.0, 4.0)
+    """
+    flat = array.reshape(-1)
+    real = not np.iscomplexobj(array)
+    low, high = (float(np.min(flat)), float(np.max(flat))) if real and flat.size else (np.nan, np.nan)
+    if np.isfinite(low) and np.isfinite(high):  # then every element is finite: three passes, no temporaries
+        count, largest, norm = flat.size, max(abs(low), abs(high)), np.linalg.norm(flat)
+    else:
+        finite = np.isfinite(flat)
+        count = int(np.count_nonzero(finite))
+        magnitude = np.abs(flat[finite])
+        largest, norm = np.max(magnitude, initial=0.0), np.linalg.norm(magnitude)
+        if real and count:
+            low, high = np.min(flat[finite]), np.max(flat[finite])
+    data = {
+        "summary": True,
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "size": int(flat.size),
+        "head": numbers(flat[:HEAD]),
+        "l2_norm": numbers(norm),
+        "max_abs": numbers(largest),
+        "min": numbers(low) if real and count else None,
+        "max": numbers(high) if real and count else None,
+        "nonfinite": flat.size - count,
+    }
+    if key is not None:
+        data["key"] = key
+    return data
 
 
 def numbers(data) -> Any:
@@ -31,7 +103,7 @@ def _source(source) -> Optional[Dict[str, Any]]:
     return {"file": source.file, "line": source.line, "code": source.code, "expr": source.expr}
 
 
-def _check(check) -> Dict[str, Any]:
+def _check(check) -> Dict[str, Any]:  # every field a scalar: the worst element, where it is
     data = {"what": check.what, "status": check.status, "max_abs_error": numbers(check.max_abs_error),
             "allowed": numbers(check.allowed), "rule": check.tolerance,
             "worst_index": list(check.worst_index) if check.worst_index is not None else None,
@@ -55,13 +127,14 @@ def _function(inner) -> Dict[str, Any]:
             "reason": inner.reason or None, "intentional": inner.intentional}
 
 
-def _chain(steps) -> list:
-    return [{"input": c.input, "how": c.how, "downstream": numbers(c.downstream), "broadcast": c.broadcast}
-            for c in steps]
+def _chain(steps, out: Arrays, key: str) -> list:
+    return [{"input": c.input, "how": c.how, "downstream": out(c.downstream, f"{key}/{c.input}"),
+             "broadcast": c.broadcast} for c in steps]
 
 
-def _node(step, observed) -> Dict[str, Any]:
+def _node(step, observed, out: Arrays, call: str) -> Dict[str, Any]:
     node, derived, verified = step.node, step.derivation, step.verification
+    key = f"{call}/node-{node.id}"
     data = {
         "id": node.id,
         "op": node.op,
@@ -70,7 +143,7 @@ def _node(step, observed) -> Dict[str, Any]:
         "module": node.module,
         "source": _source(node.source),
         "shape": list(node.output.shape) if node.output is not None else None,
-        "value": numbers(node.output.data) if node.output is not None else None,
+        "value": out(node.output.data, f"{key}/value") if node.output is not None else None,
         "inputs": [
             {"input": o.name, "name": shorten(o.label), "from": o.producer, "requires_grad": o.requires_grad}
             for o in node.operands
@@ -78,21 +151,23 @@ def _node(step, observed) -> Dict[str, Any]:
         "forward": derived.forward or None,
         "forward_named": derived.forward_named or None,
         "local_gradients": [
-            {"input": g.input, "name": shorten(g.label), "expr": g.expr, "named": g.named, "value": numbers(g.value)}
+            {"input": g.input, "name": shorten(g.label), "expr": g.expr, "named": g.named,
+             "value": out(g.value, f"{key}/local_gradient/{g.input}")}
             for g in derived.local_gradients
         ],
-        "upstream": numbers(derived.upstream),
-        "torch_upstream": numbers(observed.upstream(node.id)),
-        "chain": _chain(derived.steps),
-        "torch_downstream": {o.name: numbers(observed.downstream(node, o.name)) for o in node.operands
-                             if o.requires_grad},
+        "upstream": out(derived.upstream, f"{key}/upstream"),
+        "torch_upstream": out(observed.upstream(node.id), f"{key}/torch_upstream"),
+        "chain": _chain(derived.steps, out, f"{key}/downstream"),
+        "torch_downstream": {o.name: out(observed.downstream(node, o.name), f"{key}/torch_downstream/{o.name}")
+                             for o in node.operands if o.requires_grad},
         "derivation": derived.status,
         "status": verified.status,
         "note": derived.note or None,
         "reason": verified.reason or None,
         "broken_at": list(verified.broken_at),
         "hooks": [{"kind": h.kind, "location": h.location} for h in node.hooks],
-        "local_step_on_torch_upstream": _chain(verified.local.steps) if verified.local is not None else None,
+        "local_step_on_torch_upstream": _chain(verified.local.steps, out, f"{key}/local_step")
+        if verified.local is not None else None,
         "checks": [_check(c) for c in verified.checks],
     }
     if node.origin:  # a node an earlier call's backward made (create_graph=True)
@@ -102,20 +177,20 @@ def _node(step, observed) -> Dict[str, Any]:
     return data
 
 
-def _leaf(leaf, derived, verified, torch_side, jacobian=None) -> Dict[str, Any]:
+def _leaf(leaf, derived, verified, torch_side, out: Arrays, key: str, jacobian=None) -> Dict[str, Any]:
     data = {
         "name": shorten(leaf.name),
         "node": leaf.node,
         "shape": list(leaf.value.shape),
-        "value": numbers(leaf.value.data),
+        "value": out(leaf.value.data, f"{key}/value"),
         "formula": derived.symbolic,
-        "derived_grad": numbers(derived.grad),
-        "torch_grad": numbers(torch_side.grad),
-        "grad_before": numbers(leaf.grad_before),
-        "grad_after": numbers(torch_side.grad_after),
-        "derived_part": numbers(derived.partial),
+        "derived_grad": out(derived.grad, f"{key}/derived_grad"),
+        "torch_grad": out(torch_side.grad, f"{key}/torch_grad"),
+        "grad_before": out(leaf.grad_before, f"{key}/grad_before"),
+        "grad_after": out(torch_side.grad_after, f"{key}/grad_after"),
+        "derived_part": out(derived.partial, f"{key}/derived_part"),
         "missing_from": list(derived.missing_from),
-        "jacobian": numbers(jacobian),
+        "jacobian": out(jacobian, f"{key}/jacobian"),
         "status": verified.status,
         "reason": verified.reason or None,
         "broken_at": list(verified.broken_at),
@@ -126,8 +201,12 @@ def _leaf(leaf, derived, verified, torch_side, jacobian=None) -> Dict[str, Any]:
     return data
 
 
-def call_to_json(explanation) -> Dict[str, Any]:
+def call_to_json(explanation, out: Optional[Arrays] = None) -> Dict[str, Any]:
+    """One call as a dict; big tensors summarised, and kept in `out.arrays`
+    when `out` was made with ``full=True``."""
+    out = out if out is not None else Arrays()
     graph = explanation.graph
+    call = f"call-{explanation.index}" if explanation.index else "target"
     root = graph.roots[0] if graph.roots else None
     first = explanation.verification.first_mismatch
     data = {
@@ -136,11 +215,12 @@ def call_to_json(explanation) -> Dict[str, Any]:
         "source": _source(graph.call_source),
         "status": explanation.status,
         "first_mismatch": first,
-        "root": {"name": shorten(root.name), "shape": list(root.value.shape), "value": numbers(root.value.data),
-                 "grad_output": numbers(root.grad_output)} if root else None,
-        "nodes": [_node(step, explanation.observed) for step in explanation.steps],
-        "leaves": [_leaf(leaf, derived, verified, explanation.observed.leaf(position),
-                         explanation.jacobians.get(leaf.node))
+        "root": {"name": shorten(root.name), "shape": list(root.value.shape),
+                 "value": out(root.value.data, f"{call}/root/value"),
+                 "grad_output": out(root.grad_output, f"{call}/root/grad_output")} if root else None,
+        "nodes": [_node(step, explanation.observed, out, call) for step in explanation.steps],
+        "leaves": [_leaf(leaf, derived, verified, explanation.observed.leaf(position), out,
+                         f"{call}/leaf-{position}", explanation.jacobians.get(leaf.node))
                    for position, (leaf, derived, verified) in enumerate(zip(
                        graph.leaves, explanation.derivation.leaves, explanation.verification.leaves))],
         "constants": [{"name": c.name, "shape": list(c.shape), "reason": c.reason, "used_by": list(c.used_by)}
