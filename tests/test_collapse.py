@@ -18,7 +18,7 @@ import pytest
 
 from graphexplain.model import Graph, Leaf, Node, Operand, Root, Value
 from graphexplain.render.collapse import ALL, BUDGET, THRESHOLD, Cluster, View, collapse, parse_depth
-from graphexplain.results import MISMATCH, UNCHECKED, VERIFIED, NodeVerification, Verification
+from graphexplain.results import MISMATCH, VERIFIED, NodeVerification, Verification
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 ENCODER = SCRIPTS / "transformer_encoder.py"

@@ -9,7 +9,6 @@ caught where it starts (tests/test_verify.py's `off_from`).
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -49,16 +49,10 @@ class Cube(torch.autograd.Function):
 def wrong_cube(factor=1.0, element=None):
     """A Cube whose backward is scaled by `factor`, or off by 1 at `element`."""
 
-    class WrongCube(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x ** 3
-
+    class WrongCube(Cube):  # Cube's forward; its backward, then the fault
         @staticmethod
         def backward(ctx, grad):
-            (x,) = ctx.saved_tensors
-            result = grad * 3 * x ** 2 * factor
+            result = Cube.backward(ctx, grad) * factor
             if element is not None:
                 result = result.clone()
                 result[element] += 1.0

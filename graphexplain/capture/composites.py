@@ -84,24 +84,19 @@ def composite_inner(node, rule, recorder=None, depth: int = 0):
 
     forward = FORWARDS[rule.forward]
     tensors = [_saved(node, name) for name in rule.inputs]
-    edges = node.next_functions
-    params = {name: _saved(node, name) for name in rule.params}
-    present = [(k, t) for k, t in enumerate(tensors) if isinstance(t, torch.Tensor)]
-    if len(present) != len(tensors):
-        missing = next(name for name, t in zip(rule.inputs, tensors) if not isinstance(t, torch.Tensor))
+    missing = next((name for name, t in zip(rule.inputs, tensors) if not isinstance(t, torch.Tensor)), None)
+    if missing is not None:
         return InnerForward(rule.title, None, owner=rule.forward, written_out=True,
                             reason=f"torch did not keep its input {missing}, so its forward cannot be run again")
+    edges = node.next_functions
     requires_grad = [k < len(edges) and edges[k][0] is not None for k in range(len(tensors))]
+    params = {name: _saved(node, name) for name in rule.params}
     expected = [_saved(node, name) for name in rule.outputs]
-    if not any(isinstance(t, torch.Tensor) for t in expected):
-        expected = [_saved(node, f"result{k}") for k in range(len(rule.outputs))]
     dtype = str(tensors[0].dtype).replace("torch.", "")
 
     def written_out(*copies):
-        constants = {name: (value.to(copies[0].dtype) if isinstance(value, torch.Tensor)
-                            and value.is_floating_point() else value) for name, value in params.items()}
         try:
-            return forward(*copies, **constants)
+            return forward(*copies, **params)
         except NotComposable as problem:
             from .recapture import CannotRerun
             raise CannotRerun(str(problem)) from None

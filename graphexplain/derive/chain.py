@@ -28,12 +28,13 @@ from ..rules import lookup
 from ..rules.kinds import Composite, IndexFormula, Matrix, NotDifferentiable, Pointwise, Reduction, Routing, Rule
 from ..rules.kinds import Convolution
 from ..rules.fft import Transform
+from ..rules.views import ViewWrite
 from . import arguments, broadcast, budget, formula, indexed, routing
 from . import convolution
 from . import complex as complex_
 from . import cache
 from . import copy_slices
-from .naming import display_names, rename, show
+from .naming import display_names
 from .symbolic import leaf_formulas
 from ..precision import epsilon
 
@@ -532,9 +533,9 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     if node.inner is not None:  # a hand-written backward: its forward's graph is differentiated instead
         from .function import derive_function
         return derive_function(node, upstream, each_output, upstream_budget, each_budget)
-    if node.op in copy_slices.OPS:  # a write into a view: fn's own row, on the region written
-        return copy_slices.derive_node(node, upstream, upstream_budget)
     rule = lookup(node.op)
+    if isinstance(rule, ViewWrite):  # a write into a view: fn's own row, on the region written
+        return copy_slices.derive_node(node, upstream, upstream_budget)
     if rule is None:
         return _not_derived(node, upstream, node.op, NO_RULE, "no symbolic rule for this op", upstream_budget)
     if isinstance(rule, NotDifferentiable):

@@ -33,8 +33,6 @@ from ..results import DERIVED, NO_RULE, NOT_DERIVED, UNREACHED, ChainStep, Local
 from ..rules import lookup
 from . import routing
 
-OPS = frozenset({"CopySlices"})
-
 NOT_RECORDED = ("the region written cannot be recovered: torch's CopySlices node does not say where its view "
                 "lies in the base, and no recorder saw the write (build the graph under "
                 "graphexplain.recording(), or run the script with graphexplain trace)")

@@ -22,7 +22,7 @@ ROWS = (
     Composite("MkldnnRnnLayerBackward0", "LSTM layer (fused oneDNN kernel)", "lstm_layer",
               ("input", "weight0", "weight1", "weight2", "weight3", "hx_", "cx_"),
               params=("reverse", "has_biases", "mode"),
-              outputs=("output", "h_n", "c_n", "workspace")),
+              outputs=("result0", "result1", "result2", "result3")),  # output, h_n, c_n, the kernel's workspace
     # F.scaled_dot_product_attention (and nn.MultiheadAttention, nn.Transformer*)
     # where torch picks the CPU flash kernel; the mask is a constant of the node
     Composite("ScaledDotProductFlashAttentionForCpuBackward0", "scaled dot-product attention (flash kernel)",

@@ -137,7 +137,8 @@ class Composite(Rule):
     float64 copies of the tensors torch saved on the node (`inputs`, in
     next_functions order) with the saved `params` as keywords, and derives
     that graph as it derives a custom Function's forward. `outputs` names
-    the node's outputs; one the forward does not return (a kernel's
+    the node's outputs as torch saved them (``_saved_<name>``: the re-run
+    must reproduce them); one the forward does not return (a kernel's
     workspace) is not differentiable."""
 
     outputs: Tuple[str, ...] = ()
