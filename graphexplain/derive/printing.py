@@ -338,40 +338,56 @@ def _tidy(expr: sp.Basic) -> sp.Basic:
 _DERIVATIVE = re.compile(r"^∂(.+)/∂(.+)$")
 
 
-def _parts(text: str, names: Tuple[str, ...]):
+def _restored(part: str, placeholders: dict) -> str:
+    for placeholder in sorted(placeholders, key=len, reverse=True):
+        part = part.replace(placeholder, placeholders[placeholder])
+    return part
+
+
+def _parts(text: str, names: Tuple[str, ...]) -> list:
     """The formula's parts: a statement `a = b = c` is printed part by part;
     a part `∂a/∂b` as a fraction of partials. Each part is an expression, a
-    pair (numerator, denominator) of expressions, or raises ParseFailure."""
-    replaced, placeholders = _with_placeholders(text, names)
-    parts = []
+    pair (numerator, denominator) of expressions, or, where it does not
+    parse, its text: a statement keeps the parts that do."""
+    try:
+        replaced, placeholders = _with_placeholders(text, names)
+    except ParseFailure:
+        return [text]
+    parts: list = []
     for part in replaced.split(" = "):
         derivative = _DERIVATIVE.match(part.strip())
-        if derivative:
-            parts.append((_expression(derivative.group(1), placeholders),
-                          _expression(derivative.group(2), placeholders)))
-        else:
-            parts.append(_expression(part.strip(), placeholders))
+        try:
+            if derivative:
+                parts.append((_expression(derivative.group(1), placeholders),
+                              _expression(derivative.group(2), placeholders)))
+            else:
+                parts.append(_expression(part.strip(), placeholders))
+        except Exception:  # Note [parsing formulas back]: never an exception, plain text instead
+            parts.append(_restored(part, placeholders))
     return parts
 
 
 @lru_cache(maxsize=4096)  # a loop's many calls print the same formulas
 def _to_latex(text: str, names: Tuple[str, ...]) -> str:
-    try:
-        parts = _parts(text, names)
-        printer = _Latex(frozenset(names))
-        shown = []
-        for part in parts:
+    printer = _Latex(frozenset(names))
+    shown = []
+    for part in _parts(text, names):
+        try:
+            if isinstance(part, str):
+                shown.append(r"\text{" + _latex_text(part, _TEXT_ESCAPES) + "}")
+                continue
             if isinstance(part, tuple):
-                shown.append(r"\frac{\partial " + printer.doprint(part[0]) + r"}{\partial " +
-                             printer.doprint(part[1]) + "}")
+                latex = (r"\frac{\partial " + printer.doprint(part[0]) + r"}{\partial " +
+                         printer.doprint(part[1]) + "}")
             else:
-                shown.append(printer.doprint(part))
-        latex = " = ".join(shown)
-    except Exception:  # Note [parsing formulas back]: never an exception, plain text instead
-        return r"\text{" + _latex_text(text, _TEXT_ESCAPES) + "}"
-    for before, after in _LATEX_AFTER:
-        latex = latex.replace(before, after)
-    return latex
+                latex = printer.doprint(part)
+        except Exception:  # a printer that cannot print what parsed: its text
+            shown.append(r"\text{" + _latex_text(str(part), _TEXT_ESCAPES) + "}")
+            continue
+        for before, after in _LATEX_AFTER:
+            latex = latex.replace(before, after)
+        shown.append(latex.strip())
+    return " = ".join(shown)
 
 
 def _names(names: Optional[Iterable[str]]) -> Tuple[str, ...]:
@@ -398,21 +414,22 @@ def to_latex(text: str, names: Optional[Iterable[str]] = None) -> str:
 
 @lru_cache(maxsize=4096)
 def _to_mathml(text: str, names: Tuple[str, ...]) -> str:
-    try:
-        parts = _parts(text, names)
-        printer = _MathML(frozenset(names))
-        shown = []
-        for part in parts:
-            if isinstance(part, tuple):
+    printer = _MathML(frozenset(names))
+    shown = []
+    for part in _parts(text, names):
+        try:
+            if isinstance(part, str):
+                shown.append(f"<mtext>{html_escape(part, quote=False)}</mtext>")
+            elif isinstance(part, tuple):
                 shown.append("<mfrac><mrow><mo>∂</mo>" + printer.doprint(part[0]) + "</mrow><mrow><mo>∂</mo>" +
                              printer.doprint(part[1]) + "</mrow></mfrac>")
             else:
                 shown.append(printer.doprint(part))
-        body = "<mo>=</mo>".join(shown)
-        if len(shown) > 1:
-            body = f"<mrow>{body}</mrow>"
-    except Exception:  # Note [parsing formulas back]
-        body = f"<mtext>{html_escape(text, quote=False)}</mtext>"
+        except Exception:  # a printer that cannot print what parsed: its text
+            shown.append(f"<mtext>{html_escape(str(part), quote=False)}</mtext>")
+    body = "<mo>=</mo>".join(shown)
+    if len(shown) > 1:
+        body = f"<mrow>{body}</mrow>"
     return f'<math xmlns="{MATHML_NAMESPACE}">{body}</math>'
 
 
