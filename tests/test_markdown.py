@@ -16,7 +16,7 @@ from graphexplain.derive.printing import to_latex, to_mathml
 # (formula string as the records hold it, the user's names in it, the LaTeX sympy prints)
 PRINTED = [
     ("4*(x + 2)/3", ["x"], r"\frac{4 \left(x + 2\right)}{3}"),
-    ("2*(y * y)", ["y * y", "y"], r"2 \mathtt{y\ *\ y}"),
+    ("2*(y * y)", ["y * y", "y"], r"2 \left(\mathtt{y\ *\ y}\right)"),
     ("mean(y * y * 2)", ["y * y * 2", "y * y", "y"], r"\operatorname{mean}{\left(\mathtt{y\ *\ y\ *\ 2} \right)}"),
     ("y**2", ["y"], r"y^{2}"),
     ("(y_hat - y)**2", ["y_hat", "y"], r"\left(\mathtt{y\_hat} - y\right)^{2}"),

@@ -9,7 +9,7 @@ the user's names that may occur in it; sympy parses it back and prints it.
     >>> print(to_latex("4*(x + 2)/3", ["x"]))
     \frac{4 \left(x + 2\right)}{3}
     >>> print(to_latex("2*(y * y)", ["y * y"]))
-    2 \mathtt{y\ *\ y}
+    2 \left(\mathtt{y\ *\ y}\right)
     >>> print(to_mathml("x + 2", ["x"]))
     <math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mi>x</mi><mo>+</mo><mn>2</mn></mrow></math>
 
@@ -112,6 +112,22 @@ class Transposed(sp.Function):
         return f"{printer.parenthesize(self.args[0], PRECEDENCE['Pow'])}.T"
 
 
+class NamedExpression(sp.Symbol):
+    """A user's name that is an expression, `y * y`: one symbol, which the
+    printers put in parentheses where an operator binds it (2·(y * y)), as
+    the walkthrough does (notation.label), and nowhere else (mean(y * y))."""
+
+    precedence = PRECEDENCE["Add"]
+
+
+def _is_expression(name: str) -> bool:
+    """Whether a name is an expression outside its brackets: `y * y`, not `x[:, -1]` or `f(a + b)`."""
+    outside, previous = name, None
+    while outside != previous:
+        previous, outside = outside, re.sub(r"\([^()]*\)|\[[^\[\]]*\]", "", outside)
+    return bool(re.search(r"[\s+\-*/@%<>=&|^]", outside))
+
+
 def _factors(product: sp.Mul) -> list:
     """A product's factors, nested unevaluated products opened: -w·x is -1, w, x."""
     factors = []
@@ -134,6 +150,12 @@ class _Latex(LatexPrinter):
     def __init__(self, users: frozenset):
         super().__init__({"order": "none"})  # as derived: a matrix product's factors keep their order
         self._users = users
+
+    def _print_Mul(self, expr):
+        factors = _factors(expr)
+        if len(factors) == 2 and factors[0] == -1 and isinstance(factors[1], NamedExpression):
+            return r"- \left(" + self._print(factors[1]) + r"\right)"  # sympy's would drop them: -y * y
+        return super()._print_Mul(expr)
 
     def _print_Symbol(self, expr, style="plain"):
         if _plain_symbol(expr.name, self._users):
@@ -291,6 +313,8 @@ def _bind_names(tokens: list, placeholders: dict) -> dict:
             continue
         following = tokens[position + 1][1] if position + 1 < len(tokens) else ""
         symbol = sp.Symbol(placeholders.get(value, value))
+        if value in placeholders and _is_expression(symbol.name):
+            symbol = NamedExpression(symbol.name)
         if value in placeholders:
             names[value] = sp.IndexedBase(symbol) if following == "[" else symbol
         elif following == "(":
@@ -320,11 +344,13 @@ def _expression(text: str, placeholders: dict) -> sp.Basic:
 
 
 def _tidy(expr: sp.Basic) -> sp.Basic:
-    """Unevaluated parsing writes `1/3` as 1·3⁻¹: the factor 1 is dropped."""
+    """Unevaluated parsing writes `1/3` as 1·3⁻¹ and `-Y/2` as (-1·Y)·2⁻¹:
+    the factor 1 is dropped, nested products opened."""
     if not expr.args or isinstance(expr, (sp.Indexed, sp.IndexedBase)):
         return expr
     args = [_tidy(arg) for arg in expr.args]
-    if isinstance(expr, sp.Mul):
+    if isinstance(expr, sp.Mul):  # nested products opened, in order: -Y/2 is -1·Y·2⁻¹, printed -Y/2
+        args = [factor for arg in args for factor in (arg.args if isinstance(arg, sp.Mul) else (arg,))]
         kept = [arg for arg in args if arg != 1] or [sp.Integer(1)]
         return kept[0] if len(kept) == 1 else sp.Mul(*kept, evaluate=False)
     if args == list(expr.args):
@@ -440,7 +466,7 @@ def to_mathml(text: str, names: Optional[Iterable[str]] = None) -> str:
     Never raises: text that is no formula is one escaped `<mtext>`.
 
         >>> print(to_mathml("2*(y * y)", ["y * y"]))
-        <math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mn>2</mn><mo>&InvisibleTimes;</mo><mi mathvariant="monospace">y * y</mi></mrow></math>
+        <math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mn>2</mn><mo>&InvisibleTimes;</mo><mrow><mo>(</mo><mi mathvariant="monospace">y * y</mi><mo>)</mo></mrow></mrow></math>
         >>> print(to_mathml("a < b & c, not a formula"))
         <math xmlns="http://www.w3.org/1998/Math/MathML"><mtext>a &lt; b &amp; c, not a formula</mtext></math>
     """
