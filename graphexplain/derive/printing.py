@@ -75,15 +75,15 @@ _OPERATORS = {"+", "-", "*", "/", "**", "(", ")", "[", "]", ",", "<", ">", "<=",
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda",
           "mu", "nu", "xi", "omicron", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"}
 
-# Characters of a name, as LaTeX math mode shows them literally (Markdown-safe: no < > |).
+# Characters of a name, as LaTeX math mode shows them literally (Markdown-safe: no < > | `).
 _LATEX_ESCAPES = {"\\": r"\backslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "#": r"\#", "$": r"\$",
                   "%": r"\%", "&": r"\&", "^": r"\hat{}", "~": r"\sim{}", " ": r"\ ", "|": r"\vert{}",
                   "<": r"\lt{}", ">": r"\gt{}", "'": r"\prime{}", "∂": r"\partial{}", "Σ": r"\Sigma{}",
-                  "…": r"\dots{}", "×": r"\times{}", "→": r"\to{}"}
+                  "…": r"\dots{}", "×": r"\times{}", "→": r"\to{}", "`": r"\grave{}"}  # ` would open Markdown code
 # ... and inside \text{...}, where only these are special
 _TEXT_ESCAPES = {"\\": r"\backslash ", "{": r"\{", "}": r"\}", "$": r"\$", "%": r"\%", "&": r"\&",
                  "#": r"\#", "_": r"\_", "^": r"\hat{}", "~": r"\sim{}", "|": r"\vert{}", "<": r"\lt{}",
-                 ">": r"\gt{}"}
+                 ">": r"\gt{}", "`": r"\grave{}"}
 # sympy's own LaTeX, made safe to paste into Markdown (a table cell, text an HTML parser reads)
 _LATEX_AFTER = (("\\|", r"\Vert "), ("|", r"\vert "), ("<", r"\lt "), (">", r"\gt "))
 
