@@ -37,6 +37,16 @@ def test_latex_is_what_sympy_prints(text, names, latex):
     assert to_latex(text, names) == latex
 
 
+@pytest.mark.parametrize("text,names,latex", PRINTED, ids=[case[0] for case in PRINTED])
+def test_mathml_is_well_formed(text, names, latex):
+    from xml.dom import minidom
+
+    shown = to_mathml(text, names)
+    # HTML's named entities (&InvisibleTimes;) are not XML's: as character references for the XML parser
+    document = minidom.parseString(re.sub(r"&(?!lt;|gt;|amp;|#)[A-Za-z]+;", "&#8290;", shown))
+    assert document.documentElement.tagName == "math" and f"<mtext>{text}" not in shown, shown
+
+
 def test_mathml_names_are_one_escaped_identifier():
     shown = to_mathml("2*(a<b & c)", ["a<b & c"])
     assert shown.startswith('<math xmlns="http://www.w3.org/1998/Math/MathML">')

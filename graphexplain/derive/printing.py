@@ -173,6 +173,37 @@ class _MathML(MathMLPresentationPrinter):
             return e.func.__name__
         return super().mathml_tag(e)
 
+    def _element(self, tag: str, *children, text: Optional[str] = None):
+        element = self.dom.createElement(tag)
+        if text is not None:
+            element.appendChild(self.dom.createTextNode(text))
+        for child in children:
+            element.appendChild(child)
+        return element
+
+    def _print_Piecewise(self, expr):
+        """Cases, as the LaTeX printer's \\begin{cases}: sympy's MathML printer has none."""
+        rows = []
+        for value, condition in expr.args:
+            case = self._element("mtext", text="otherwise") if condition == sp.true else \
+                self._element("mrow", self._element("mtext", text="if "), self._print(condition))
+            rows.append(self._element("mtr", self._element("mtd", self._print(value)), self._element("mtd", case)))
+        return self._element("mrow", self._element("mo", text="{"), self._element("mtable", *rows))
+
+    def _print_Relational(self, expr):
+        """sympy's would write `<` unescaped (its writer escapes nothing): entities here."""
+        operators = {"<": "&lt;", ">": "&gt;", "<=": "&#8804;", ">=": "&#8805;", "==": "=", "!=": "&#8800;"}
+        operator = self._element("mo", text=operators.get(expr.rel_op, html_escape(expr.rel_op)))
+        return self._element("mrow", self._print(expr.lhs), operator, self._print(expr.rhs))
+
+    def _print_KroneckerDelta(self, expr):
+        indices = self._element("mrow")
+        for position, index in enumerate(expr.args):
+            if position:
+                indices.appendChild(self._element("mo", text=","))
+            indices.appendChild(self._print(index))
+        return self._element("msub", self._element("mi", text="δ"), indices)
+
     def _print_Mul(self, expr):
         """A product as parsed, unevaluated: sympy's own would first evaluate
         its numerator (4*(x + 2)/3 into (4x + 8)/3)."""
@@ -231,6 +262,9 @@ def _with_placeholders(text: str, names: Iterable[str]) -> Tuple[str, dict]:
     for form, name in forms:
         placeholder = by_name.setdefault(name, f"{_PLACEHOLDER}{len(by_name)}")
         if form.startswith("(") and form.endswith(")") and form != name:
+            text, count = re.subn(re.escape(form) + r"(?=\[)", placeholder, text)  # indexed: (a * b)[i] is one base
+            if count:
+                placeholders[placeholder] = name
             pattern, replacement = re.escape(form), f"({placeholder})"  # its parentheses may be a call's
         else:  # not part of a longer identifier, an attribute, or a call; `.T` after it is a transpose
             pattern, replacement = r"(?<![\w.#])" + re.escape(form) + r"(?!\w|#|\((?!\s)|\.(?!T\b))", placeholder
