@@ -222,6 +222,11 @@ def test_a_hostile_scripts_names_are_escaped(graphexplain_main, tmp_path):
     assert _cells(module_row)[1].startswith("`") and "\\|" in module_row
     assert "`0`" not in page.split("gradient seeded")[0]  # no picture: --format dot draws none, and it says so
     assert "No picture: --format dot draws none" in page
+    markdown_it = pytest.importorskip("markdown_it")  # rich's own dependency: a CommonMark parser with GFM tables
+    html = markdown_it.MarkdownIt("commonmark").enable("table").render(page)
+    assert "<i>" not in html and "<a " not in html, html
+    assert all(row.count("<td") in (0, 2) for row in re.findall(r"<tr>(.*?)</tr>", html, flags=re.S))
+    assert "w|i*r_d`[bold]&lt;i&gt;&amp;amp;$x$" in html  # the name, as written, in the rendered page
 
 
 def test_markdown_escaping_of_plain_text_and_code():
