@@ -327,8 +327,7 @@ def sums(rule: Convolution, where: Geometry, operand: str, upstream: np.ndarray,
     error budget is made of: by whole-array products where the terms allow
     (Note [the kernel's offsets, one at a time]), else over the grid."""
     shape = where.shapes[operand]
-    size = int(np.prod(shape, dtype=np.int64))
-    total = [np.zeros(size) for _ in range(4)]
+    total = None
     out = out_indices(rule, where.ndim)
     for term in derivative_terms(rule, where.transposed, where.ndim, operand):
         found = None
@@ -340,8 +339,13 @@ def sums(rule: Convolution, where: Geometry, operand: str, upstream: np.ndarray,
                 found = None
         if found is None:
             found = _on_the_grid(term, out, where, operand, upstream, upstream_budget)
-        for at in range(4):
-            total[at] += found[at]
+        if total is None:
+            total = found
+        else:
+            for at in range(4):
+                total[at] += found[at]
+    if total is None:
+        total = [np.zeros(int(np.prod(shape, dtype=np.int64))) for _ in range(4)]
     return Sums(*(t.reshape(shape) for t in total))
 
 
@@ -605,78 +609,135 @@ def _contract(a: np.ndarray, a_labels, b: np.ndarray, b_labels, out_labels):
     return product.transpose([order.index(label) for label in kept]), kept
 
 
+@dataclass(frozen=True)
+class Offset:
+    """What one kernel offset adds, in places: it depends on the sizes only,
+    so it is worked out once per layer's sizes and reused by every node of
+    those sizes, and by the check on torch's upstream."""
+
+    counted: np.ndarray  # the target's places that count terms (whatever they read)
+    terms: float  # terms behind each of them
+    flat: Optional[np.ndarray]  # the places that receive a product; None where nothing is read
+    injective: bool  # no place twice
+    target: Tuple[int, ...]  # the target's labels
+    grid: Tuple[int, ...]  # their kept lengths
+    given: Tuple[tuple, Tuple[int, ...]]  # the upstream's index and the labels of its axes
+    read: Optional[Tuple[tuple, Tuple[int, ...]]]  # the read element's index and labels
+    repeat: float  # labels summed that no tensor reads: each term again so many times
+    counted_window: Optional[Tuple[tuple, Tuple[int, ...]]]  # `counted` as a strided view, where it is one
+    window: Optional[Tuple[tuple, Tuple[int, ...]]]  # `flat` likewise
+
+
+def _numbers(where: Geometry) -> Tuple[Tuple[str, int], ...]:
+    numbers = {symbol.name: value for symbol, value in where.numbers.items()}
+    numbers[BATCH] = where.out_shape[0]
+    numbers.update({f"{SPATIAL}{d}": where.out_shape[2 + d] for d in range(where.ndim)})
+    return tuple(sorted(numbers.items()))
+
+
+@lru_cache(maxsize=256)
+def _layout(plan: Plan, numbers: Tuple[Tuple[str, int], ...], out_shape, shape, read_shape) -> Tuple[Offset, ...]:
+    """Each kernel offset's places (Note [the kernel's offsets, one at a time])."""
+    named = dict(numbers)
+    if any(p.name not in named for p in plan.params):
+        raise _NotWhole()
+    params = [named[p.name] for p in plan.params]
+    table = {_integer(name): sp.Integer(value) for name, value in numbers}
+
+    def value(expr) -> int:
+        return int(sp.sympify(expr).xreplace(table))
+
+    full = [np.arange(value(low), value(high) + 1) for low, high in plan.ranges]
+    strides = np.cumprod((1,) + tuple(shape[:0:-1]))[::-1]
+    reader = plan.read[1] if plan.read is not None else None
+    found = []
+    for offset in itertools.product(*(range(value(low), value(high) + 1) for low, high in plan.offsets)):
+        fixed = list(offset) + params
+        into = _evaluate(plan.target, full, fixed, shape)
+        given = _evaluate(plan.upstream, full, fixed, out_shape)
+        keep = [np.ones(len(axis), dtype=bool) for axis in full]
+        # the terms behind each element count whatever they read (a zero of the padding too)
+        if not _keep(into + given, keep) or not all(k.any() for k in keep):
+            continue
+        t_labels = _labels_of(into)
+        counted_at = _chosen(into, keep, t_labels)
+        counted = _flat_at(counted_at, t_labels, keep, strides)
+        counted_window = _as_slices(_window(counted_at, t_labels))
+        injective = _injective(into, keep)
+        terms = float(np.prod([keep[at].sum() for at in range(len(full)) if at not in t_labels]))
+        reads = _evaluate(reader, full, fixed, read_shape) if reader is not None else []
+        if not _keep(reads, keep) or not all(k.any() for k in keep):
+            found.append(Offset(counted, terms, None, injective, tuple(t_labels), (), ((), ()), None, 0.0,
+                                counted_window, None))
+            continue
+        target_at = _chosen(into, keep, t_labels)
+        flat = _flat_at(target_at, t_labels, keep, strides)
+        g_at, g_labels = _window(_chosen(given, keep, _labels_of(given)), _labels_of(given))
+        read = _window(_chosen(reads, keep, _labels_of(reads)), _labels_of(reads)) if reader is not None else None
+        r_labels = read[1] if read is not None else ()
+        unread = [at for at in range(len(full)) if at not in g_labels + r_labels + tuple(t_labels)]
+        found.append(Offset(counted, terms, flat, injective, tuple(t_labels),
+                            tuple(int(keep[at].sum()) for at in t_labels), (g_at, g_labels), read,
+                            float(np.prod([keep[at].sum() for at in unread])), counted_window,
+                            _as_slices(_window(target_at, t_labels))))
+    return tuple(found)
+
+
+def _as_slices(window):
+    """The window where it is slices and constants alone (a view), else None."""
+    index, _ = window
+    return window if all(isinstance(part, (int, slice)) for part in index) else None
+
+
 def _by_offsets(plan: Plan, where: Geometry, operand: str, upstream: np.ndarray,
                 upstream_budget: np.ndarray) -> List[np.ndarray]:
     """One term's sums, one kernel offset at a time
     (Note [the kernel's offsets, one at a time])."""
     shape = where.shapes[operand]
     size = int(np.prod(shape, dtype=np.int64))
-    numbers = {symbol.name: value for symbol, value in where.numbers.items()}
-    numbers[BATCH] = where.out_shape[0]
-    numbers.update({f"{SPATIAL}{d}": where.out_shape[2 + d] for d in range(where.ndim)})
-    if any(p.name not in numbers for p in plan.params):
-        raise _NotWhole()
-    params = [numbers[p.name] for p in plan.params]
-    table = {_integer(name): sp.Integer(value) for name, value in numbers.items()}
-
-    def value(expr) -> int:
-        return int(sp.sympify(expr).xreplace(table))
-
-    full = [np.arange(value(low), value(high) + 1) for low, high in plan.ranges]
-    offsets = [range(value(low), value(high) + 1) for low, high in plan.offsets]
-    read_name, reader = plan.read if plan.read is not None else (None, None)
+    read_name = plan.read[0] if plan.read is not None else None
     if read_name is not None and where.values.get(read_name) is None:
         raise CannotEvaluate(f"the numbers of {read_name} are unknown (torch did not keep them)")
-    read_shape = where.values[read_name].shape if read_name else ()
+    read_value = where.values[read_name] if read_name else None
+    offsets = _layout(plan, _numbers(where), tuple(where.out_shape), tuple(shape),
+                      tuple(read_value.shape) if read_name else ())
     total = [np.zeros(size) for _ in range(4)]
-    strides = np.cumprod((1,) + tuple(shape[:0:-1]))[::-1]
     abs_upstream, abs_budget = np.abs(upstream), np.abs(upstream_budget)
-    abs_value = np.abs(where.values[read_name]) if read_name else None
-    for offset in itertools.product(*offsets):
-        fixed = list(offset) + params
-        into = _evaluate(plan.target, full, fixed, shape)
-        given = _evaluate(plan.upstream, full, fixed, where.out_shape)
-        keep = [np.ones(len(axis), dtype=bool) for axis in full]
-        # the terms behind each element count whatever they read (a zero of the padding too)
-        if not _keep(into + given, keep) or not all(k.any() for k in keep):
-            continue
-        t_labels = _labels_of(into)
-        flat = _flat_at(_chosen(into, keep, t_labels), t_labels, keep, strides)
-        injective = _injective(into, keep)
-        terms = float(np.prod([keep[at].sum() for at in range(len(full)) if at not in t_labels]))
-        _add(total[3], flat, np.full(flat.size, terms), injective, size)
-        reads = _evaluate(reader, full, fixed, read_shape) if reader is not None else []
-        if not _keep(reads, keep) or not all(k.any() for k in keep):
-            continue
-        flat = _flat_at(_chosen(into, keep, t_labels), t_labels, keep, strides)
-        g_labels = _labels_of(given)
-        at = _chosen(given, keep, g_labels)
-        (g, size_g, b), g_labels = _take((upstream, abs_upstream, abs_budget), at, g_labels)
-        if reader is not None:
-            r_labels = _labels_of(reads)
-            (read, abs_read), r_labels = _take((where.values[read_name], abs_value), _chosen(reads, keep, r_labels),
-                                               r_labels)
+    abs_value = np.abs(read_value) if read_name else None
+    for offset in offsets:
+        if offset.counted_window is not None:
+            total[3].reshape(shape)[offset.counted_window[0]] += offset.terms
         else:
-            r_labels, read, abs_read = [], np.ones(()), np.ones(())
+            _add(total[3], offset.counted, offset.terms, offset.injective, size)
+        if offset.flat is None:
+            continue
+        g_at, g_labels = offset.given
+        g, size_g, b = upstream[g_at], abs_upstream[g_at], abs_budget[g_at]
+        if offset.read is not None:
+            r_at, r_labels = offset.read
+            read, abs_read = read_value[r_at], abs_value[r_at]
+        else:
+            r_labels, read, abs_read = (), np.ones(()), np.ones(())
         local = np.broadcast_to(np.asarray(plan.value_of(read), dtype=np.float64), read.shape)
         local_size = np.broadcast_to(np.abs(np.asarray(plan.size_of(abs_read), dtype=np.float64)), read.shape)
-        grid = tuple(int(keep[at].sum()) for at in t_labels)
-        # labels summed that no tensor reads add the same terms over again
-        unread = [at for at in range(len(full)) if at not in g_labels + r_labels + t_labels]
-        repeat = float(np.prod([keep[at].sum() for at in unread]))
         for sum_, (left, right) in zip(total, ((g, local), (size_g, local_size), (b, local_size))):
-            product, kept = _contract(left, g_labels, right, r_labels, t_labels)
-            spread = np.broadcast_to(product.reshape([grid[t_labels.index(at)] if at in kept else 1
-                                                      for at in t_labels]), grid)
-            _add(sum_, flat, spread.ravel() * repeat, injective, size)
+            product, kept = _contract(left, g_labels, right, r_labels, offset.target)
+            spread = np.broadcast_to(product.reshape([offset.grid[offset.target.index(at)] if at in kept else 1
+                                                      for at in offset.target]), offset.grid)
+            if offset.repeat != 1:
+                spread = spread * offset.repeat
+            if offset.window is not None:
+                _into_window(sum_.reshape(shape), offset.window, spread, offset.target)
+            else:
+                _add(sum_, offset.flat, spread.ravel(), offset.injective, size)
     return total
 
 
-def _take(tensors, at, labels) -> Tuple[Tuple[np.ndarray, ...], List[int]]:
-    """The tensors (of one shape) at the places `at` (one index array per
-    position, over `labels`), and the labels of the result's axes: as a view
-    where each position is one label's evenly spaced places or a constant
-    (a strided window, no copy), else by fancy indexing."""
+def _window(at, labels) -> Tuple[tuple, Tuple[int, ...]]:
+    """An index for the places `at` (one index array per position, over
+    `labels`), and the labels of the axes it gives: slices where each
+    position is one label's evenly spaced places or a constant (a strided
+    window, a view, no copy), else the index arrays themselves."""
     window, window_labels = [], []
     for places in at:
         varying = [axis for axis, length in enumerate(places.shape) if length > 1]
@@ -686,19 +747,29 @@ def _take(tensors, at, labels) -> Tuple[Tuple[np.ndarray, ...], List[int]]:
             continue
         step = int(flat[1] - flat[0]) if flat.size > 1 else 1
         if len(varying) > 1 or step < 1 or not np.all(np.diff(flat) == step) or labels[varying[0]] in window_labels:
-            return tuple(tensor[at] for tensor in tensors), list(labels)
+            return tuple(at), tuple(labels)
         window.append(slice(int(flat[0]), int(flat[-1]) + 1, step))
         window_labels.append(labels[varying[0]])
-    return tuple(tensor[tuple(window)] for tensor in tensors), window_labels
+    return tuple(window), tuple(window_labels)
 
 
-def _add(total: np.ndarray, flat: np.ndarray, weights: np.ndarray, injective: bool, size: int) -> None:
+def _into_window(total: np.ndarray, window, values: np.ndarray, labels: Tuple[int, ...]) -> None:
+    """Adds values laid over `labels` into the strided view `window` of
+    total, whose axes are the window's labels (the others have length 1)."""
+    index, window_labels = window
+    squeezed = values.reshape([length for label, length in zip(labels, values.shape)
+                               if label in window_labels or length != 1])
+    present = [label for label, length in zip(labels, values.shape) if label in window_labels or length != 1]
+    total[index] += squeezed.transpose([present.index(label) for label in window_labels])
+
+
+def _add(total: np.ndarray, flat: np.ndarray, weights, injective: bool, size: int) -> None:
     """Adds each weight into its place; where no two places are the same,
     in place (bincount would go over the whole operand once per offset)."""
     if injective:
         total[flat] += weights
     else:
-        total += np.bincount(flat, weights=weights, minlength=size)
+        total += np.bincount(flat, weights=np.broadcast_to(weights, flat.shape), minlength=size)
 
 
 def _flat_at(at, labels, keep, strides) -> np.ndarray:
