@@ -66,8 +66,8 @@ from sympy.parsing.sympy_parser import parse_expr
 from ..model import Node
 from ..results import ChainStep, LocalGradient
 from ..rules.kinds import Convolution
-from . import arguments, budget
-from .naming import display_names, rename, show
+from . import arguments, budget, cache
+from .naming import display_names
 
 RESULT = "result"
 UPSTREAM = "G"
@@ -784,11 +784,40 @@ def _flat_at(at, labels, keep, strides) -> np.ndarray:
 
 
 def _words(rule: Convolution, node: Node, expr: sp.Basic) -> str:
-    return show(rename(expr, display_names(rule, node)))
+    return cache.named_formula(expr, display_names(rule, node))
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What the walkthrough's formulas read of a Geometry: a model's layers
+    of the same sizes share them, made and printed once."""
+
+    transposed: bool
+    ndim: int
+    groups: int
+    items: Tuple[Tuple[sp.Symbol, int], ...]
+
+    @property
+    def numbers(self) -> Dict[sp.Symbol, int]:
+        return dict(self.items)
+
+    @classmethod
+    def of(cls, where: Geometry) -> "Sizes":
+        return cls(where.transposed, where.ndim, where.groups, tuple(sorted(where.numbers.items(), key=str)))
 
 
 def local_gradient(rule: Convolution, where: Geometry, operand: str) -> sp.Expr:
     """∂result[n, o, i, ...]/∂operand[place] = coefficient, one per term, in the row's words."""
+    return _stated_local(rule, Sizes.of(where), operand)
+
+
+def vector_jacobian_product(rule: Convolution, where: Geometry, operand: str) -> sp.Expr:
+    """Σ_{indices} G[n, o, i, ...]·coefficient, each into operand[place]."""
+    return _stated_product(rule, Sizes.of(where), operand)
+
+
+@lru_cache(maxsize=512)
+def _stated_local(rule: Convolution, where: Sizes, operand: str) -> sp.Expr:
     out = sp.IndexedBase(RESULT, real=True)[out_indices(rule, where.ndim)]
     stated = []
     for term in derivative_terms(rule, where.transposed, where.ndim, operand):
@@ -797,8 +826,8 @@ def local_gradient(rule: Convolution, where: Geometry, operand: str) -> sp.Expr:
     return stated[0] if len(stated) == 1 else sp.Tuple(*stated)
 
 
-def vector_jacobian_product(rule: Convolution, where: Geometry, operand: str) -> sp.Expr:
-    """Σ_{indices} G[n, o, i, ...]·coefficient, each into operand[place]."""
+@lru_cache(maxsize=512)
+def _stated_product(rule: Convolution, where: Sizes, operand: str) -> sp.Expr:
     out = out_indices(rule, where.ndim)
     upstream = sp.IndexedBase(UPSTREAM, real=True)[out]
     shown = []
@@ -928,7 +957,7 @@ def steps(rule: Convolution, node: Node, upstream: np.ndarray, upstream_budget: 
         found = sums(rule, where, operand.name, upstream, upstream_budget)
         error = found.carried + (np.maximum(found.count, 1) + 2 + per_term) * found.magnitude
         local = local_gradient(rule, where, operand.name)
-        locals_.append(LocalGradient(operand.name, operand.label, str(local), _words(rule, node, local)))
+        locals_.append(LocalGradient(operand.name, operand.label, cache.printed(local), _words(rule, node, local)))
         formula = _words(rule, node, vector_jacobian_product(rule, where, operand.name))
         chain.append(ChainStep(operand.name, operand.label, upstream, None, found.gradient, "matrix", None,
                                formula, error))
