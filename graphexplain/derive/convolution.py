@@ -418,7 +418,11 @@ def _on_the_grid(term: Term, out, where: Geometry, operand: str, upstream: np.nd
 # o_g < Og: that is what Og means. The error budget's magnitudes are the
 # same products on absolute values, and the count of terms behind each
 # element is the product of the summed ranges, added at the same places.
-# A term of another shape (a coefficient with several reads, an index
+# The places depend on the sizes alone, so they are worked out once per
+# layer's sizes (`_layout`); where an operand's places at an offset are
+# evenly spaced along each index they are a strided view (a slice), read
+# and added to without a copy, else fancy indexing (np.bincount where two
+# terms land on one element). A term of another shape (a coefficient with several reads, an index
 # that mixes two ranges after all) goes over the grid instead.
 
 GROUP, WITHIN = _integer("g"), _integer("o_g")  # the result channel o = g·Og + o_g
