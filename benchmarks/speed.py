@@ -12,9 +12,10 @@ shown too). The cases (docs/performance.md lists the targets):
 - the notes' scripts (examples/*.py), default options: traced/plain ≤ 1.3;
 - benchmarks/train_loop.py, 300 steps, with --call first and --call all
   (≤ 10× plain);
-- an nn.GRU and an nn.LSTM; a ResNet-18 and a 6-layer, 128-wide
-  nn.TransformerEncoder, where explaining the one call (traced − plain CPU)
-  is set against that call's own forward+backward (≤ 3×);
+- an nn.GRU and an nn.LSTM; a ResNet-18 on a CIFAR-sized batch (8×3×32×32)
+  and a 6-layer, 128-wide nn.TransformerEncoder on 8×64 tokens, where
+  explaining the one call (traced − plain CPU) is set against that call's
+  own forward+backward (≤ 3×); the scripts' docstrings say why those sizes;
 - loss = (a @ b).relu().mean() at 2000×2000, with and without --json
   (within 3× the plain time and 2× its peak memory with --json), and at
   250/500/1000 for how the cost grows with the elements;

@@ -355,6 +355,8 @@ def trace(options, out, err) -> int:
     from .report import NOTHING_EXPLAINED, Report
 
     run = run_script(options.script, options.args, selection, options.target)
+    from .blas import one_thread_from_now
+    one_thread_from_now()  # the script is done: what follows is ours (Note [one BLAS thread] in blas.py)
     report = Report.of(run, View(options.depth, tuple(options.expand), options.full))
     out.rule("graphexplain", characters="═")
     for part in report_parts(report, out.width, options.quiet):

@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .blas import one_thread
 from .derive import complete, derive, derive_node, jacobians
 from .model import Graph, Node
 from .observed import NOTHING, Observed
@@ -68,10 +69,11 @@ class Explanation:
         """Derive from the graph alone, then verify against torch's numbers
         (Note [independence of the derived side] in observed.py)."""
         observed = observed if observed is not None else NOTHING
-        graph = complete(graph)
-        derivation = derive(graph)
-        found = jacobians(graph)
-        verification = verify(graph, derivation, observed, local_step=derive_node, jacobians=found)
+        with one_thread():  # Note [one BLAS thread] in blas.py
+            graph = complete(graph)
+            derivation = derive(graph)
+            found = jacobians(graph)
+            verification = verify(graph, derivation, observed, local_step=derive_node, jacobians=found)
         return cls(graph, derivation, verification, index, found, observed)
 
     @property

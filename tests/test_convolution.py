@@ -205,17 +205,60 @@ def test_sympy_derives_the_places_each_operand_is_read_at():
 
 
 def test_blocks_of_the_grid_add_up_to_the_whole(monkeypatch):
-    """Cut into blocks of a few elements, the same gradients, still verified
+    """Over the grid (the way a term the offsets cannot take goes), cut into
+    blocks of a few elements: the same gradients, still verified
     (Note [blocks of the grid])."""
     x = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 2, 3, 3, dtype=torch.float64, requires_grad=True)
     loss = weighted_total(F.conv2d(x, w, stride=2, padding=1, groups=2))
     whole = graphexplain.explain(loss)
+    monkeypatch.setattr(convolution, "_plan", lambda *arguments: None)
     monkeypatch.setattr(convolution, "BLOCK", 7)
     blocked = graphexplain.explain(loss)
     assert blocked.status == "verified"
     for name in ("x", "w"):
         assert np.allclose(blocked.leaf(name).derived_grad, whole.leaf(name).derived_grad, rtol=1e-13, atol=0)
+
+
+GEOMETRIES = {
+    "conv1d stride 2 pad 1": (F.conv1d, (2, 3, 9), (4, 3, 3), dict(stride=2, padding=1)),
+    "conv2d groups dilation": (F.conv2d, (2, 4, 7, 6), (6, 2, 3, 2), dict(stride=(2, 1), padding=(1, 2),
+                                                                           dilation=(1, 2), groups=2)),
+    "conv2d depthwise": (F.conv2d, (2, 6, 5, 5), (6, 1, 3, 3), dict(padding=1, groups=6)),
+    "conv3d": (F.conv3d, (1, 2, 5, 4, 4), (3, 2, 2, 3, 2), dict(padding=1)),
+    "conv_transpose1d stride 3": (F.conv_transpose1d, (1, 2, 5), (2, 3, 4), dict(stride=3, padding=2)),
+    "conv_transpose2d groups": (F.conv_transpose2d, (2, 4, 4, 3), (4, 3, 3, 2),
+                                dict(stride=(2, 3), padding=(1, 0), output_padding=(1, 1), groups=2,
+                                     dilation=(1, 2))),
+}
+
+
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_the_offsets_give_the_grids_sums(name):
+    """Note [the kernel's offsets, one at a time]: offset by offset, the
+    same gradient, magnitudes, carried budget and count of terms as the
+    grid's element-by-element sums, for every operand."""
+    function, input_shape, weight_shape, options = GEOMETRIES[name]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(input_shape, dtype=torch.float64, generator=generator, requires_grad=True)
+    w = torch.randn(weight_shape, dtype=torch.float64, generator=generator, requires_grad=True)
+    bias = torch.randn(weight_shape[1] * options.get("groups", 1) if "transpose" in name else weight_shape[0],
+                       dtype=torch.float64, generator=generator, requires_grad=True)
+    graph = explain_quietly(function(x, w, bias, **options).sum()).graph
+    (node,) = [node for node in graph.nodes if node.op == CONVOLUTION]
+    row = TABLE[CONVOLUTION]
+    where = convolution.geometry(row, node)
+    random = np.random.default_rng(0)
+    upstream, upstream_budget = random.normal(size=where.out_shape), random.uniform(size=where.out_shape)
+    out = convolution.out_indices(row, where.ndim)
+    for operand in ("input", "weight", "bias"):
+        for term in convolution.derivative_terms(row, where.transposed, where.ndim, operand):
+            plan = convolution._plan(row, where.transposed, where.ndim, operand, term)
+            assert plan is not None, (operand, term)
+            offsets = convolution._by_offsets(plan, where, operand, upstream, upstream_budget)
+            grid = convolution._on_the_grid(term, out, where, operand, upstream, upstream_budget)
+            for what, by_offsets, on_the_grid in zip(("gradient", "magnitude", "carried", "count"), offsets, grid):
+                assert np.allclose(by_offsets, on_the_grid, rtol=1e-12, atol=1e-12), (operand, what)
 
 
 def test_a_node_without_its_numbers_is_left_to_torch():

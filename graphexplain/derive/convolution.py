@@ -19,11 +19,13 @@ vector-Jacobian product is
 
     ∂L/∂X[q] = Σ over the result's places and S of G[n, o, i, j] · coefficient, where B = q
 
-which numpy evaluates on the grid of all those indices at once: B and the
-coefficient's own element reads are lambdified over broadcast index arrays,
-each term goes to its place with np.bincount, and a term whose B lies
-outside X, or whose element read does, is 0 (zero padding). The grid is
-cut into blocks of at most BLOCK elements (Note [blocks of the grid]).
+which numpy evaluates as matrix products, one kernel offset at a time,
+with the index maps B and the coefficient's element reads lambdified from
+sympy's own index expressions (Note [the kernel's offsets, one at a time]).
+A term whose B lies outside X, or whose element read does, is 0 (zero
+padding). A term of a shape the offsets cannot take goes over the grid of
+all the indices instead, each term to its place with np.bincount, cut into
+blocks of at most BLOCK elements (Note [blocks of the grid]).
 
 Note [whole places]
 A transposed convolution reads its input at (i + padding − k·dilation)/stride,
@@ -52,6 +54,7 @@ factor), once per term: not per addition, so a wrong gradient still shows.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
@@ -63,8 +66,8 @@ from sympy.parsing.sympy_parser import parse_expr
 from ..model import Node
 from ..results import ChainStep, LocalGradient
 from ..rules.kinds import Convolution
-from . import arguments, budget
-from .naming import display_names, rename, show
+from . import arguments, budget, cache
+from .naming import display_names
 
 RESULT = "result"
 UPSTREAM = "G"
@@ -321,58 +324,504 @@ def _blocks(axes: Sequence[np.ndarray]) -> Iterator[List[np.ndarray]]:
 def sums(rule: Convolution, where: Geometry, operand: str, upstream: np.ndarray,
          upstream_budget: np.ndarray) -> Sums:
     """∂L/∂operand (Note [a convolution's local gradient]), and what its
-    error budget is made of, in one pass over the grid."""
+    error budget is made of: by whole-array products where the terms allow
+    (Note [the kernel's offsets, one at a time]), else over the grid."""
+    shape = where.shapes[operand]
+    total = None
+    out = out_indices(rule, where.ndim)
+    for term in derivative_terms(rule, where.transposed, where.ndim, operand):
+        found = None
+        plan = _plan(rule, where.transposed, where.ndim, operand, term)
+        if plan is not None:
+            try:
+                found = _by_offsets(plan, where, operand, upstream, upstream_budget)
+            except _NotWhole:
+                found = None
+        if found is None:
+            found = _on_the_grid(term, out, where, operand, upstream, upstream_budget)
+        if total is None:
+            total = found
+        else:
+            for at in range(4):
+                total[at] += found[at]
+    if total is None:
+        total = [np.zeros(int(np.prod(shape, dtype=np.int64))) for _ in range(4)]
+    return Sums(*(t.reshape(shape) for t in total))
+
+
+def _on_the_grid(term: Term, out, where: Geometry, operand: str, upstream: np.ndarray,
+                 upstream_budget: np.ndarray) -> List[np.ndarray]:
+    """One term's sums, element by element over the whole grid of indices,
+    cut into blocks (Note [blocks of the grid]): the general way, for a term
+    the offsets cannot take."""
     shape = where.shapes[operand]
     size = int(np.prod(shape, dtype=np.int64))
     total = [np.zeros(size) for _ in range(4)]
-    out = out_indices(rule, where.ndim)
-    for term in derivative_terms(rule, where.transposed, where.ndim, operand):
-        limits = [(symbol, int(_put_in(low, where)), int(_put_in(high, where))) for symbol, low, high in term.limits]
-        symbols = list(out) + [symbol for symbol, _, _ in limits]
-        axes = [np.arange(n) for n in where.out_shape] + [np.arange(low, high + 1) for _, low, high in limits]
-        reads = sorted(_put_in(term.coefficient, where).atoms(sp.Indexed), key=str)
-        stand_ins = [sp.Dummy(f"read{k}") for k in range(len(reads))]
-        coefficient = _put_in(term.coefficient, where).xreplace(dict(zip(reads, stand_ins)))
-        value_of = sp.lambdify(stand_ins + symbols, coefficient, modules=_MODULES)
-        size_of = sp.lambdify(stand_ins + symbols, budget.terms(coefficient), modules=_MODULES)
-        read_places = []
-        for read in reads:
-            name = str(read.base.label)
-            if where.values.get(name) is None:
-                raise CannotEvaluate(f"the numbers of {name} are unknown (torch did not keep them)")
-            read_places.append((name, [sp.lambdify(symbols, index, modules=_MODULES) for index in read.indices]))
-        place = [sp.lambdify(symbols, _put_in(index, where), modules=_MODULES) for index in term.place]
-        for block in _blocks(axes):
-            grid = [axis.reshape([-1 if a == b else 1 for b in range(len(block))]) for a, axis in enumerate(block)]
-            full = tuple(len(axis) for axis in block)
-            targets, inside = _places(place, grid, shape)
-            inside = np.broadcast_to(inside, full)
-            values = []
-            for name, functions in read_places:
-                at, known = _places(functions, grid, where.values[name].shape)
-                values.append(np.where(known, where.values[name][tuple(at)], 0.0))
-            chosen = np.ix_(*block[:len(out)])
-            tail = (1,) * len(limits)
-            g = upstream[chosen].reshape(upstream[chosen].shape + tail)
-            b = upstream_budget[chosen].reshape(g.shape)
-            local = np.broadcast_to(value_of(*values, *grid), full)
-            local_size = np.abs(np.broadcast_to(size_of(*[np.abs(v) for v in values], *grid), full))
-            flat = np.broadcast_to(_flat(targets, shape), full)[inside]
-            for at, contribution in enumerate((g * local, np.abs(g) * local_size, np.abs(b) * local_size)):
-                total[at] += np.bincount(flat, weights=np.broadcast_to(contribution, full)[inside], minlength=size)
-            total[3] += np.bincount(flat, minlength=size)
-    return Sums(*(t.reshape(shape) for t in total))
+    limits = [(symbol, int(_put_in(low, where)), int(_put_in(high, where))) for symbol, low, high in term.limits]
+    symbols = list(out) + [symbol for symbol, _, _ in limits]
+    axes = [np.arange(n) for n in where.out_shape] + [np.arange(low, high + 1) for _, low, high in limits]
+    reads = sorted(_put_in(term.coefficient, where).atoms(sp.Indexed), key=str)
+    stand_ins = [sp.Dummy(f"read{k}") for k in range(len(reads))]
+    coefficient = _put_in(term.coefficient, where).xreplace(dict(zip(reads, stand_ins)))
+    value_of = sp.lambdify(stand_ins + symbols, coefficient, modules=_MODULES)
+    size_of = sp.lambdify(stand_ins + symbols, budget.terms(coefficient), modules=_MODULES)
+    read_places = []
+    for read in reads:
+        name = str(read.base.label)
+        if where.values.get(name) is None:
+            raise CannotEvaluate(f"the numbers of {name} are unknown (torch did not keep them)")
+        read_places.append((name, [sp.lambdify(symbols, index, modules=_MODULES) for index in read.indices]))
+    place = [sp.lambdify(symbols, _put_in(index, where), modules=_MODULES) for index in term.place]
+    for block in _blocks(axes):
+        grid = [axis.reshape([-1 if a == b else 1 for b in range(len(block))]) for a, axis in enumerate(block)]
+        full = tuple(len(axis) for axis in block)
+        targets, inside = _places(place, grid, shape)
+        inside = np.broadcast_to(inside, full)
+        values = []
+        for name, functions in read_places:
+            at, known = _places(functions, grid, where.values[name].shape)
+            values.append(np.where(known, where.values[name][tuple(at)], 0.0))
+        chosen = np.ix_(*block[:len(out)])
+        tail = (1,) * len(limits)
+        g = upstream[chosen].reshape(upstream[chosen].shape + tail)
+        b = upstream_budget[chosen].reshape(g.shape)
+        local = np.broadcast_to(value_of(*values, *grid), full)
+        local_size = np.abs(np.broadcast_to(size_of(*[np.abs(v) for v in values], *grid), full))
+        flat = np.broadcast_to(_flat(targets, shape), full)[inside]
+        for at, contribution in enumerate((g * local, np.abs(g) * local_size, np.abs(b) * local_size)):
+            total[at] += np.bincount(flat, weights=np.broadcast_to(contribution, full)[inside], minlength=size)
+        total[3] += np.bincount(flat, minlength=size)
+    return total
+
+
+# --- whole-array evaluation, one kernel offset at a time ----------------------------------
+#
+# Note [the kernel's offsets, one at a time]
+# Over the whole grid (Note [blocks of the grid]) a conv2d layer of a ResNet
+# is some 10⁸ elements, each gathered and scattered on its own. The same
+# sums are matrix products once the kernel's place (k, l, ...) is fixed:
+# every index position of sympy's derivative then depends on one index
+# alone, or on the result channel's group and the channel within it, and
+#
+#   weight: ∂L/∂weight[o, c, k, l] = Σ_{n, i, j} G[n, o, i, j]·input[n, ., map_k(i), map_l(j)]
+#   input:  ∂L/∂input[n, ., map_k(i), map_l(j)] += Σ_o G[n, o, i, j]·weight[o, c, k, l]
+#   bias:   ∂L/∂bias[o] = Σ_{n, i, j} G[n, o, i, j]
+#
+# are one gather, one (batched) matrix product over the group and one add
+# into the operand for each offset. The index maps (map_k: which place of
+# the input the result's place i reads at offset k) are sympy's own index
+# expressions of the term, lambdified and evaluated on the index ranges;
+# a place outside the tensor, or a fractional one of a transposed
+# convolution (Note [whole places]), is left out of that offset's ranges,
+# which is the zero padding. The result channel o is written g·Og + o_g
+# (its group g, its place o_g within it), floor(o/Og) being g for every
+# o_g < Og: that is what Og means. The error budget's magnitudes are the
+# same products on absolute values, and the count of terms behind each
+# element is the product of the summed ranges, added at the same places.
+# The places depend on the sizes alone, so they are worked out once per
+# layer's sizes (`_layout`); where an operand's places at an offset are
+# evenly spaced along each index they are a strided view (a slice), read
+# and added to without a copy, else fancy indexing (np.bincount where two
+# terms land on one element). A term of another shape (a coefficient with several reads, an index
+# that mixes two ranges after all) goes over the grid instead.
+
+GROUP, WITHIN = _integer("g"), _integer("o_g")  # the result channel o = g·Og + o_g
+
+
+class _NotWhole(Exception):
+    """An index map the offsets cannot take (a position of two ranges that
+    falls outside the tensor): the term goes over the grid."""
+
+
+@dataclass(frozen=True)
+class Indexer:
+    """A tensor's index positions as functions of the labels and the sizes:
+    for each position, the labels it depends on (their places in the
+    plan's labels) and its function."""
+
+    depends: Tuple[Tuple[int, ...], ...]
+    functions: Tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one term is evaluated offset by offset."""
+
+    labels: Tuple[sp.Symbol, ...]  # the grid's indices, the result channel split in g, o_g
+    ranges: Tuple[Tuple[sp.Expr, sp.Expr], ...]  # each label's first and last value, in sizes
+    offsets: Tuple[Tuple[sp.Expr, sp.Expr], ...]  # each kernel place's first and last value, in sizes
+    params: Tuple[sp.Symbol, ...]  # the size words the functions take after the labels and offsets
+    upstream: Indexer
+    target: Indexer
+    read: Optional[Tuple[str, Indexer]]  # the coefficient's one element read, if any
+    value_of: object  # the coefficient, given the read element
+    size_of: object  # its term magnitude (derive/budget.py), given |the read element|
+
+
+def _by_group(expr: sp.Expr) -> sp.Expr:
+    o, per_group = _integer(OUT[1]), _integer(SIZES[1])
+    return expr.xreplace({sp.floor(o / per_group): GROUP}).xreplace({o: GROUP * per_group + WITHIN})
+
+
+BATCH, SPATIAL = "N", "size"  # the result's sizes, as the plan's ranges name them
+
+
+@lru_cache(maxsize=None)
+def _plan(rule: Convolution, transposed: bool, ndim: int, operand: str, term: Term) -> Optional[Plan]:
+    """The term's index maps, read off sympy's derivative and lambdified once
+    (Note [the kernel's offsets, one at a time]); None for a term of
+    another shape."""
+    out = out_indices(rule, ndim)
+    n, _, *places = out
+    kernel = {copy[_integer(rule.spatial[1])] for copy in _copies(rule, ndim)} if len(rule.spatial) > 1 else set()
+    offsets = tuple(limit for limit in term.limits if limit[0] in kernel)
+    summed = tuple(limit for limit in term.limits if limit[0] not in kernel)
+    labels = (n, GROUP, WITHIN) + tuple(places) + tuple(symbol for symbol, _, _ in summed)
+    ranges = ((0, _integer(BATCH) - 1), (0, _integer("groups") - 1), (0, _integer(SIZES[1]) - 1)) + \
+        tuple((0, _integer(f"{SPATIAL}{d}") - 1) for d in range(ndim)) + tuple((low, high) for _, low, high in summed)
+    coefficient = _by_group(term.coefficient)
+    reads = sorted(coefficient.atoms(sp.Indexed), key=str)
+    if len(reads) > 1:
+        return None
+    stand_in = sp.Dummy("read")
+    value = coefficient.xreplace({read: stand_in for read in reads})
+    if value.free_symbols - {stand_in}:
+        return None  # a coefficient that depends on the indices themselves
+    positions = [tuple(_by_group(p) for p in out), tuple(_by_group(p) for p in term.place)] + \
+        [tuple(read.indices) for read in reads]
+    every = set().union(*(p.free_symbols for position in positions for p in position))
+    params = tuple(sorted(every - set(labels) - {symbol for symbol, _, _ in offsets}, key=str))
+    arguments_ = list(labels) + [symbol for symbol, _, _ in offsets] + list(params)
+
+    def indexer(position) -> Indexer:
+        depends = tuple(tuple(at for at, label in enumerate(labels) if label in p.free_symbols) for p in position)
+        return Indexer(depends, tuple(sp.lambdify(arguments_, p, modules=_MODULES) for p in position))
+
+    upstream, target, *read = [indexer(position) for position in positions]
+    return Plan(labels, ranges, tuple((low, high) for _, low, high in offsets), params, upstream, target,
+                (str(reads[0].base.label), read[0]) if reads else None,
+                sp.lambdify([stand_in], value, modules=_MODULES),
+                sp.lambdify([stand_in], budget.terms(value), modules=_MODULES))
+
+
+@dataclass
+class Position:
+    """One index position at one offset: its places over the labels it
+    depends on, and where they are whole places inside the tensor."""
+
+    depends: Tuple[int, ...]
+    places: np.ndarray
+    valid: np.ndarray
+
+
+def _evaluate(indexer: Indexer, full: List[np.ndarray], fixed: list, shape) -> List[Position]:
+    """Each position's places over the labels' whole ranges (Note [whole places])."""
+    found = []
+    for depends, function, size in zip(indexer.depends, indexer.functions, shape):
+        grid = [0] * len(full)
+        for axis, at in enumerate(depends):
+            grid[at] = full[at].reshape([-1 if other == axis else 1 for other in range(len(depends))])
+        value = np.broadcast_to(np.asarray(function(*grid, *fixed), dtype=np.float64),
+                                tuple(len(full[at]) for at in depends))
+        whole = np.rint(value)
+        valid = (np.abs(value - whole) < WHOLE) & (whole >= 0) & (whole < size)
+        found.append(Position(depends, whole.astype(np.int64), valid))
+    return found
+
+
+def _keep(positions: List[Position], keep: List[np.ndarray]) -> bool:
+    """Narrows each label to the values at which every position that
+    depends on it alone names a place in its tensor; False where a position
+    that depends on none names none."""
+    for position in positions:
+        if not position.depends:
+            if not bool(position.valid):
+                return False
+        elif len(position.depends) == 1:
+            keep[position.depends[0]] = keep[position.depends[0]] & position.valid
+    return True
+
+
+def _chosen(positions: List[Position], keep: List[np.ndarray], labels: List[int]):
+    """The positions' places at the kept values, laid over `labels` for fancy
+    indexing; _NotWhole where a position of two labels leaves its tensor."""
+    arrays = []
+    for position in positions:
+        places, valid = position.places, position.valid
+        if position.depends:
+            chosen = np.ix_(*[keep[at] for at in position.depends])
+            places, valid = places[chosen], valid[chosen]
+        if not valid.all():
+            raise _NotWhole()
+        arrays.append(places.reshape([places.shape[position.depends.index(at)] if at in position.depends else 1
+                                      for at in labels]))
+    return tuple(arrays)
+
+
+def _labels_of(positions: List[Position]) -> List[int]:
+    return sorted({at for position in positions for at in position.depends})
+
+
+def _injective(positions: List[Position], keep: List[np.ndarray]) -> bool:
+    """Whether no two kept places of the target are the same element: each
+    label in one position only, and each position's places distinct."""
+    seen = [at for position in positions for at in position.depends]
+    if len(seen) != len(set(seen)):
+        return False
+    for position in positions:
+        if position.depends:
+            places = position.places[np.ix_(*[keep[at] for at in position.depends])]
+            if np.unique(places).size != places.size:
+                return False
+    return True
+
+
+def _contract(a: np.ndarray, a_labels, b: np.ndarray, b_labels, out_labels):
+    """Σ a·b over the labels the result lacks, as one (batched) matrix
+    product; the labels both have and the result keeps are its batch.
+    Returns the product and the result's labels it has, in their order."""
+    a_labels, b_labels = list(a_labels), list(b_labels)
+    for side in ("a", "b"):
+        array, labels, other = (a, a_labels, b_labels) if side == "a" else (b, b_labels, a_labels)
+        alone = tuple(at for at, label in enumerate(labels) if label not in other and label not in out_labels)
+        if alone:
+            array = array.sum(axis=alone)
+            labels = [label for at, label in enumerate(labels) if at not in alone]
+        if side == "a":
+            a, a_labels = array, labels
+        else:
+            b, b_labels = array, labels
+    size = {**dict(zip(a_labels, a.shape)), **dict(zip(b_labels, b.shape))}
+    batch = [label for label in a_labels if label in b_labels and label in out_labels]
+    inner = [label for label in a_labels if label in b_labels and label not in out_labels]
+    a_free = [label for label in a_labels if label not in b_labels]
+    b_free = [label for label in b_labels if label not in a_labels]
+
+    def count(labels):
+        return int(np.prod([size[label] for label in labels], dtype=np.int64))
+
+    left = a.transpose([a_labels.index(label) for label in batch + a_free + inner]).reshape(
+        count(batch), count(a_free), count(inner))
+    right = b.transpose([b_labels.index(label) for label in batch + inner + b_free]).reshape(
+        count(batch), count(inner), count(b_free))
+    # numpy's matmul calls BLAS only on contiguous operands (else it loops in C, far slower)
+    left, right = np.ascontiguousarray(left), np.ascontiguousarray(right)
+    product = (left[0] @ right[0])[None] if len(left) == 1 else np.matmul(left, right)
+    order = batch + a_free + b_free
+    product = product.reshape([size[label] for label in order])
+    kept = [label for label in out_labels if label in order]
+    return product.transpose([order.index(label) for label in kept]), kept
+
+
+@dataclass(frozen=True)
+class Offset:
+    """What one kernel offset adds, in places: it depends on the sizes only,
+    so it is worked out once per layer's sizes and reused by every node of
+    those sizes, and by the check on torch's upstream."""
+
+    counted: np.ndarray  # the target's places that count terms (whatever they read)
+    terms: float  # terms behind each of them
+    flat: Optional[np.ndarray]  # the places that receive a product; None where nothing is read
+    injective: bool  # no place twice
+    target: Tuple[int, ...]  # the target's labels
+    grid: Tuple[int, ...]  # their kept lengths
+    given: Tuple[tuple, Tuple[int, ...]]  # the upstream's index and the labels of its axes
+    read: Optional[Tuple[tuple, Tuple[int, ...]]]  # the read element's index and labels
+    repeat: float  # labels summed that no tensor reads: each term again so many times
+    counted_window: Optional[Tuple[tuple, Tuple[int, ...]]]  # `counted` as a strided view, where it is one
+    window: Optional[Tuple[tuple, Tuple[int, ...]]]  # `flat` likewise
+
+
+def _numbers(where: Geometry) -> Tuple[Tuple[str, int], ...]:
+    numbers = {symbol.name: value for symbol, value in where.numbers.items()}
+    numbers[BATCH] = where.out_shape[0]
+    numbers.update({f"{SPATIAL}{d}": where.out_shape[2 + d] for d in range(where.ndim)})
+    return tuple(sorted(numbers.items()))
+
+
+@lru_cache(maxsize=256)
+def _layout(plan: Plan, numbers: Tuple[Tuple[str, int], ...], out_shape, shape, read_shape) -> Tuple[Offset, ...]:
+    """Each kernel offset's places (Note [the kernel's offsets, one at a time])."""
+    named = dict(numbers)
+    if any(p.name not in named for p in plan.params):
+        raise _NotWhole()
+    params = [named[p.name] for p in plan.params]
+    table = {_integer(name): sp.Integer(value) for name, value in numbers}
+
+    def value(expr) -> int:
+        return int(sp.sympify(expr).xreplace(table))
+
+    full = [np.arange(value(low), value(high) + 1) for low, high in plan.ranges]
+    strides = np.cumprod((1,) + tuple(shape[:0:-1]))[::-1]
+    reader = plan.read[1] if plan.read is not None else None
+    found = []
+    for offset in itertools.product(*(range(value(low), value(high) + 1) for low, high in plan.offsets)):
+        fixed = list(offset) + params
+        into = _evaluate(plan.target, full, fixed, shape)
+        given = _evaluate(plan.upstream, full, fixed, out_shape)
+        keep = [np.ones(len(axis), dtype=bool) for axis in full]
+        # the terms behind each element count whatever they read (a zero of the padding too)
+        if not _keep(into + given, keep) or not all(k.any() for k in keep):
+            continue
+        t_labels = _labels_of(into)
+        counted_at = _chosen(into, keep, t_labels)
+        counted = _flat_at(counted_at, t_labels, keep, strides)
+        counted_window = _as_slices(_window(counted_at, t_labels))
+        injective = _injective(into, keep)
+        terms = float(np.prod([keep[at].sum() for at in range(len(full)) if at not in t_labels]))
+        reads = _evaluate(reader, full, fixed, read_shape) if reader is not None else []
+        if not _keep(reads, keep) or not all(k.any() for k in keep):
+            found.append(Offset(counted, terms, None, injective, tuple(t_labels), (), ((), ()), None, 0.0,
+                                counted_window, None))
+            continue
+        target_at = _chosen(into, keep, t_labels)
+        flat = _flat_at(target_at, t_labels, keep, strides)
+        g_at, g_labels = _window(_chosen(given, keep, _labels_of(given)), _labels_of(given))
+        read = _window(_chosen(reads, keep, _labels_of(reads)), _labels_of(reads)) if reader is not None else None
+        r_labels = read[1] if read is not None else ()
+        unread = [at for at in range(len(full)) if at not in g_labels + r_labels + tuple(t_labels)]
+        found.append(Offset(counted, terms, flat, injective, tuple(t_labels),
+                            tuple(int(keep[at].sum()) for at in t_labels), (g_at, g_labels), read,
+                            float(np.prod([keep[at].sum() for at in unread])), counted_window,
+                            _as_slices(_window(target_at, t_labels))))
+    return tuple(found)
+
+
+def _as_slices(window):
+    """The window where it is slices and constants alone (a view), else None."""
+    index, _ = window
+    return window if all(isinstance(part, (int, slice)) for part in index) else None
+
+
+def _by_offsets(plan: Plan, where: Geometry, operand: str, upstream: np.ndarray,
+                upstream_budget: np.ndarray) -> List[np.ndarray]:
+    """One term's sums, one kernel offset at a time
+    (Note [the kernel's offsets, one at a time])."""
+    shape = where.shapes[operand]
+    size = int(np.prod(shape, dtype=np.int64))
+    read_name = plan.read[0] if plan.read is not None else None
+    if read_name is not None and where.values.get(read_name) is None:
+        raise CannotEvaluate(f"the numbers of {read_name} are unknown (torch did not keep them)")
+    read_value = where.values[read_name] if read_name else None
+    offsets = _layout(plan, _numbers(where), tuple(where.out_shape), tuple(shape),
+                      tuple(read_value.shape) if read_name else ())
+    total = [np.zeros(size) for _ in range(4)]
+    abs_upstream, abs_budget = np.abs(upstream), np.abs(upstream_budget)
+    abs_value = np.abs(read_value) if read_name else None
+    for offset in offsets:
+        if offset.counted_window is not None:
+            total[3].reshape(shape)[offset.counted_window[0]] += offset.terms
+        else:
+            _add(total[3], offset.counted, offset.terms, offset.injective, size)
+        if offset.flat is None:
+            continue
+        g_at, g_labels = offset.given
+        g, size_g, b = upstream[g_at], abs_upstream[g_at], abs_budget[g_at]
+        if offset.read is not None:
+            r_at, r_labels = offset.read
+            read, abs_read = read_value[r_at], abs_value[r_at]
+        else:
+            r_labels, read, abs_read = (), np.ones(()), np.ones(())
+        local = np.broadcast_to(np.asarray(plan.value_of(read), dtype=np.float64), read.shape)
+        local_size = np.broadcast_to(np.abs(np.asarray(plan.size_of(abs_read), dtype=np.float64)), read.shape)
+        for sum_, (left, right) in zip(total, ((g, local), (size_g, local_size), (b, local_size))):
+            product, kept = _contract(left, g_labels, right, r_labels, offset.target)
+            spread = np.broadcast_to(product.reshape([offset.grid[offset.target.index(at)] if at in kept else 1
+                                                      for at in offset.target]), offset.grid)
+            if offset.repeat != 1:
+                spread = spread * offset.repeat
+            if offset.window is not None:
+                _into_window(sum_.reshape(shape), offset.window, spread, offset.target)
+            else:
+                _add(sum_, offset.flat, spread.ravel(), offset.injective, size)
+    return total
+
+
+def _window(at, labels) -> Tuple[tuple, Tuple[int, ...]]:
+    """An index for the places `at` (one index array per position, over
+    `labels`), and the labels of the axes it gives: slices where each
+    position is one label's evenly spaced places or a constant (a strided
+    window, a view, no copy), else the index arrays themselves."""
+    window, window_labels = [], []
+    for places in at:
+        varying = [axis for axis, length in enumerate(places.shape) if length > 1]
+        flat = places.ravel()
+        if not varying:
+            window.append(int(flat[0]))
+            continue
+        step = int(flat[1] - flat[0]) if flat.size > 1 else 1
+        if len(varying) > 1 or step < 1 or not np.all(np.diff(flat) == step) or labels[varying[0]] in window_labels:
+            return tuple(at), tuple(labels)
+        window.append(slice(int(flat[0]), int(flat[-1]) + 1, step))
+        window_labels.append(labels[varying[0]])
+    return tuple(window), tuple(window_labels)
+
+
+def _into_window(total: np.ndarray, window, values: np.ndarray, labels: Tuple[int, ...]) -> None:
+    """Adds values laid over `labels` into the strided view `window` of
+    total, whose axes are the window's labels (the others have length 1)."""
+    index, window_labels = window
+    squeezed = values.reshape([length for label, length in zip(labels, values.shape)
+                               if label in window_labels or length != 1])
+    present = [label for label, length in zip(labels, values.shape) if label in window_labels or length != 1]
+    total[index] += squeezed.transpose([present.index(label) for label in window_labels])
+
+
+def _add(total: np.ndarray, flat: np.ndarray, weights, injective: bool, size: int) -> None:
+    """Adds each weight into its place; where no two places are the same,
+    in place (bincount would go over the whole operand once per offset)."""
+    if injective:
+        total[flat] += weights
+    else:
+        total += np.bincount(flat, weights=np.broadcast_to(weights, flat.shape), minlength=size)
+
+
+def _flat_at(at, labels, keep, strides) -> np.ndarray:
+    """The target's places over its labels, as positions in its flattened numbers."""
+    flat = np.zeros(tuple(int(keep[label].sum()) for label in labels), dtype=np.int64)
+    for places, stride in zip(at, strides):
+        flat += places * int(stride)
+    return flat.ravel()
 
 
 # --- the walkthrough's words -------------------------------------------------------------
 
 
 def _words(rule: Convolution, node: Node, expr: sp.Basic) -> str:
-    return show(rename(expr, display_names(rule, node)))
+    return cache.named_formula(expr, display_names(rule, node))
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What the walkthrough's formulas read of a Geometry: a model's layers
+    of the same sizes share them, made and printed once."""
+
+    transposed: bool
+    ndim: int
+    groups: int
+    items: Tuple[Tuple[sp.Symbol, int], ...]
+
+    @property
+    def numbers(self) -> Dict[sp.Symbol, int]:
+        return dict(self.items)
+
+    @classmethod
+    def of(cls, where: Geometry) -> "Sizes":
+        return cls(where.transposed, where.ndim, where.groups, tuple(sorted(where.numbers.items(), key=str)))
 
 
 def local_gradient(rule: Convolution, where: Geometry, operand: str) -> sp.Expr:
     """∂result[n, o, i, ...]/∂operand[place] = coefficient, one per term, in the row's words."""
+    return _stated_local(rule, Sizes.of(where), operand)
+
+
+def vector_jacobian_product(rule: Convolution, where: Geometry, operand: str) -> sp.Expr:
+    """Σ_{indices} G[n, o, i, ...]·coefficient, each into operand[place]."""
+    return _stated_product(rule, Sizes.of(where), operand)
+
+
+@lru_cache(maxsize=512)
+def _stated_local(rule: Convolution, where: Sizes, operand: str) -> sp.Expr:
     out = sp.IndexedBase(RESULT, real=True)[out_indices(rule, where.ndim)]
     stated = []
     for term in derivative_terms(rule, where.transposed, where.ndim, operand):
@@ -381,8 +830,8 @@ def local_gradient(rule: Convolution, where: Geometry, operand: str) -> sp.Expr:
     return stated[0] if len(stated) == 1 else sp.Tuple(*stated)
 
 
-def vector_jacobian_product(rule: Convolution, where: Geometry, operand: str) -> sp.Expr:
-    """Σ_{indices} G[n, o, i, ...]·coefficient, each into operand[place]."""
+@lru_cache(maxsize=512)
+def _stated_product(rule: Convolution, where: Sizes, operand: str) -> sp.Expr:
     out = out_indices(rule, where.ndim)
     upstream = sp.IndexedBase(UPSTREAM, real=True)[out]
     shown = []
@@ -512,7 +961,7 @@ def steps(rule: Convolution, node: Node, upstream: np.ndarray, upstream_budget: 
         found = sums(rule, where, operand.name, upstream, upstream_budget)
         error = found.carried + (np.maximum(found.count, 1) + 2 + per_term) * found.magnitude
         local = local_gradient(rule, where, operand.name)
-        locals_.append(LocalGradient(operand.name, operand.label, str(local), _words(rule, node, local)))
+        locals_.append(LocalGradient(operand.name, operand.label, cache.printed(local), _words(rule, node, local)))
         formula = _words(rule, node, vector_jacobian_product(rule, where, operand.name))
         chain.append(ChainStep(operand.name, operand.label, upstream, None, found.gradient, "matrix", None,
                                formula, error))
