@@ -9,7 +9,7 @@ busy two-core machine an 8×512 by 512×256 product took 6 to 18 ms instead
 of 0.15, and a ResNet-18's explanation ten times longer than its work.
 While an explanation is made, numpy's BLAS runs on one thread; the limit is
 lifted when it is done, so what the user's script computes, before or after,
-is untouched. It needs threadpoolctl; without it nothing changes.
+is untouched. It uses threadpoolctl (a dependency); were it missing, nothing would change.
 
     >>> with one_thread():
     ...     pass
