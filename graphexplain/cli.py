@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -51,6 +52,15 @@ examples:
 
 class UsageError(Exception):
     pass
+
+
+# Note [the heap frozen once the script has run]
+# After the script, graphexplain imports sympy and derives: many new objects,
+# and each of Python's full collections then walks the whole heap, torch's
+# modules and the script's tensors included (a third of a second over a small
+# script's run). Nothing the script left can be garbage that matters to it
+# any more, so that heap is frozen (gc.freeze: left out of later
+# collections); the script itself runs under Python's collector as it is.
 
 
 def _formats(text: str) -> List[str]:
@@ -128,6 +138,9 @@ def parser() -> argparse.ArgumentParser:
                             "LaTeX, each call's picture linked from the --out folder")
     trace.add_argument("--force", action="store_true",
                        help="overwrite output files even if graphexplain did not make them")
+    trace.add_argument("--no-cache", action="store_true",
+                       help="derive every formula afresh, neither reading nor writing the derivation cache "
+                            "(also GRAPHEXPLAIN_CACHE=off)")
     return main
 
 
@@ -357,6 +370,10 @@ def trace(options, out, err) -> int:
     run = run_script(options.script, options.args, selection, options.target)
     from .blas import one_thread_from_now
     one_thread_from_now()  # the script is done: what follows is ours (Note [one BLAS thread] in blas.py)
+    gc.freeze()  # Note [the heap frozen once the script has run]
+    if options.no_cache:  # (imported here, after the script, as the derivation would import it)
+        from .derive import disk_cache
+        disk_cache.switch_off()
     report = Report.of(run, View(options.depth, tuple(options.expand), options.full))
     out.rule("graphexplain", characters="═")
     for part in report_parts(report, out.width, options.quiet):

@@ -8,9 +8,12 @@ each test then waits for its own run. The pool is as wide as the machine.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,12 @@ REPO = TESTS.parent
 # tests/scripts holds scripts for `graphexplain trace` to run, not tests;
 # --doctest-modules would otherwise import (that is, run) them.
 collect_ignore = ["scripts", "golden"]
+
+# The derivation cache (derive/disk_cache.py) of this test session, in a
+# folder of its own: no test reads a user's cache or leaves entries in it.
+# Set here, before any test runs, so every subprocess inherits it too.
+os.environ["GRAPHEXPLAIN_CACHE"] = tempfile.mkdtemp(prefix="graphexplain-test-cache-")
+atexit.register(shutil.rmtree, os.environ["GRAPHEXPLAIN_CACHE"], True)
 
 WORKERS = max(2, min(8, os.cpu_count() or 2))
 RUN_TIMEOUT = 300  # seconds; a hung run fails its test instead of the whole session

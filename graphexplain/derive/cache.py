@@ -11,15 +11,19 @@ formula in the user's names.
     >>> import sympy as sp
     >>> named_formula(sp.Symbol("other") * 2, {"other": "y"})
     '2*y'
+
+What sympy derives is also kept on disk between runs (derive/disk_cache.py):
+`derived` keeps an expression, `derived_text` a string made from one.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Dict, Union
+from typing import Callable, Dict, Optional, Union
 
 import sympy as sp
 
+from . import disk_cache
 from .naming import rename, show
 
 _SIZE = 4096  # distinct formulas × names; a model has a few hundred
@@ -44,3 +48,56 @@ def named_formula(expr: sp.Basic, names: Dict[str, Union[str, sp.Expr, None]]) -
 @lru_cache(maxsize=_SIZE)
 def _named(expr: sp.Basic, names) -> str:
     return show(rename(expr, dict(names)))
+
+
+# --- between runs (Note [the derivation cache on disk] in derive/disk_cache.py)
+
+
+def row_key(rule, *more) -> Optional[str]:
+    """The row's whole declaration and the rest of a derivation's arguments,
+    as text; None where the text would differ between runs (an object shown
+    by its address), which is then not kept."""
+    key = repr((rule,) + more)
+    return None if " at 0x" in key else key
+
+
+@lru_cache(maxsize=1)
+def _namespace() -> Dict[str, object]:
+    from .functions import NAMES
+
+    names = {name: getattr(sp, name) for name in dir(sp) if not name.startswith("_")}
+    names.update(NAMES)  # our floor, ndtr, ...: srepr writes them by their names
+    names["__builtins__"] = {}
+    return names
+
+
+def _rebuilt(text: str):
+    return eval(text, dict(_namespace()))  # noqa: S307 (sympy's srepr of our own derivation)
+
+
+def derived(kind: str, key: Optional[str], derive: Callable[[], Optional[sp.Basic]]) -> Optional[sp.Basic]:
+    """`derive()`, or what it gave in an earlier run: the expression is kept
+    as sympy's srepr, and only where it reads back as the same expression."""
+    if key is not None:
+        found = disk_cache.load(kind, key)
+        if found is not None:
+            try:
+                return None if found == "None" else _rebuilt(found)
+            except Exception:  # noqa: BLE001 - a damaged entry is derived again, never an error
+                pass
+    expr = derive()
+    if key is not None:
+        text = "None" if expr is None else sp.srepr(expr)
+        try:
+            same = expr is None or _rebuilt(text) == expr
+        except Exception:  # noqa: BLE001 - does not read back: not kept
+            same = False
+        if same:
+            disk_cache.store(kind, key, text)
+    return expr
+
+
+def derived_text(kind: str, expr: sp.Basic, make: Callable[[], str]) -> str:
+    """`make()`, a string sympy makes from `expr` (simplified and printed),
+    or what it made from the same expression in an earlier run."""
+    return disk_cache.remember(kind, sp.srepr(expr), make)

@@ -22,7 +22,7 @@ from sympy.concrete.delta import deltasummation
 from sympy.parsing.sympy_parser import parse_expr
 
 from ..rules.kinds import Matrix, Reduction, Routing, Rule
-from . import budget, functions, routing
+from . import budget, cache, functions, routing
 
 RESULT = "result"
 COUNT = "N"  # elements combined by a reduction
@@ -105,13 +105,19 @@ def reduced_forward(rule: Reduction, mode: str) -> Tuple[sp.Expr, Dict[str, sp.I
 
 @lru_cache(maxsize=None)
 def local_gradient(rule: Rule, input_name: str, mode: str = "") -> sp.Expr:
-    """∂result/∂input, derived by sympy from the row's forward formula.
+    """∂result/∂input, derived by sympy from the row's forward formula
+    (or read back from an earlier run's derivation: derive/disk_cache.py).
 
     Pointwise rows differentiate the elementwise formula. Reductions
     differentiate the index-notation sum with respect to one element
     ``input[j]``; routing rows differentiate ``self[pi(k)]`` (a Kronecker
     delta). Matrix rows are derived by `vector_jacobian_product` instead.
     """
+    return cache.derived("local-gradient", cache.row_key(rule, input_name, mode),
+                         lambda: _local_gradient(rule, input_name, mode))
+
+
+def _local_gradient(rule: Rule, input_name: str, mode: str) -> sp.Expr:
     names = symbols(rule)
     if isinstance(rule, Reduction) and mode != "none":
         total, indexed = reduced_forward(rule, mode)
@@ -149,6 +155,11 @@ def local_gradient_in_result(rule: Rule, input_name: str, unknown: str) -> Optio
     >>> str(local_gradient_in_result(TABLE["LeakyReluBackward1"], "self", "self"))
     'Piecewise((1, result > 0), (negative_slope, True))'
     """
+    return cache.derived("local-gradient-in-result", cache.row_key(rule, input_name, unknown),
+                         lambda: _local_gradient_in_result(rule, input_name, unknown))
+
+
+def _local_gradient_in_result(rule: Rule, input_name: str, unknown: str) -> Optional[sp.Expr]:
     names = symbols(rule)
     term = forward(rule)
     if isinstance(rule, (Reduction, Routing, Matrix)):
@@ -317,7 +328,7 @@ def numeric(expr: sp.Expr) -> Tuple[Callable[..., np.ndarray], Tuple[str, ...]]:
     """A numpy function of the expression's free symbols, and their names
     in the order it takes them."""
     names = free_names(expr)
-    function = sp.lambdify([sp.Symbol(n, real=True) for n in names], expr, modules=functions.NUMPY_MODULES)
+    function = functions.lambdify([sp.Symbol(n, real=True) for n in names], expr)
     return function, names
 
 
@@ -584,7 +595,8 @@ def constant_values(rule: Matrix, shapes: Tuple[Tuple[int, int], ...], choices, 
 
 
 # How numpy computes the matrix functions its printer does not know.
-MATRIX_MODULES = [{"Trace": np.trace, "Determinant": np.linalg.det}] + functions.NUMPY_MODULES
+_MATRIX_FUNCTIONS = {"Trace": np.trace, "Determinant": np.linalg.det}
+MATRIX_MODULES = [_MATRIX_FUNCTIONS] + functions.NUMPY_MODULES
 
 
 def _arguments(rule: Matrix, shapes, choices) -> list:
@@ -597,7 +609,7 @@ def matrix_forward_function(rule: Matrix, shapes: Tuple[Tuple[int, int], ...], c
     """The forward formula as a numpy function of (operands..., params...,
     constants...), returning one array per output."""
     outputs = matrix_outputs(rule, shapes, choices)
-    return sp.lambdify(_arguments(rule, shapes, choices), list(outputs), modules=MATRIX_MODULES)
+    return functions.lambdify(_arguments(rule, shapes, choices), list(outputs), [_MATRIX_FUNCTIONS])
 
 
 def upstream_symbols(rule: Matrix, outputs: Tuple[sp.Basic, ...]) -> Tuple[sp.Basic, ...]:
@@ -628,7 +640,7 @@ def vector_jacobian_product(rule: Matrix, input_name: str, shapes: Tuple[Tuple[i
         expr = _by_elements(outputs, upstreams, variable)
     else:
         expr = _matrix_derivative(total, variable)
-    return expr, sp.lambdify(args, expr, modules=MATRIX_MODULES)
+    return expr, functions.lambdify(args, expr, [_MATRIX_FUNCTIONS])
 
 
 @lru_cache(maxsize=None)
@@ -644,7 +656,7 @@ def vector_jacobian_terms(rule: Matrix, input_name: str, shapes: Tuple[Tuple[int
     except (budget.NotPolynomial, TypeError, ValueError, AttributeError):
         return None
     args = list(upstream_symbols(rule, outputs)) + _arguments(rule, shapes, choices)
-    return sp.lambdify(args, magnitude, modules=MATRIX_MODULES)
+    return functions.lambdify(args, magnitude, [_MATRIX_FUNCTIONS])
 
 
 # Note [sympy's matrix derivative of a sum]
@@ -744,8 +756,8 @@ def _by_cofactors(total: sp.Expr, variable: sp.MatrixSymbol, args: list, count: 
         raise NotImplementedError(f"{variable} appears outside its determinant in {total}")
     derivative = _inside_the_sum(expanded.diff(element[i, j]).doit(), j).subs(expansion, DET(matrix))
     shown = derivative.subs(COFACTOR(matrix, i, j), COFACTOR(matrix))
-    modules = [{"cofactor": _cofactors_at, "det": np.linalg.det}] + MATRIX_MODULES
-    elementwise = sp.lambdify(args[:count] + [matrix, i, j], derivative, modules=modules)
+    elementwise = functions.lambdify(args[:count] + [matrix, i, j], derivative,
+                                     [{"cofactor": _cofactors_at, "det": np.linalg.det}, _MATRIX_FUNCTIONS])
     where = args.index(variable)
 
     def function(*values):
@@ -782,8 +794,8 @@ def recovered_operand(rule: Matrix, name: str, shapes: Tuple[Tuple[int, int], ..
         found = found * sp.MatMul(*after).I
     if found.shape != operand.shape:
         return None
-    return found, sp.lambdify([sp.MatrixSymbol(RESULT, *first.shape)] + _arguments(rule, shapes, choices), found,
-                              modules=MATRIX_MODULES)
+    return found, functions.lambdify([sp.MatrixSymbol(RESULT, *first.shape)] + _arguments(rule, shapes, choices),
+                                     found, [_MATRIX_FUNCTIONS])
 
 
 def as_matrix(value, shape: Tuple[int, int], stack: Tuple[int, ...] = ()) -> np.ndarray:

@@ -21,8 +21,11 @@ Rows are sympy strings, so ``exp``, ``erf``, ``loggamma``, ``besseli``,
 
 from __future__ import annotations
 
+import builtins
 import functools
+import importlib.util
 import math
+import types
 from typing import Dict, List
 
 import mpmath
@@ -30,12 +33,10 @@ import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import exp2, expm1, hypot, log1p, log2, log10
 
-try:  # scipy computes the special functions (erfinv, loggamma, besseli, ...)
-    import scipy.special
-
-    HAVE_SCIPY = True
-except ImportError:  # pragma: no cover - scipy comes with scikit-learn here
-    HAVE_SCIPY = False
+# scipy computes the special functions (erfinv, loggamma, besseli, ...); it
+# is imported only by a formula that calls one (Note [scipy only when a
+# formula needs it]): its import costs a small script a third of a second.
+HAVE_SCIPY = importlib.util.find_spec("scipy") is not None
 
 
 # Note [piecewise-constant functions]
@@ -146,8 +147,17 @@ _NUMPY: Dict[str, object] = {
     "trunc": np.trunc, "round": np.round, "isfinite": np.isfinite, "isnan": np.isnan,
     "logical_and": _Broadcasting(np.logical_and), "logical_or": _Broadcasting(np.logical_or),
 }
+
+
+def _ndtr(x):
+    """scipy's ndtr, scipy imported at the first call rather than with this module."""
+    import scipy.special
+
+    return scipy.special.ndtr(x)
+
+
 if HAVE_SCIPY:
-    _NUMPY["ndtr"] = scipy.special.ndtr
+    _NUMPY["ndtr"] = _ndtr
 
 # How mpmath computes them, for Note [overflow inside a derived formula].
 _MPMATH: Dict[str, object] = {
@@ -158,7 +168,71 @@ _MPMATH: Dict[str, object] = {
 }
 
 NUMPY_MODULES: List[object] = [_NUMPY] + (["scipy"] if HAVE_SCIPY else []) + ["numpy"]
+
+
+class _Numpy:
+    """numpy's namespace as lambdify's "numpy" gives it (``from numpy import
+    *; from numpy.linalg import *``, sympy's I and Heaviside), less numpy's
+    lazily loaded submodules: the star import loads every one of them
+    (numpy.polynomial, numpy.f2py, numpy.ma: a tenth of a second), and no
+    generated code names a module. lambdify takes an object with a __dict__
+    and numpy's __name__ for numpy itself (its printer, its namespace)."""
+
+    __name__ = "numpy"
+
+    def __init__(self):
+        import numpy.linalg
+
+        for module in (np, numpy.linalg):
+            self.__dict__.update({name: getattr(module, name) for name in module.__all__
+                                  if name in vars(module) and not isinstance(vars(module)[name], types.ModuleType)})
+        self.__dict__.update({"numpy": np, "I": 1j, "Heaviside": np.heaviside})
+
+
+NUMPY_ALONE: List[object] = [_NUMPY, _Numpy()]
 MPMATH_MODULES: List[object] = [_MPMATH, "mpmath"]
+
+
+# Note [scipy only when a formula needs it]
+# With "scipy" among lambdify's modules, every name of scipy.special is put
+# in the generated function's namespace, over numpy's, and `import
+# scipy.special` costs more than all the rest graphexplain does for a small
+# script. So a formula is first turned into code with numpy alone; that code
+# is kept when every name it looks up is numpy's (or ours), and none is one
+# that scipy.special would have put over numpy's (SHADOWED_BY_SCIPY, the names
+# both define). Otherwise (erf, loggamma, erfinv: names numpy lacks) it is
+# generated again with scipy, exactly as before. Either way the function
+# computes with the same implementations as with scipy always present.
+SHADOWED_BY_SCIPY = frozenset({"cbrt", "exp2", "expm1", "i0", "log1p", "round", "sinc"})
+
+
+def _names_looked_up(code) -> set:
+    names = set(code.co_names)
+    for constant in code.co_consts:  # a comprehension or lambda inside has names of its own
+        if hasattr(constant, "co_names"):
+            names |= _names_looked_up(constant)
+    return names
+
+
+def _numpy_computes(function) -> bool:
+    known = function.__globals__
+    return all(name in known and name not in SHADOWED_BY_SCIPY or hasattr(builtins, name)
+               for name in _names_looked_up(function.__code__))
+
+
+def lambdify(arguments, expr, before=()):
+    """sympy's lambdify into numpy, with scipy only where the formula needs
+    it (Note [scipy only when a formula needs it]); `before`: namespaces that
+    come first (numpy functions for names numpy's printer does not know).
+
+    >>> x = sp.Symbol("x", real=True)
+    >>> lambdify([x], sp.exp(x) + 1)(0.0)
+    2.0
+    """
+    function = sp.lambdify(arguments, expr, modules=list(before) + NUMPY_ALONE)
+    if not HAVE_SCIPY or _numpy_computes(function):
+        return function
+    return sp.lambdify(arguments, expr, modules=list(before) + NUMPY_MODULES)
 
 
 def missing_implementation(error: NameError) -> str:

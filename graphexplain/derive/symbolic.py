@@ -19,7 +19,7 @@ import sympy as sp
 from ..model import Graph, Node
 from ..rules import lookup
 from ..rules.kinds import Pointwise, Reduction
-from . import arguments, formula
+from . import arguments, cache, formula
 from ..notation import is_name
 from .naming import _number
 
@@ -115,7 +115,8 @@ def _compose(graph: Graph) -> Dict[int, str]:
         if node.id not in upstream:
             continue
         if node.is_leaf:
-            formulas[node.id] = str(_simplified(upstream[node.id]))
+            whole = upstream[node.id]  # simplified once per expression, also across runs
+            formulas[node.id] = cache.derived_text("leaf-formula", whole, lambda: str(_simplified(whole)))
             for operand in node.operands:  # a non-leaf input passes its gradient on, unchanged
                 if operand.producer is not None:
                     upstream[operand.producer] = upstream.get(operand.producer, 0) + upstream[node.id]
