@@ -54,13 +54,18 @@ class UsageError(Exception):
     pass
 
 
-# Note [the heap frozen once the script has run]
-# After the script, graphexplain imports sympy and derives: many new objects,
-# and each of Python's full collections then walks the whole heap, torch's
-# modules and the script's tensors included (a third of a second over a small
-# script's run). Nothing the script left can be garbage that matters to it
-# any more, so that heap is frozen (gc.freeze: left out of later
-# collections); the script itself runs under Python's collector as it is.
+# Note [the heap frozen around the script]
+# Importing torch, and after the script sympy, makes many objects, and each
+# of Python's full collections walks the whole heap, torch's modules and the
+# script's tensors included: a third of a second over a small script's run,
+# spent finding no garbage. So graphexplain's own imports run without the
+# collector, and what they made is frozen (gc.freeze: left out of later
+# collections) before the script runs, under the collector as python would
+# run it; once it has run, what it left is frozen too, before the
+# derivation. A caller in the same process (tests: main(argv)) gets its
+# heap unfrozen at the end and the collector as it was; a host that froze
+# objects of its own is left alone. The command line itself ends frozen:
+# unfreezing would only make Python's collection at exit walk it all.
 
 
 def _formats(text: str) -> List[str]:
@@ -349,7 +354,22 @@ def _write_pictures(report, options, outputs: Outputs, err) -> List[str]:
     return written
 
 
-def trace(options, out, err) -> int:
+def trace(options, out, err, program: bool = False) -> int:
+    """`program`: this run is the whole process (Note [the heap frozen around the script])."""
+    collecting, ours = gc.isenabled(), gc.get_freeze_count() == 0
+    if ours:
+        gc.disable()  # Note [the heap frozen around the script]
+    try:
+        return _trace(options, out, err, collecting if ours else None)
+    finally:
+        if ours:
+            if not program:
+                gc.unfreeze()
+            if collecting:
+                gc.enable()
+
+
+def _trace(options, out, err, collecting) -> int:
     from .capture.script import ScriptError, read_script
 
     try:  # what needs no torch first, so that these answer at once
@@ -367,10 +387,15 @@ def trace(options, out, err) -> int:
     from .render.collapse import View
     from .report import NOTHING_EXPLAINED, Report
 
+    if collecting is not None:  # the script runs under Python's collector as python would run it
+        gc.freeze()
+        if collecting:
+            gc.enable()
     run = run_script(options.script, options.args, selection, options.target)
+    if collecting is not None:
+        gc.freeze()
     from .blas import one_thread_from_now
     one_thread_from_now()  # the script is done: what follows is ours (Note [one BLAS thread] in blas.py)
-    gc.freeze()  # Note [the heap frozen once the script has run]
     if options.no_cache:  # (imported here, after the script, as the derivation would import it)
         from .derive import disk_cache
         disk_cache.switch_off()
@@ -479,7 +504,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     color = False if options.no_color else None
     out = console(sys.stdout, options.width, color)
     err = console(sys.stderr, options.width, color)
-    return trace(options, out, err)
+    return trace(options, out, err, program=argv is None)  # None: the command line, sys.argv
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -158,3 +158,54 @@ def test_a_warm_run_does_not_simplify(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe], cwd=str(tmp_path), capture_output=True,
                           env=dict(subprocess_env(), GRAPHEXPLAIN_CACHE=str(where)), timeout=RUN_TIMEOUT)
     assert done.stderr.decode().strip().endswith("no physics"), done.stderr.decode()
+
+
+def test_the_disk_cache_needs_no_sympy(tmp_path):
+    """derive/disk_cache.py alone (the packages above it stubbed) imports no sympy."""
+    path = REPO / "graphexplain" / "derive" / "disk_cache.py"
+    probe = "\n".join([
+        "import importlib.util, sys, types",
+        "package = types.ModuleType('graphexplain'); package.__path__ = []; package.__version__ = 'test'",
+        "derive = types.ModuleType('graphexplain.derive'); derive.__path__ = []",
+        "sys.modules.update({'graphexplain': package, 'graphexplain.derive': derive})",
+        f"spec = importlib.util.spec_from_file_location('graphexplain.derive.disk_cache', {str(path)!r})",
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)",
+        "assert module.remember('kind', 'key', lambda: 'made') == 'made'",
+        "assert module.load('kind', 'key') == 'made'",
+        "print('sympy' in sys.modules)",
+    ])
+    done = subprocess.run([sys.executable, "-c", probe], cwd=str(tmp_path), capture_output=True, timeout=RUN_TIMEOUT,
+                          env=dict(subprocess_env(), GRAPHEXPLAIN_CACHE=str(tmp_path / "cache")))
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.decode().strip() == "False"
+
+
+def test_a_small_script_imports_no_scipy(tmp_path):
+    """Note [scipy only when a formula needs it] in derive/functions.py: nor
+    the numpy submodules lambdify's star import would load."""
+    probe = (f"import sys; from graphexplain.cli import main; "
+             f"main(['trace', '--quiet', '--format', 'dot', '--out', 'out', {str(SCRIPT)!r}]); "
+             f"print(sorted(m for m in ('scipy', 'numpy.polynomial', 'numpy.f2py') if m in sys.modules), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=str(tmp_path), capture_output=True,
+                          env=dict(subprocess_env(), GRAPHEXPLAIN_CACHE="off"), timeout=RUN_TIMEOUT)
+    assert done.stderr.decode().strip().endswith("[]"), done.stderr.decode()
+
+
+def test_a_special_function_still_computes_with_scipy():
+    import numpy as np
+    import sympy as sp
+
+    from graphexplain.derive import functions
+
+    x = sp.Symbol("x", real=True)
+    erfc = functions.lambdify([x], sp.erfc(x))  # math's erfc would take no array
+    assert np.allclose(erfc(np.array([0.0, 1.0])), [1.0, 0.15729920705028513])
+    assert functions.lambdify([x], sp.exp(x))(np.array([0.0])).tolist() == [1.0]
+
+
+def test_the_collector_is_left_as_it_was(graphexplain_main):
+    import gc
+
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    assert graphexplain_main("trace", "--quiet", "--format", "dot", "--out", "out", SCRIPT).returncode == 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0

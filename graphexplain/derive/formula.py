@@ -17,7 +17,6 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 import sympy as sp
-from sympy.codegen.rewriting import expm1_opt, optimize
 from sympy.concrete.delta import deltasummation
 from sympy.parsing.sympy_parser import parse_expr
 
@@ -271,6 +270,8 @@ def _precise(expr: sp.Expr) -> sp.Expr:
         return expr.replace(lambda e: isinstance(e, sp.core.relational.Relational),
                             lambda comparison: comparison.func(_precise(comparison.lhs), _precise(comparison.rhs)))
     expr = expr.replace(lambda e: isinstance(e, sp.log) and len(e.args) == 1, as_log1p)
+    from sympy.codegen.rewriting import expm1_opt, optimize  # here: it loads sympy.tensor and combinatorics
+
     return optimize(expr, [expm1_opt])
 
 

@@ -200,24 +200,41 @@ MPMATH_MODULES: List[object] = [_MPMATH, "mpmath"]
 # script. So a formula is first turned into code with numpy alone; that code
 # is kept when every name it looks up is numpy's (or ours), and none is one
 # that scipy.special would have put over numpy's (SHADOWED_BY_SCIPY, the names
-# both define). Otherwise (erf, loggamma, erfinv: names numpy lacks) it is
-# generated again with scipy, exactly as before. Either way the function
-# computes with the same implementations as with scipy always present.
+# both define), and each is the object numpy's namespace holds (the printer
+# imports math's erfc for a name numpy lacks: it takes no arrays). Otherwise
+# (erf, loggamma, erfinv) it is generated again with scipy, exactly as
+# before. Either way the function computes with the implementations it had
+# when scipy was always among the modules.
 SHADOWED_BY_SCIPY = frozenset({"cbrt", "exp2", "expm1", "i0", "log1p", "round", "sinc"})
 
 
 def _names_looked_up(code) -> set:
-    names = set(code.co_names)
+    """The global names the code reads (not attributes: logical_and.reduce)."""
+    import dis
+
+    names = {op.argval for op in dis.get_instructions(code) if op.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
     for constant in code.co_consts:  # a comprehension or lambda inside has names of its own
         if hasattr(constant, "co_names"):
             names |= _names_looked_up(constant)
     return names
 
 
-def _numpy_computes(function) -> bool:
-    known = function.__globals__
-    return all(name in known and name not in SHADOWED_BY_SCIPY or hasattr(builtins, name)
-               for name in _names_looked_up(function.__code__))
+def _numpy_computes(function, modules) -> bool:
+    """Whether every name the generated code looks up is the object one of
+    `modules` gives it: not math's erfc (the printer imports math's
+    functions for names numpy lacks; they take no arrays), not a name
+    missing, not one scipy would have put over numpy's."""
+    namespace = function.__globals__
+    given: Dict[str, object] = {"builtins": builtins, "reduce": functools.reduce}  # the printer's Max, Min
+    for module in reversed(modules):
+        given.update(module if isinstance(module, dict) else vars(module))
+
+    def as_given(name):
+        if name not in namespace:
+            return hasattr(builtins, name)
+        return name not in SHADOWED_BY_SCIPY and given.get(name, given) is namespace[name]
+
+    return all(as_given(name) for name in _names_looked_up(function.__code__))
 
 
 def lambdify(arguments, expr, before=()):
@@ -229,8 +246,9 @@ def lambdify(arguments, expr, before=()):
     >>> lambdify([x], sp.exp(x) + 1)(0.0)
     2.0
     """
-    function = sp.lambdify(arguments, expr, modules=list(before) + NUMPY_ALONE)
-    if not HAVE_SCIPY or _numpy_computes(function):
+    modules = list(before) + NUMPY_ALONE
+    function = sp.lambdify(arguments, expr, modules=modules)
+    if not HAVE_SCIPY or _numpy_computes(function, modules):
         return function
     return sp.lambdify(arguments, expr, modules=list(before) + NUMPY_MODULES)
 
