@@ -7,8 +7,9 @@ source code lambdify generated. Never a number of torch's: what the cache
 keeps is a function of the rule table and sympy alone. This module imports
 no sympy (derive/cache.py turns expressions into text and back).
 
-    >>> remember("example", "key", lambda: "value")
-    'value'
+    >>> entry = _path(Path("cache"), "leaf-formula", "Symbol('x')")
+    >>> entry.parent.parent.name, entry.suffix
+    ('cache', '.json')
 """
 
 from __future__ import annotations

@@ -243,7 +243,7 @@ def lambdify(arguments, expr, before=()):
     come first (numpy functions for names numpy's printer does not know).
 
     >>> x = sp.Symbol("x", real=True)
-    >>> lambdify([x], sp.exp(x) + 1)(0.0)
+    >>> float(lambdify([x], sp.exp(x) + 1)(0.0))
     2.0
     """
     modules = list(before) + NUMPY_ALONE
