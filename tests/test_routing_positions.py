@@ -161,3 +161,13 @@ def test_probing_leaves_the_script_s_random_state_alone():
     before = torch.random.get_rng_state()
     graphexplain.explain(F.interpolate(x, scale_factor=1.5, mode="bicubic").sum())
     assert torch.equal(before, torch.random.get_rng_state())
+
+
+@pytest.mark.parametrize("make", [lambda x: F.adaptive_avg_pool3d(x, (2, 3, 1)),
+                                  lambda x: F.interpolate(x, size=(3, 2, 2))],
+                         ids=["adaptive_avg_pool3d", "upsample_nearest3d"])
+def test_an_empty_batch_routes_nothing(make):
+    x = torch.zeros(0, 2, 3, 4, 2, dtype=torch.float64, requires_grad=True)
+    explanation = graphexplain.explain(make(x).sum())
+    assert explanation.status == "verified"
+    assert explanation.leaf("x").derived_grad.shape == (0, 2, 3, 4, 2)

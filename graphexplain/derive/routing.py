@@ -1,4 +1,12 @@
-"""The forward functions of routing rows, on numpy arrays.
+"""The forward functions of routing rows, on numpy arrays, and the routes
+every routing row's gradient goes back along.
+
+Most rows' maps come from torch's own forward, run by capture on positions
+and recorded on the node (capture/positions.py; Note [forwards torch runs]
+below): `routes` then only reads them. The forwards still here are those
+with several operands or outputs, a fill value, a convention of their own
+(colliding writes, ties, embedding's padding row), or a view the derivation
+also needs without a node (CopySlices' region, as_strided).
 
 A routing op only moves, copies, drops or adds up elements, so running its
 forward on the *positions* of its inputs, ``arange(numel).reshape(shape)``,
@@ -890,7 +898,7 @@ def gradients(found: Routes, upstream: np.ndarray, sizes: Sequence[int]) -> List
     """Each input's gradient, flat: every upstream element (all outputs',
     flat, one after another) sent back along its edges, and added up where
     several edges reach one input element."""
-    if found.planes > 1:
+    if _by_plane(found):
         return [_plane_gradient(found, upstream)]
     contributions = np.asarray(upstream, dtype=np.float64).reshape(-1)[found.outputs]
     if found.weights is not None:
@@ -898,6 +906,11 @@ def gradients(found: Routes, upstream: np.ndarray, sizes: Sequence[int]) -> List
     total = int(np.sum(sizes))
     flat = np.bincount(found.inputs, weights=contributions, minlength=total) if total else np.zeros(0)
     return np.split(flat, np.cumsum(sizes)[:-1].tolist())
+
+
+def _by_plane(found: Routes) -> bool:
+    """Whether the edges are one plane's (a recorded map's, of any number of planes, 0 too)."""
+    return found.planes != 1 or found.input_plane > 0
 
 
 def _plane_gradient(found: Routes, upstream: np.ndarray) -> np.ndarray:
@@ -909,7 +922,7 @@ def _plane_gradient(found: Routes, upstream: np.ndarray) -> np.ndarray:
     matrix = scipy.sparse.csr_matrix((weights, (found.outputs, found.inputs)),
                                      shape=(found.output_plane, found.input_plane))
     upstream = np.asarray(upstream, dtype=np.float64).reshape(found.planes, found.output_plane)
-    return np.asarray(matrix.T @ upstream.T).T.reshape(-1)
+    return np.asarray(upstream @ matrix).reshape(-1)
 
 
 def _recorded_routes(recorded: PositionMap) -> Routes:
@@ -922,13 +935,13 @@ def _recorded_replay(recorded: PositionMap, operands: Sequence[Tuple[str, np.nda
     (an output element from no input holds 0)."""
     found = _recorded_routes(recorded)
     values = np.concatenate([np.asarray(array, dtype=np.float64).reshape(-1) for _, array in operands])
-    if found.planes > 1:
+    if _by_plane(found):
         import scipy.sparse
 
         weights = np.ones(len(found.outputs)) if found.weights is None else found.weights
         matrix = scipy.sparse.csr_matrix((weights, (found.outputs, found.inputs)),
                                          shape=(found.output_plane, found.input_plane))
-        flat = np.asarray(matrix @ values.reshape(found.planes, found.input_plane).T).T.reshape(-1)
+        flat = np.asarray(values.reshape(found.planes, found.input_plane) @ matrix.T).reshape(-1)
     else:
         taken = values[found.inputs] * (1.0 if found.weights is None else found.weights)
         flat = np.bincount(found.outputs, weights=taken,
