@@ -56,6 +56,8 @@ CASES = {
     "take": ("TakeBackward0", lambda: torch.take(real(3, 4), torch.tensor([[0, 11], [5, 5]]))),
     "getitem": ("IndexBackward0", lambda: real(4, 3, 2)[INDEX, :, torch.tensor([1, 0, 1])]),
     "getitem-mask": ("IndexBackward0", lambda: real(3, 4)[torch.tensor([True, False, True])]),
+    "embedding": ("EmbeddingBackward0", lambda: F.embedding(torch.tensor([[0, 2], [1, 2]]), real(3, 4),
+                                                            padding_idx=2)),
     "masked_select": ("MaskedSelectBackward0", lambda: torch.masked_select(real(3, 4), torch.rand(3, 4,
                                                                                                  generator=rng) > 0.5)),
     "max-over-dim": ("MaxBackward0", lambda: real(3, 5).max(dim=1).values),
@@ -171,3 +173,13 @@ def test_an_empty_batch_routes_nothing(make):
     explanation = graphexplain.explain(make(x).sum())
     assert explanation.status == "verified"
     assert explanation.leaf("x").derived_grad.shape == (0, 2, 3, 4, 2)
+
+
+def test_embedding_s_padding_row_is_a_named_convention(monkeypatch):
+    """The map is torch's forward (the padding row copied); torch's backward
+    sends that row nothing, which derive's CONVENTIONS says. Without it the
+    check fails, so the convention is what makes the row verify."""
+    make = CASES["embedding"][1]
+    assert explained(make)[0].status == "verified"
+    monkeypatch.setattr(routing, "CONVENTIONS", {})
+    assert explained(make)[0].status != "verified"

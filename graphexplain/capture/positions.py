@@ -46,6 +46,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..model import PositionMap
 
@@ -87,6 +88,15 @@ def _take_along(self, indices, dim, keepdim=True):
     return taken if keepdim else taken.squeeze(dim)
 
 
+def _embedding(weight, indices, padding_idx, scale_grad_by_freq):
+    """The rows F.embedding picks, the padding row too: that it is a
+    constant for torch is derive's convention (derive/routing.py's
+    CONVENTIONS), so replaying the map gives the rows' real numbers."""
+    if scale_grad_by_freq:
+        raise ValueError("scale_grad_by_freq is not a forward")  # derive/routing.py says why
+    return F.embedding(indices, weight)
+
+
 def _by_padding(functions: Dict[int, Callable]) -> Callable:
     return lambda self, padding: functions[len(padding) // 2](self, list(padding))
 
@@ -99,6 +109,7 @@ SELECTIONS: Dict[str, Callable[..., torch.Tensor]] = {
     "take": lambda self, index: torch.take(self, index),
     "getitem": lambda self, indices: aten.index(self, list(indices)),
     "masked_select": torch.masked_select,
+    "embedding": _embedding,
     "take_along": _take_along,
     "pooled2d": _pooled(2),
     "pooled3d": _pooled(3),

@@ -90,7 +90,7 @@ import ast
 import functools
 import inspect
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -387,19 +387,6 @@ def _unpooled(array, indices, result_shape, spatial, fill=0):
     return _written(result, places, array.reshape(lead + (-1,))).reshape(tuple(result_shape))
 
 
-def _embedding(weight, indices, padding_idx, scale_grad_by_freq=False, fill=None):
-    if scale_grad_by_freq:
-        raise ValueError("scale_grad_by_freq divides the gradient by how often each row is used, "
-                         "which no forward formula says")
-    indices = _index_array(indices)
-    rows = weight[indices]
-    if fill is not None and padding_idx is not None and padding_idx >= 0:
-        # Note [a fill, a constant copy, and data that picks elements]
-        rows = np.array(rows, copy=True)
-        rows[indices == padding_idx] = fill
-    return rows
-
-
 # --- forwards that write into a copy of self ---------------------------------------
 
 
@@ -659,7 +646,6 @@ FUNCTIONS: Dict[str, Callable] = {
     "masked_index": _masked_index,
     "unpooled2d": partial(_unpooled, spatial=2),
     "unpooled3d": partial(_unpooled, spatial=3),
-    "embedding": _embedding,
     # write into a copy of self
     "scatter": _scatter,
     "scatter_fill": lambda array, dim, index, fill: _scatter(array, dim, index, fill),
@@ -703,6 +689,34 @@ def _recorded_only(*arguments, **keywords):
 
 
 FUNCTIONS.update((name, _recorded_only) for name in RECORDED_BY_CAPTURE)
+
+
+def _embedding(weight, indices, padding_idx, scale_grad_by_freq=False):
+    if scale_grad_by_freq:  # capture records no map for it
+        raise ValueError("scale_grad_by_freq divides the gradient by how often each row is used, "
+                         "which no forward formula says")
+    _recorded_only()
+
+
+FUNCTIONS["embedding"] = _embedding  # torch's forward on positions (capture/positions.py)
+
+
+def _padding_row_constant(found: "Routes", arguments: Dict[str, Any]) -> "Routes":
+    """embedding's convention: the rows at padding_idx are copied by the
+    forward but are constants for torch (its backward sends them nothing),
+    so their edges are dropped (Note [a fill, a constant copy, and data that
+    picks elements])."""
+    padding_idx = arguments.get("padding_idx")
+    if padding_idx is None or padding_idx < 0 or not found.output_shapes[0]:
+        return found
+    row = max(int(found.output_shapes[0][-1]), 1)  # the elements of one embedding vector
+    kept = np.asarray(arguments["indices"]).reshape(-1)[found.outputs // row] != padding_idx
+    return replace(found, outputs=found.outputs[kept], inputs=found.inputs[kept])
+
+
+# Where torch's backward follows a convention rather than the forward's map,
+# applied to a recorded map (docs/rules.md names them).
+CONVENTIONS: Dict[str, Callable[["Routes", Dict[str, Any]], "Routes"]] = {"embedding": _padding_row_constant}
 
 # Forwards whose result is self, written into (its shape is self's).
 WRITES_INTO_SELF = frozenset({
@@ -1364,7 +1378,9 @@ def routes(forward: str, shapes: Sequence[Tuple[str, Shape]], arguments: Dict[st
     [[0.25, 0.75], [1.0, 0.0]]
     """
     if arguments.get(PositionMap.PARAM) is not None:  # torch's forward on positions (capture/positions.py)
-        return _recorded_routes(arguments[PositionMap.PARAM])
+        convention = CONVENTIONS.get(function_name(forward))
+        found = _recorded_routes(arguments[PositionMap.PARAM])
+        return convention(found, arguments) if convention is not None else found
     made_whole = ROUTES_MADE_WHOLE.get(function_name(forward))
     if made_whole is None:
         return _routes_element_by_element(forward, shapes, arguments, numbers)
