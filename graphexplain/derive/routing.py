@@ -1357,8 +1357,44 @@ def _grid_routes(shapes, arguments, numbers) -> Routes:
                   ((batch, channels) + out,), np.concatenate(slack))
 
 
+def _tie_edges(values: np.ndarray, result, dim, keepdim, offset: int):
+    """(outputs, inputs, weights) of the mean of the elements equal to the
+    result, for every element at once: torch's convention that tied
+    elements share the gradient evenly (evenly_distribute_backward), as
+    `_mean_of_ties` states it for one element."""
+    dims = tuple(range(values.ndim)) if dim is None or len(np.atleast_1d(dim)) == 0 or values.ndim == 0 else \
+        tuple(sorted(_axis(d, values.ndim) for d in np.atleast_1d(dim)))
+    kept = tuple(1 if d in dims else n for d, n in enumerate(values.shape))
+    peak = np.asarray(result, dtype=np.float64).reshape(kept)
+    ties = (values == peak) | (np.isnan(values) & np.isnan(peak))
+    count = np.maximum(ties.sum(axis=dims, keepdims=True), 1)
+    inputs = np.flatnonzero(ties)
+    outputs = np.broadcast_to(positions(kept, offset), values.shape).reshape(-1)[inputs]
+    weights = np.broadcast_to(1.0 / count, values.shape).reshape(-1)[inputs]
+    return outputs, inputs, weights
+
+
+def _ties_routes(shapes, arguments, numbers) -> Routes:
+    """mean_of_ties and aminmax (Note [ops that add elements up]), without
+    tracing an element at a time: their edges come from the numbers."""
+    if numbers[0] is None:
+        raise ValueError("which elements tie with the result needs the numbers of self")
+    values = np.asarray(numbers[0], dtype=np.float64)
+    results = [arguments["min"], arguments["max"]] if "min" in arguments and "max" in arguments else \
+        [arguments["result"]]
+    dim, keepdim = arguments.get("dim"), bool(arguments.get("keepdim", False))
+    edges, offset = [], 0
+    for result in results:
+        edges.append(_tie_edges(values, result, dim, keepdim, offset))
+        offset += int(np.size(result))
+    outputs, inputs, weights = (np.concatenate(part) for part in zip(*edges))
+    return Routes(outputs.astype(np.int64), inputs.astype(np.int64), weights.astype(np.float64),
+                  tuple(np.shape(result) for result in results))
+
+
 FUNCTIONS["grid_sample"] = _grid_sample
-ROUTES_MADE_WHOLE: Dict[str, Callable[..., Routes]] = {"grid_sample": _grid_routes}
+ROUTES_MADE_WHOLE: Dict[str, Callable[..., Routes]] = {"grid_sample": _grid_routes, "mean_of_ties": _ties_routes,
+                                                       "aminmax": _ties_routes}
 _routes_element_by_element = routes
 
 
