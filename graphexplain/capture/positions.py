@@ -226,16 +226,22 @@ def _plane_selection(run, shape: Shape, result_shape: Shape, spatial: int) -> Po
 def _reach(run, plane: Shape) -> List[int]:
     """For each spatial dim d, m_d: one more than the farthest apart two
     places along d that one output element reads (Note [weights from
-    probes]), from one forward with a probe per place along each dim."""
-    probes = []
+    probes]), from a forward with a probe per place along d. The ops read
+    each dim independently, so the other dims are cut to one place where
+    the op allows it (its weights along d do not depend on them)."""
+    reach = []
     for d, length in enumerate(plane):
-        at = [length if e == d else 1 for e in range(len(plane))]
-        probes.append(torch.eye(length, dtype=torch.float64).reshape([length, 1] + at).expand((length, 1) + plane))
-    seen = run(torch.cat(probes)).abs()
-    reach, start = [], 0
-    for d, length in enumerate(plane):
-        part = seen[start:start + length]  # (place along d, 1, *output plane)
-        start += length
+        part = None
+        for cut in (True, False):
+            shape = tuple(1 if cut and e != d else n for e, n in enumerate(plane))
+            at = [length if e == d else 1 for e in range(len(plane))]
+            probe = torch.eye(length, dtype=torch.float64).reshape([length, 1] + at).expand((length, 1) + shape)
+            try:
+                part = run(probe.contiguous()).abs()  # (place along d, 1, *output plane)
+                break
+            except RuntimeError:  # an avg_pool whose window needs more places: the whole plane
+                if not cut:
+                    raise
         others = tuple(e + 2 for e in range(len(plane)) if e != d)
         read = (part.amax(dim=(1,) + others) > 0).numpy() if others else (part[:, 0] > 0).numpy()  # (place, output)
         places = np.arange(length)[:, None]

@@ -48,7 +48,9 @@ grad.gather(dim, index)) without anyone writing the gather, and self[k]'s is
 upstream[k]. The gradient is the transpose: input.grad[j] = Σ_k w[k, j]·
 upstream[k], a weighted bincount. Tracing costs a Python object per element,
 so only SUMMING forwards are traced; forwards that only move elements run on
-integer positions.
+integer positions, and scatter_add, index_add, index_put, put and the mean
+over tied maxima give their edges for all elements at once
+(ROUTES_MADE_WHOLE: the places their index names are the edges).
 
 Note [products of inputs]
 A few forwards multiply input elements: scatter_reduce and index_reduce with
@@ -725,8 +727,8 @@ WRITES_INTO_SELF = frozenset({
     "scatter_add", "index_copy", "index_fill", "index_add", "index_put", "put", "masked_scatter"})
 
 # Forwards traced element by element (Note [ops that add elements up]).
-SUMMING = frozenset({"scatter_add", "index_add", "index_put", "put", "mean_of_ties", "embedding_bag",
-                     "scatter_reduce", "index_reduce", "masked_index_put", "aminmax", "col2im",
+SUMMING = frozenset({"embedding_bag",
+                     "scatter_reduce", "index_reduce", "masked_index_put", "col2im",
                      "pooling_backward2d", "pooling_backward3d", "segment_reduce"})
 
 
@@ -1392,9 +1394,84 @@ def _ties_routes(shapes, arguments, numbers) -> Routes:
                   tuple(np.shape(result) for result in results))
 
 
+# --- writes into self, all elements at once ---------------------------------------------
+# scatter, scatter_add, index_copy, index_add, index_put and put name, for
+# each source element, the place of self it is written to: those places
+# (numpy on positions, as their forwards above) are the edges themselves.
+# Self's element passes to its own place unless a write replaced it; every
+# source element is a term of the place it was written to, colliding
+# writes too (Note [writes that collide]), so no element is traced.
+
+
+def _write_routes(self_shape: Shape, where: np.ndarray, sources: np.ndarray, weight: float, add: bool) -> Routes:
+    size = int(np.prod(self_shape, dtype=np.int64))
+    sources = np.broadcast_to(np.asarray(sources, dtype=np.int64), np.shape(where)).reshape(-1)
+    where = np.asarray(where, dtype=np.int64).reshape(-1) % max(size, 1)  # (put's negative places count from the end)
+    keep = np.ones(size, dtype=bool)
+    if not add:
+        keep[where] = False
+    kept = np.flatnonzero(keep)
+    weights = np.concatenate([np.ones(kept.size), np.full(where.size, float(weight))])
+    return Routes(np.concatenate([kept, where]), np.concatenate([kept, sources]),
+                  None if weight == 1 else weights, (tuple(self_shape),))
+
+
+def _written_places(shapes, arguments) -> Tuple[Shape, np.ndarray, np.ndarray]:
+    """For scatter and scatter_add: (self's shape, the place of self each
+    index element names, the src element written there)."""
+    (_, self_shape), (_, source_shape) = shapes
+    index = _index_array(arguments["index"])
+    size = int(np.prod(self_shape, dtype=np.int64))
+    addressed, at = _grid(index, _axis(arguments["dim"], max(len(self_shape), 1)))
+    where = positions(self_shape)[addressed] if self_shape else np.zeros(index.shape, np.int64)
+    sources = positions(source_shape, size)[at] if source_shape else np.full(index.shape, size, np.int64)
+    return self_shape, where, sources
+
+
+def _indexed_places(shapes, arguments) -> Tuple[Shape, np.ndarray, np.ndarray]:
+    """For index_copy and index_add: the places of self along dim that
+    index names, and the source element written to each."""
+    (_, self_shape), (_, source_shape) = shapes
+    index = _index_array(arguments["index"]).reshape(-1)
+    size = int(np.prod(self_shape, dtype=np.int64))
+    sources = positions(source_shape, size)
+    if not self_shape:
+        return self_shape, np.zeros(index.shape, np.int64), sources.reshape(-1)
+    return self_shape, positions(self_shape)[_along(arguments["dim"], len(self_shape), index)], sources
+
+
+def _put_places(shapes, arguments) -> Tuple[Shape, np.ndarray, np.ndarray]:
+    (_, self_shape), (_, source_shape) = shapes
+    size = int(np.prod(self_shape, dtype=np.int64))
+    if "indices" in arguments:  # index_put
+        where = positions(self_shape)[_index_key(arguments["indices"])]
+        return self_shape, where, np.broadcast_to(positions(source_shape, size), np.shape(where))
+    return self_shape, _index_array(arguments["index"]).reshape(-1), positions(source_shape, size).reshape(-1)
+
+
+ROUTES_OF_WRITES = {  # the places, whether the writes add, and their weight
+    "scatter": (_written_places, lambda a: False, lambda a: 1),
+    "scatter_add": (_written_places, lambda a: True, lambda a: 1),
+    "index_copy": (_indexed_places, lambda a: False, lambda a: 1),
+    "index_add": (_indexed_places, lambda a: True, lambda a: a.get("alpha", 1)),
+    "index_put": (_put_places, lambda a: bool(a["accumulate"]), lambda a: 1),
+    "put": (_put_places, lambda a: bool(a["accumulate"]), lambda a: 1),
+}
+
+
+def _write_routes_of(name: str):
+    places_of, adds, weight_of = ROUTES_OF_WRITES[name]
+
+    def made_whole(shapes, arguments, numbers) -> Routes:
+        self_shape, where, sources = places_of(shapes, arguments)
+        return _write_routes(self_shape, where, sources, float(np.asarray(weight_of(arguments))), adds(arguments))
+    return made_whole
+
+
 FUNCTIONS["grid_sample"] = _grid_sample
 ROUTES_MADE_WHOLE: Dict[str, Callable[..., Routes]] = {"grid_sample": _grid_routes, "mean_of_ties": _ties_routes,
                                                        "aminmax": _ties_routes}
+ROUTES_MADE_WHOLE.update((name, _write_routes_of(name)) for name in ROUTES_OF_WRITES)
 _routes_element_by_element = routes
 
 
