@@ -71,6 +71,7 @@ CASES = {
     "tril": ("TrilBackward0", lambda: real(4, 3).tril(-1)),
     "triu": ("TriuBackward0", lambda: real(3, 4).triu(1)),
     "unfold": ("UnfoldBackward0", lambda: real(3, 7).unfold(1, 3, 2)),
+    "constant_pad": ("ConstantPadNdBackward0", lambda: F.pad(real(2, 3), (1, -1, 2, 0))),
     "reflection_pad": ("ReflectionPad2DBackward0", lambda: F.pad(real(1, 2, 3, 4), (2, 1, 1, 2), mode="reflect")),
     "replication_pad": ("ReplicationPad1DBackward0", lambda: F.pad(real(2, 3), (3, 1), mode="replicate")),
     "pixel_shuffle": ("PixelShuffleBackward0", lambda: F.pixel_shuffle(real(1, 8, 2, 3), 2)),
@@ -106,7 +107,8 @@ def test_the_recorded_map_is_torch_s_forward_and_verifies(case):
     assert np.asarray(recorded.inputs).dtype == np.int64
     # the map, applied to the operand's numbers, is what torch's forward made
     operand = node.operands[0].value.data
-    made = routing.replay(TABLE[op].forward, [(node.operands[0].name, operand)], dict(node.params))
+    params = dict(node.params, value=0.0) if op == "ConstantPadNdBackward0" else node.params  # (F.pad's default)
+    made = routing.replay(TABLE[op].forward, [(node.operands[0].name, operand)], dict(params))
     np.testing.assert_allclose(made[0], result.detach().numpy(), rtol=1e-13, atol=1e-13)
 
 
@@ -183,3 +185,14 @@ def test_embedding_s_padding_row_is_a_named_convention(monkeypatch):
     assert explained(make)[0].status == "verified"
     monkeypatch.setattr(routing, "CONVENTIONS", {})
     assert explained(make)[0].status != "verified"
+
+
+def test_a_replayed_pad_holds_its_value():
+    """The map says which elements come from no input; the replay puts the
+    pad's value there (torch keeps none on the node: the call's is used)."""
+    rule = TABLE["ConstantPadNdBackward0"]
+    found = positions.position_map(rule.forward, {"pad": (1, 1)}, [(2,)], [(4,)])
+    params = {"pad": (1, 1), "value": 3.5, PositionMap.PARAM: found}
+    assert routing.replay(rule.forward, [("self", np.array([1.0, 2.0]))], params)[0].tolist() == [3.5, 1.0, 2.0, 3.5]
+    with pytest.raises(KeyError):
+        routing.replay(rule.forward, [("self", np.array([1.0, 2.0]))], dict(params, value=None))

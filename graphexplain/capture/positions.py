@@ -122,6 +122,7 @@ SELECTIONS: Dict[str, Callable[..., torch.Tensor]] = {
     "tril": torch.tril,
     "triu": torch.triu,
     "unfold": lambda self, dimension, size, step: self.unfold(dimension, size, step),
+    "constant_pad": lambda self, pad, value: F.pad(self, list(pad)),  # the pad from no input, 0, whatever its value
     "reflection_pad": _by_padding({1: aten.reflection_pad1d, 2: aten.reflection_pad2d, 3: aten.reflection_pad3d}),
     "replication_pad": _by_padding({1: aten.replication_pad1d, 2: aten.replication_pad2d,
                                     3: aten.replication_pad3d}),
@@ -192,14 +193,12 @@ def position_map(forward: str, params: Dict[str, Any], operand_shapes: Sequence[
         return None
     shape, result_shape = tuple(operand_shapes[0]), tuple(output_shapes[0])
     known = dict(params, result_shape=result_shape)
-    if any(word != operand and word not in known for word in words):
-        return None
-    with torch.no_grad():
-        bind = lambda self: [self if word == operand else _argument(known[word]) for word in words]  # noqa: E731
+    with torch.no_grad():  # an argument torch did not keep (the pad's value) is None: the forward says if it matters
+        bind = lambda self: [self if word == operand else _argument(known.get(word)) for word in words]  # noqa: E731
         if name in SELECTIONS:
             return _selection(lambda self: SELECTIONS[name](*bind(self)), shape)
         function, spatial_of = PLANE_SELECTIONS.get(name) or WEIGHTED[name]
-        spatial = spatial_of(*[known[word] for word in words if word != operand])
+        spatial = spatial_of(*[known.get(word) for word in words if word != operand])
         run = lambda probe: function(*bind(probe))  # noqa: E731
         if name in PLANE_SELECTIONS:
             return _plane_selection(run, shape, result_shape, spatial)

@@ -296,23 +296,6 @@ def _triangle(array, diagonal, fill, lower):
     return np.where(below if lower else ~below, array, np.asarray(fill, dtype=array.dtype))
 
 
-def _pad_width(ndim: int, pad) -> List[Tuple[int, int]]:
-    """torch's pad list (last dim first: left, right, then the dim before)
-    as numpy's per-dim (before, after)."""
-    width = [(0, 0)] * ndim
-    for i in range(len(pad) // 2):
-        width[ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    return width
-
-
-def _constant_pad(array, pad, fill=0):
-    width = _pad_width(array.ndim, pad)
-    # a negative pad cuts elements off
-    cut = tuple(slice(max(-before, 0), array.shape[d] - max(-after, 0)) for d, (before, after) in enumerate(width))
-    grow = [(max(before, 0), max(after, 0)) for before, after in width]
-    return np.pad(array[cut], grow, mode="constant", constant_values=np.asarray(fill, dtype=array.dtype))
-
-
 def _storage_positions(size, stride, storage_offset) -> np.ndarray:
     where = np.full(tuple(size), storage_offset, dtype=np.int64)
     for d, (n, s) in enumerate(zip(size, stride)):
@@ -633,7 +616,6 @@ FUNCTIONS: Dict[str, Callable] = {
     "split": _split,
     "split_with_sizes": _split_with_sizes,
     "unbind": _unbind,
-    "constant_pad": _constant_pad,
     "as_strided": _as_strided,
     "block_diag": _block_diag,
     "col2im": _col2im,
@@ -681,7 +663,7 @@ RECORDED_BY_CAPTURE = ("upsample_nearest", "upsample_nearest_exact", "avg_pool",
                        "gather", "index_select", "take", "pooled2d", "pooled3d", "getitem", "masked_select",
                        "take_along", "flip", "roll", "rot90", "repeat", "diagonal", "diag_embed", "tril", "triu",
                        "unfold", "reflection_pad", "replication_pad", "pixel_shuffle", "pixel_unshuffle",
-                       "channel_shuffle", "im2col")
+                       "channel_shuffle", "im2col", "embedding", "constant_pad")
 
 
 def _recorded_only(*arguments, **keywords):
@@ -701,6 +683,14 @@ def _embedding(weight, indices, padding_idx, scale_grad_by_freq=False):
 
 
 FUNCTIONS["embedding"] = _embedding  # torch's forward on positions (capture/positions.py)
+
+
+def _constant_pad(array, pad, fill=0):
+    """The row binds the pad's value to `fill`: what a replay puts where the map says "from no input"."""
+    _recorded_only()
+
+
+FUNCTIONS["constant_pad"] = _constant_pad
 
 
 def _padding_row_constant(found: "Routes", arguments: Dict[str, Any]) -> "Routes":
@@ -946,9 +936,22 @@ def _recorded_routes(recorded: PositionMap) -> Routes:
                   recorded.planes, recorded.input_plane, recorded.output_plane)
 
 
-def _recorded_replay(recorded: PositionMap, operands: Sequence[Tuple[str, np.ndarray]]) -> List[np.ndarray]:
+def _fill_of(forward: str, arguments: Dict[str, Any]):
+    """What an output element from no input holds: the argument the row binds
+    to its function's `fill` (Note [a fill, a constant copy, and data that
+    picks elements]), else 0."""
+    call = ast.parse(forward, mode="eval").body
+    for parameter, argument in zip(inspect.signature(FUNCTIONS[call.func.id]).parameters, call.args):
+        if parameter == "fill":
+            if arguments.get(argument.id) is None:
+                raise KeyError(argument.id)  # torch kept no pad value: the replay cannot say the output
+            return arguments[argument.id]
+    return 0
+
+
+def _recorded_replay(recorded: PositionMap, operands: Sequence[Tuple[str, np.ndarray]], fill=0) -> List[np.ndarray]:
     """The op's outputs from its recorded map and its operands' numbers
-    (an output element from no input holds 0)."""
+    (an output element from no input holds `fill`)."""
     found = _recorded_routes(recorded)
     values = np.concatenate([np.asarray(array, dtype=np.float64).reshape(-1) for _, array in operands])
     if _by_plane(found):
@@ -960,8 +963,10 @@ def _recorded_replay(recorded: PositionMap, operands: Sequence[Tuple[str, np.nda
         flat = np.asarray(values.reshape(found.planes, found.input_plane) @ matrix.T).reshape(-1)
     else:
         taken = values[found.inputs] * (1.0 if found.weights is None else found.weights)
-        flat = np.bincount(found.outputs, weights=taken,
-                           minlength=int(sum(np.prod(s, dtype=np.int64) for s in found.output_shapes)))
+        total = int(sum(np.prod(s, dtype=np.int64) for s in found.output_shapes))
+        flat = np.bincount(found.outputs, weights=taken, minlength=total)
+        if np.any(np.asarray(fill) != 0):
+            flat[np.bincount(found.outputs, minlength=total) == 0] = float(np.asarray(fill).reshape(-1)[0])
     cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in found.output_shapes])[:-1].tolist()
     return [part.reshape(shape) for part, shape in zip(np.split(flat, cuts), found.output_shapes)]
 
@@ -969,7 +974,7 @@ def _recorded_replay(recorded: PositionMap, operands: Sequence[Tuple[str, np.nda
 def replay(forward: str, operands: Sequence[Tuple[str, np.ndarray]], arguments: Dict[str, Any]) -> List[np.ndarray]:
     """The forward run on the operands' numbers: the op's outputs."""
     if arguments.get(PositionMap.PARAM) is not None:
-        return _recorded_replay(arguments[PositionMap.PARAM], operands)
+        return _recorded_replay(arguments[PositionMap.PARAM], operands, _fill_of(forward, arguments))
     names = [name for name, _ in operands]
     return _outputs(_call(forward, _binder(operands, arguments), "numbers", names,
                           [array for _, array in operands]))
