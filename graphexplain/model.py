@@ -16,7 +16,7 @@ downstream can change what was captured.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, ClassVar, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -254,3 +254,31 @@ class InnerForward:
     def forward_words(self) -> str:
         """How the walkthrough names the forward that was run again."""
         return f"{self.owner}, the kernel written out," if self.written_out else f"{self.owner}.forward"
+
+
+@dataclass(frozen=True, eq=False)  # (numbers compared by identity, as Value.data)
+class PositionMap:
+    """Where each output element of a routing node came from, as torch's own
+    *forward* says (capture/positions.py runs it on positions): output
+    element outputs[e] holds weights[e]·(input element inputs[e]), flat
+    positions among all the node's outputs and all its inputs, one after
+    another; `weights` is None where every edge is a plain copy. With
+    `planes` > 1 the edges are those of one plane (the last dims, of
+    `input_plane` and `output_plane` elements), the same for every plane
+    before them (pools and interpolation treat each (batch, channel) alike).
+    Capture records it in ``Node.params[PositionMap.PARAM]``; derive reads
+    it as plain numbers, never torch's backward.
+
+        >>> PositionMap(np.array([0, 1]), np.array([1, 0]), None, ((2,),)).planes
+        1
+    """
+
+    PARAM: ClassVar[str] = "position_map"
+
+    outputs: np.ndarray
+    inputs: np.ndarray
+    weights: Optional[np.ndarray]
+    output_shapes: Tuple[Tuple[int, ...], ...]
+    planes: int = 1
+    input_plane: int = 0
+    output_plane: int = 0

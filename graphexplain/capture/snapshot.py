@@ -34,6 +34,7 @@ from ..rules.kinds import Composite
 from .naming import Names, composed_name, expression_name
 from .provenance import KEY, ORIGIN, Origin, Provenance, Recorder
 from .composites import composite_inner
+from .positions import recorded as position_map_params
 from .recapture import function_inner, is_function
 from .view_writes import VIEW_WRITE
 from .subgraph import Captured, Subgraph, backward_order, gradient_edge, input_edge, is_accumulator
@@ -489,6 +490,8 @@ class PendingCall:
         outputs = tuple(self._output_value(node, nr) for nr in range(self._output_count(node, record)))
         if outputs and (outputs[0] is None or not outputs[0].known) and "result" in saved:
             outputs = (value_of(saved["result"]),) + outputs[1:]
+        params.update(position_map_params(rule, params, [o.value.shape if o.value else None for o in operands],
+                                          [o.shape if o else None for o in outputs], self.recorder))
         source = record.source if record is not None else None
         # hooks sit on the tensors themselves: the recorder's live ones, the frame's, the roots
         hooked = [ref() for ref in record.live.values()] if record is not None else []

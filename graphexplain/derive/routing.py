@@ -1,4 +1,12 @@
-"""The forward functions of routing rows, on numpy arrays.
+"""The forward functions of routing rows, on numpy arrays, and the routes
+every routing row's gradient goes back along.
+
+Most rows' maps come from torch's own forward, run by capture on positions
+and recorded on the node (capture/positions.py; Note [forwards torch runs]
+below): `routes` then only reads them. The forwards still here are those
+with several operands or outputs, a fill value, a convention of their own
+(colliding writes, ties, embedding's padding row), or a view the derivation
+also needs without a node (CopySlices' region, as_strided).
 
 A routing op only moves, copies, drops or adds up elements, so running its
 forward on the *positions* of its inputs, ``arange(numel).reshape(shape)``,
@@ -8,8 +16,8 @@ from (sympy's ∂result[k]/∂self[j] = δ(j, pi(k)), summed over k).
 
     >>> positions((2, 3)).tolist()
     [[0, 1, 2], [3, 4, 5]]
-    >>> index_map("flip(self, dims)", (2, 3), {"dims": (1,)}).tolist()
-    [[2, 1, 0], [5, 4, 3]]
+    >>> index_map("swapaxes(self, dim0, dim1)", (2, 3), {"dim0": 0, "dim1": 1}).tolist()
+    [[0, 3], [1, 4], [2, 5]]
 
 Note [positions of several inputs and outputs]
 Each tensor operand's elements are numbered after those of the operands
@@ -40,7 +48,9 @@ grad.gather(dim, index)) without anyone writing the gather, and self[k]'s is
 upstream[k]. The gradient is the transpose: input.grad[j] = Σ_k w[k, j]·
 upstream[k], a weighted bincount. Tracing costs a Python object per element,
 so only SUMMING forwards are traced; forwards that only move elements run on
-integer positions.
+integer positions, and scatter_add, index_add, index_put, put and the mean
+over tied maxima give their edges for all elements at once
+(ROUTES_MADE_WHOLE: the places their index names are the edges).
 
 Note [products of inputs]
 A few forwards multiply input elements: scatter_reduce and index_reduce with
@@ -82,11 +92,13 @@ import ast
 import functools
 import inspect
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..model import PositionMap
 
 EMPTY = -1  # the position held by an output element that comes from no input
 VARIADIC = "tensors"  # the row word for an op's whole list of tensor operands (cat, stack)
@@ -278,78 +290,10 @@ def _unbind(array, dim):
     return [np.take(array, i, axis=dim) for i in range(array.shape[dim])]
 
 
-def _roll(array, shifts, dims):
-    if not dims:  # torch rolls the flattened tensor
-        return np.roll(array.reshape(-1), shifts).reshape(array.shape)
-    return np.roll(array, shifts, axis=dims)
-
-
-def _repeat(array, repeats):
-    leading = (1,) * (len(repeats) - array.ndim)
-    return np.tile(array.reshape(leading + array.shape), repeats)
-
-
-def _diag_embed(array, offset, dim1, dim2, fill=0):
-    size = array.shape[-1] + abs(offset)
-    result = _full(array.shape[:-1] + (size, size), fill, array)
-    along = np.arange(array.shape[-1])
-    rows, columns = (along, along + offset) if offset >= 0 else (along - offset, along)
-    result[..., rows, columns] = array
-    ndim = array.ndim + 1
-    return np.moveaxis(result, (-2, -1), (_axis(dim1, ndim), _axis(dim2, ndim)))
-
-
 def _triangle(array, diagonal, fill, lower):
     rows, columns = array.shape[-2:]
     below = np.tri(rows, columns, diagonal if lower else diagonal - 1, dtype=bool)
     return np.where(below if lower else ~below, array, np.asarray(fill, dtype=array.dtype))
-
-
-def _pad_width(ndim: int, pad) -> List[Tuple[int, int]]:
-    """torch's pad list (last dim first: left, right, then the dim before)
-    as numpy's per-dim (before, after)."""
-    width = [(0, 0)] * ndim
-    for i in range(len(pad) // 2):
-        width[ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
-    return width
-
-
-def _constant_pad(array, pad, fill=0):
-    width = _pad_width(array.ndim, pad)
-    # a negative pad cuts elements off
-    cut = tuple(slice(max(-before, 0), array.shape[d] - max(-after, 0)) for d, (before, after) in enumerate(width))
-    grow = [(max(before, 0), max(after, 0)) for before, after in width]
-    return np.pad(array[cut], grow, mode="constant", constant_values=np.asarray(fill, dtype=array.dtype))
-
-
-def _edge_pad(array, pad, source_of: Callable[[np.ndarray, int], np.ndarray]):
-    """Reflection and replication pads: output place o of a padded dim of
-    length n reads input place source_of(o - left, n) (a negative pad
-    starts or ends inside the input)."""
-    for d, (before, after) in enumerate(_pad_width(array.ndim, pad)):
-        if before or after:
-            length = array.shape[d]
-            places = np.arange(length + before + after) - before
-            array = np.take(array, source_of(places, length), axis=d)
-    return array
-
-
-def _reflected(places: np.ndarray, length: int) -> np.ndarray:
-    places = np.abs(places)  # -1 reads 1: the edge itself is not repeated
-    return np.where(places >= length, 2 * (length - 1) - places, places)
-
-
-def _replicated(places: np.ndarray, length: int) -> np.ndarray:
-    return np.clip(places, 0, length - 1)
-
-
-def _unfold(array, dimension, size, step):
-    if array.ndim == 0:
-        return array.reshape(1)
-    axis = _axis(dimension, array.ndim)
-    windows = (array.shape[axis] - size) // step + 1
-    taken = np.take(array, np.arange(windows)[:, None] * step + np.arange(size)[None, :], axis=axis)
-    return np.moveaxis(taken, axis + 1, -1)
 
 
 def _storage_positions(size, stride, storage_offset) -> np.ndarray:
@@ -381,30 +325,6 @@ def _as_strided(array, size, stride, storage_offset, self_geometry, fill=None):
     return storage[read]
 
 
-def _pixel_shuffle(array, upscale_factor):
-    r = upscale_factor
-    *batch, channels, height, width = array.shape
-    lead = len(batch)
-    split = array.reshape(*batch, channels // (r * r), r, r, height, width)
-    order = list(range(lead)) + [lead + i for i in (0, 3, 1, 4, 2)]
-    return split.transpose(order).reshape(*batch, channels // (r * r), height * r, width * r)
-
-
-def _pixel_unshuffle(array, downscale_factor):
-    r = downscale_factor
-    *batch, channels, height, width = array.shape
-    lead = len(batch)
-    split = array.reshape(*batch, channels, height // r, r, width // r, r)
-    order = list(range(lead)) + [lead + i for i in (0, 2, 4, 1, 3)]
-    return split.transpose(order).reshape(*batch, channels * r * r, height // r, width // r)
-
-
-def _channel_shuffle(array, groups):
-    batch, channels, *rest = array.shape
-    split = array.reshape(batch, groups, channels // groups, *rest)
-    return np.swapaxes(split, 1, 2).reshape(array.shape)
-
-
 def _block_diag(arrays, fill=0):
     blocks = [a.reshape(1, -1) if a.ndim < 2 else a for a in arrays]
     rows = sum(b.shape[0] for b in blocks)
@@ -415,20 +335,6 @@ def _block_diag(arrays, fill=0):
         result[row:row + block.shape[0], column:column + block.shape[1]] = block
         row, column = row + block.shape[0], column + block.shape[1]
     return result
-
-
-def _im2col(array, kernel_size, dilation, padding, stride, fill=0):
-    """nn.functional.unfold: every sliding block of the zero-padded input,
-    flattened into a column: (N, C·kh·kw, blocks)."""
-    batched = array.ndim == 4
-    x = array if batched else array[None]
-    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
-    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=np.asarray(fill, dtype=x.dtype))
-    rows = _block_places(x.shape[2], kh, dh, sh)
-    columns = _block_places(x.shape[3], kw, dw, sw)
-    blocks = x[:, :, rows[:, None, :, None], columns[None, :, None, :]]  # (N, C, kh, kw, oh, ow)
-    result = blocks.reshape(x.shape[0], x.shape[1] * kh * kw, rows.shape[1] * columns.shape[1])
-    return result if batched else result[0]
 
 
 def _col2im(array, result_shape, kernel_size, dilation, padding, stride):
@@ -453,191 +359,7 @@ def _block_places(length: int, kernel: int, dilation: int, stride: int) -> np.nd
     return (np.arange(kernel) * dilation)[:, None] + (np.arange(max(blocks, 0)) * stride)[None, :]
 
 
-def _nearest(out_size: int, in_size: int, scale, exact: bool) -> np.ndarray:
-    """The input place each output place of nearest upsampling reads, in
-    torch's float32 arithmetic (aten/src/ATen/native/UpSample.h)."""
-    if not exact and out_size == in_size:
-        return np.arange(out_size)
-    if not exact and out_size == 2 * in_size:
-        return np.arange(out_size) >> 1
-    ratio = np.float32(1.0 / scale) if scale is not None and scale > 0 else np.float32(in_size) / np.float32(out_size)
-    if exact:
-        source = np.floor(((np.arange(out_size) + 0.5) * np.float64(ratio)).astype(np.float32))
-    else:
-        source = np.floor(np.arange(out_size).astype(np.float32) * ratio)
-    return np.minimum(source.astype(np.int64), in_size - 1)
-
-
-def _upsample_nearest(array, output_size, *scales, exact=False):
-    spatial = len(output_size)
-    for d, (size, scale) in enumerate(zip(output_size, scales)):
-        axis = array.ndim - spatial + d
-        array = np.take(array, _nearest(size, array.shape[axis], scale, exact), axis=axis)
-    return array
-
-
-# --- forwards that average or interpolate: fixed weights, dim by dim ------------------
-# Each output place along a spatial dim is a weighted sum of input places
-# ("taps"); pools and upsampling weigh each spatial dim independently, so
-# the op is its dims' taps applied one dim after another.
-
-
-Taps = List[Tuple[np.ndarray, np.ndarray]]  # per output place: (input places, weights)
-
-
-def _tapped(array, taps_per_dim: Sequence[Taps]):
-    """Apply each spatial dim's taps (the last len(taps_per_dim) dims)."""
-    for d, taps in enumerate(taps_per_dim):
-        axis = array.ndim - len(taps_per_dim) + d
-        parts = []
-        for places, weights in taps:
-            picked = np.take(array, places, axis=axis)
-            shape = [1] * array.ndim
-            shape[axis] = len(places)
-            parts.append((picked * weights.reshape(shape)).sum(axis=axis) if len(places) else
-                         np.zeros(np.delete(np.asarray(array.shape), axis).tolist(), dtype=array.dtype))
-        array = np.stack(parts, axis=axis)
-    return array
-
-
-def _window_taps(size, out, kernel, stride, pad, count_include_pad, divide) -> Taps:
-    """avg_pool along one dim, as torch's kernel: a window of `kernel`
-    places, cut to the padded input (for the divisor that counts padding)
-    and then to the input itself."""
-    taps = []
-    for o in range(out):
-        start = o * stride - pad
-        end = min(start + kernel, size + pad)
-        low, high = max(start, 0), min(end, size)
-        places = np.arange(low, max(high, low))
-        count = (end - start) if count_include_pad else (high - low)
-        taps.append((places, np.full(places.shape, 1.0 / count if divide and len(places) else 1.0)))
-    return taps
-
-
-def _avg_pool(array, kernel_size, stride, padding, count_include_pad, divisor_override, result_shape):
-    spatial = len(kernel_size)
-    stride = stride or kernel_size  # torch saves () for "the kernel size"
-    taps = [_window_taps(array.shape[-spatial + d], result_shape[-spatial + d], kernel_size[d], stride[d],
-                         padding[d], count_include_pad, divisor_override is None) for d in range(spatial)]
-    pooled = _tapped(array, taps)
-    return pooled if divisor_override is None else pooled / divisor_override
-
-
-def _adaptive_avg_pool(array, result_shape, spatial):
-    """Output place o of a dim of n → m averages input places
-    floor(o·n/m) up to ceil((o+1)·n/m)."""
-    taps = []
-    for d in range(spatial):
-        size, out = array.shape[-spatial + d], result_shape[-spatial + d]
-        windows = [np.arange(o * size // out, -(-(o + 1) * size // out)) for o in range(out)]
-        taps.append([(places, np.full(places.shape, 1.0 / len(places))) for places in windows])
-    return _tapped(array, taps)
-
-
-def _source_place(o: int, size: int, out: int, align_corners: bool, scale, cubic: bool) -> float:
-    """Where output place o reads from, in input places (torch's
-    area_pixel_compute_source_index, in double)."""
-    if align_corners:
-        ratio = (size - 1) / (out - 1) if out > 1 else 0.0
-        return ratio * o
-    ratio = 1.0 / scale if scale is not None and scale > 0 else size / out
-    real = ratio * (o + 0.5) - 0.5
-    return real if cubic or real >= 0 else 0.0
-
-
-def _guarded(real: float, size: int) -> Tuple[int, float]:
-    """torch's guard_index_and_lambda: the place before `real` and how far
-    past it `real` lies, kept inside the input."""
-    place = min(int(np.floor(np.float32(real))), size - 1)
-    return place, min(max(real - place, 0.0), 1.0)
-
-
-def _linear_taps(size, out, align_corners, scale) -> Taps:
-    taps = []
-    for o in range(out):
-        place, past = _guarded(_source_place(o, size, out, align_corners, scale, cubic=False), size)
-        step = 1 if place < size - 1 else 0
-        taps.append((np.array([place, place + step]), np.array([1.0 - past, past])))
-    return taps
-
-
-def _cubic_taps(size, out, align_corners, scale, a=-0.75) -> Taps:
-    """Keys' cubic convolution with A = -0.75 over the 4 places around the
-    source, clamped into the input (torch's upsample_bicubic2d)."""
-    def near(x):
-        return ((a + 2) * x - (a + 3)) * x * x + 1
-
-    def far(x):
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-    taps = []
-    for o in range(out):
-        place, t = _guarded(_source_place(o, size, out, align_corners, scale, cubic=True), size)
-        places = np.clip(np.arange(place - 1, place + 3), 0, size - 1)
-        taps.append((places, np.array([far(t + 1), near(t), near(1 - t), far(2 - t)])))
-    return taps
-
-
-def _upsample(array, output_size, align_corners, *scales, cubic=False):
-    spatial = len(output_size)
-    taps_of = _cubic_taps if cubic else _linear_taps
-    return _tapped(array, [taps_of(array.shape[-spatial + d], output_size[d], align_corners, scale)
-                           for d, scale in enumerate(scales)])
-
-
 # --- forwards that pick elements by an index ---------------------------------------
-
-
-def _gather(array, dim, index):
-    index = _index_array(index)
-    if array.ndim == 0:
-        return array.reshape(index.shape).copy()
-    return array[_grid(index, _axis(dim, array.ndim))[0]]
-
-
-def _index_select(array, dim, index):
-    index = _index_array(index).reshape(-1)
-    if array.ndim == 0:
-        return array.reshape(1)[index].reshape(())
-    return np.take(array, index, axis=_axis(dim, array.ndim))
-
-
-def _index(array, indices):
-    return array[_index_key(indices)]
-
-
-def _take(array, index):
-    return array.reshape(-1)[_index_array(index)]
-
-
-def _masked_select(array, mask):
-    array, mask = np.broadcast_arrays(array, np.asarray(mask, dtype=bool))
-    return array[mask]
-
-
-def _take_along(array, indices, dim, keepdim=True):
-    """The elements a value-selecting reduction kept (max/min/kthvalue/...
-    over `dim`, sort, topk, cummax): torch saved which as `indices`."""
-    indices = _index_array(indices)
-    if array.ndim == 0:
-        return array.reshape(indices.shape).copy()
-    axis = _axis(dim, array.ndim)
-    if not keepdim:
-        indices = np.expand_dims(indices, axis)
-    taken = np.take_along_axis(array, indices, axis=axis)
-    return taken if keepdim else np.squeeze(taken, axis)
-
-
-def _pooled(array, indices, spatial):
-    """max_pool / adaptive_max_pool: torch saved, for each output element,
-    the flat position of the chosen element within its (batch, channel)
-    plane."""
-    indices = _index_array(indices)
-    lead = array.shape[:-spatial]
-    flat = array.reshape(lead + (-1,))
-    chosen = np.take_along_axis(flat, indices.reshape(lead + (-1,)), axis=-1)
-    return chosen.reshape(indices.shape)
 
 
 def _unpooled(array, indices, result_shape, spatial, fill=0):
@@ -648,19 +370,6 @@ def _unpooled(array, indices, result_shape, spatial, fill=0):
     result = _full(lead + (int(np.prod(result_shape[-spatial:])),), fill, array)
     places = np.take_along_axis(positions(result.shape), indices.reshape(lead + (-1,)), axis=-1)
     return _written(result, places, array.reshape(lead + (-1,))).reshape(tuple(result_shape))
-
-
-def _embedding(weight, indices, padding_idx, scale_grad_by_freq=False, fill=None):
-    if scale_grad_by_freq:
-        raise ValueError("scale_grad_by_freq divides the gradient by how often each row is used, "
-                         "which no forward formula says")
-    indices = _index_array(indices)
-    rows = weight[indices]
-    if fill is not None and padding_idx is not None and padding_idx >= 0:
-        # Note [a fill, a constant copy, and data that picks elements]
-        rows = np.array(rows, copy=True)
-        rows[indices == padding_idx] = fill
-    return rows
 
 
 # --- forwards that write into a copy of self ---------------------------------------
@@ -907,32 +616,9 @@ FUNCTIONS: Dict[str, Callable] = {
     "split": _split,
     "split_with_sizes": _split_with_sizes,
     "unbind": _unbind,
-    "flip": lambda array, dims: np.flip(array, axis=tuple(dims)),
-    "roll": _roll,
-    "repeat": _repeat,
-    "diagonal": lambda array, offset, dim1, dim2: np.diagonal(array, offset, dim1, dim2),
-    "diag_embed": _diag_embed,
-    "tril": lambda array, diagonal, fill=0: _triangle(array, diagonal, fill, lower=True),
-    "triu": lambda array, diagonal, fill=0: _triangle(array, diagonal, fill, lower=False),
-    "constant_pad": _constant_pad,
-    "reflection_pad": lambda array, padding: _edge_pad(array, padding, _reflected),
-    "replication_pad": lambda array, padding: _edge_pad(array, padding, _replicated),
-    "unfold": _unfold,
     "as_strided": _as_strided,
-    "rot90": lambda array, k, dims: np.rot90(array, k, axes=tuple(dims)),
-    "pixel_shuffle": _pixel_shuffle,
-    "pixel_unshuffle": _pixel_unshuffle,
-    "channel_shuffle": _channel_shuffle,
     "block_diag": _block_diag,
-    "im2col": _im2col,
     "col2im": _col2im,
-    "upsample_nearest": _upsample_nearest,
-    "upsample_nearest_exact": partial(_upsample_nearest, exact=True),
-    "avg_pool": _avg_pool,
-    "adaptive_avg_pool2d": partial(_adaptive_avg_pool, spatial=2),
-    "adaptive_avg_pool3d": partial(_adaptive_avg_pool, spatial=3),
-    "upsample_linear": _upsample,
-    "upsample_bicubic": partial(_upsample, cubic=True),
     # write everything: all from no input (zero_, fill_), or from src (copy_)
     "filled": lambda array, fill=0: np.full(np.shape(array), fill, dtype=np.asarray(array).dtype) if np.ndim(fill) == 0
     else np.broadcast_to(fill, np.shape(array)),
@@ -941,18 +627,9 @@ FUNCTIONS: Dict[str, Callable] = {
     "select_scatter": _scattered_into(_select),
     "diagonal_scatter": _scattered_into(lambda array, offset, dim1, dim2: np.diagonal(array, offset, dim1, dim2)),
     # pick elements by an index
-    "gather": _gather,
-    "index_select": _index_select,
-    "getitem": _index,
     "masked_index": _masked_index,
-    "take": _take,
-    "masked_select": _masked_select,
-    "take_along": _take_along,
-    "pooled2d": partial(_pooled, spatial=2),
-    "pooled3d": partial(_pooled, spatial=3),
     "unpooled2d": partial(_unpooled, spatial=2),
     "unpooled3d": partial(_unpooled, spatial=3),
-    "embedding": _embedding,
     # write into a copy of self
     "scatter": _scatter,
     "scatter_fill": lambda array, dim, index, fill: _scatter(array, dim, index, fill),
@@ -975,6 +652,64 @@ FUNCTIONS: Dict[str, Callable] = {
     "embedding_bag": _embedding_bag,
 }
 
+# Note [forwards torch runs]
+# These rows' maps come from torch's own forward run on positions, which
+# capture records on the node (capture/positions.py, Note [positions as
+# numbers] and Note [weights from probes] there): no numpy twin of the
+# forward here to drift from torch's. Their names stay callable so the rows
+# read alike; called without a recorded map, they say why there is none.
+RECORDED_BY_CAPTURE = ("upsample_nearest", "upsample_nearest_exact", "avg_pool", "adaptive_avg_pool2d",
+                       "adaptive_avg_pool3d", "upsample_linear", "upsample_bicubic", "upsample_bilinear_aa",
+                       "gather", "index_select", "take", "pooled2d", "pooled3d", "getitem", "masked_select",
+                       "take_along", "flip", "roll", "rot90", "repeat", "diagonal", "diag_embed", "tril", "triu",
+                       "unfold", "reflection_pad", "replication_pad", "pixel_shuffle", "pixel_unshuffle",
+                       "channel_shuffle", "im2col", "embedding", "constant_pad")
+
+
+def _recorded_only(*arguments, **keywords):
+    raise ValueError("its map comes from torch's forward run on positions, which capture records "
+                     "(capture/positions.py), and this node has none: torch's forward refused the saved arguments, "
+                     "or the graph was not captured from torch")
+
+
+FUNCTIONS.update((name, _recorded_only) for name in RECORDED_BY_CAPTURE)
+
+
+def _embedding(weight, indices, padding_idx, scale_grad_by_freq=False):
+    if scale_grad_by_freq:  # capture records no map for it
+        raise ValueError("scale_grad_by_freq divides the gradient by how often each row is used, "
+                         "which no forward formula says")
+    _recorded_only()
+
+
+FUNCTIONS["embedding"] = _embedding  # torch's forward on positions (capture/positions.py)
+
+
+def _constant_pad(array, pad, fill=0):
+    """The row binds the pad's value to `fill`: what a replay puts where the map says "from no input"."""
+    _recorded_only()
+
+
+FUNCTIONS["constant_pad"] = _constant_pad
+
+
+def _padding_row_constant(found: "Routes", arguments: Dict[str, Any]) -> "Routes":
+    """embedding's convention: the rows at padding_idx are copied by the
+    forward but are constants for torch (its backward sends them nothing),
+    so their edges are dropped (Note [a fill, a constant copy, and data that
+    picks elements])."""
+    padding_idx = arguments.get("padding_idx")
+    if padding_idx is None or padding_idx < 0 or not found.output_shapes[0]:
+        return found
+    row = max(int(found.output_shapes[0][-1]), 1)  # the elements of one embedding vector
+    kept = np.asarray(arguments["indices"]).reshape(-1)[found.outputs // row] != padding_idx
+    return replace(found, outputs=found.outputs[kept], inputs=found.inputs[kept])
+
+
+# Where torch's backward follows a convention rather than the forward's map,
+# applied to a recorded map (docs/rules.md names them).
+CONVENTIONS: Dict[str, Callable[["Routes", Dict[str, Any]], "Routes"]] = {"embedding": _padding_row_constant}
+
 # Forwards whose result is self, written into (its shape is self's).
 WRITES_INTO_SELF = frozenset({
     "slice_scatter", "select_scatter", "diagonal_scatter", "scatter", "scatter_fill", "scatter_reduce", "index_reduce",
@@ -982,10 +717,9 @@ WRITES_INTO_SELF = frozenset({
     "scatter_add", "index_copy", "index_fill", "index_add", "index_put", "put", "masked_scatter"})
 
 # Forwards traced element by element (Note [ops that add elements up]).
-SUMMING = frozenset({"scatter_add", "index_add", "index_put", "put", "mean_of_ties", "embedding_bag",
-                     "scatter_reduce", "index_reduce", "masked_index_put", "aminmax", "col2im",
-                     "pooling_backward2d", "pooling_backward3d", "segment_reduce", "avg_pool",
-                     "adaptive_avg_pool2d", "adaptive_avg_pool3d", "upsample_linear", "upsample_bicubic"})
+SUMMING = frozenset({"embedding_bag",
+                     "scatter_reduce", "index_reduce", "masked_index_put", "col2im",
+                     "pooling_backward2d", "pooling_backward3d", "segment_reduce"})
 
 
 # --- running a forward ----------------------------------------------------------------
@@ -1005,6 +739,11 @@ class Routes:
     # How far each weight may be off, in eps of |G|, where a weight is itself
     # computed from numbers (grid_sample's 1 - t: Note [routes made whole]).
     slack: Optional[np.ndarray] = None
+    # With planes > 1, the edges of one plane (the last dims), the same for
+    # each of `planes` planes before them (a recorded PositionMap's).
+    planes: int = 1
+    input_plane: int = 0
+    output_plane: int = 0
 
 
 _MISSING = object()
@@ -1165,6 +904,8 @@ def gradients(found: Routes, upstream: np.ndarray, sizes: Sequence[int]) -> List
     """Each input's gradient, flat: every upstream element (all outputs',
     flat, one after another) sent back along its edges, and added up where
     several edges reach one input element."""
+    if _by_plane(found):
+        return [_plane_gradient(found, upstream)]
     contributions = np.asarray(upstream, dtype=np.float64).reshape(-1)[found.outputs]
     if found.weights is not None:
         contributions = contributions * found.weights
@@ -1173,8 +914,67 @@ def gradients(found: Routes, upstream: np.ndarray, sizes: Sequence[int]) -> List
     return np.split(flat, np.cumsum(sizes)[:-1].tolist())
 
 
+def _by_plane(found: Routes) -> bool:
+    """Whether the edges are one plane's (a recorded map's, of any number of planes, 0 too)."""
+    return found.planes != 1 or found.input_plane > 0
+
+
+def _plane_gradient(found: Routes, upstream: np.ndarray) -> np.ndarray:
+    """One operand's gradient, flat, where the edges are one plane's: the
+    upstream's planes times the plane's sparse matrix of weights."""
+    import scipy.sparse
+
+    weights = np.ones(len(found.outputs)) if found.weights is None else found.weights
+    matrix = scipy.sparse.csr_matrix((weights, (found.outputs, found.inputs)),
+                                     shape=(found.output_plane, found.input_plane))
+    upstream = np.asarray(upstream, dtype=np.float64).reshape(found.planes, found.output_plane)
+    return np.asarray(upstream @ matrix).reshape(-1)
+
+
+def _recorded_routes(recorded: PositionMap) -> Routes:
+    return Routes(recorded.outputs, recorded.inputs, recorded.weights, tuple(recorded.output_shapes), None,
+                  recorded.planes, recorded.input_plane, recorded.output_plane)
+
+
+def _fill_of(forward: str, arguments: Dict[str, Any]):
+    """What an output element from no input holds: the argument the row binds
+    to its function's `fill` (Note [a fill, a constant copy, and data that
+    picks elements]), else 0."""
+    call = ast.parse(forward, mode="eval").body
+    for parameter, argument in zip(inspect.signature(FUNCTIONS[call.func.id]).parameters, call.args):
+        if parameter == "fill":
+            if arguments.get(argument.id) is None:
+                raise KeyError(argument.id)  # torch kept no pad value: the replay cannot say the output
+            return arguments[argument.id]
+    return 0
+
+
+def _recorded_replay(recorded: PositionMap, operands: Sequence[Tuple[str, np.ndarray]], fill=0) -> List[np.ndarray]:
+    """The op's outputs from its recorded map and its operands' numbers
+    (an output element from no input holds `fill`)."""
+    found = _recorded_routes(recorded)
+    values = np.concatenate([np.asarray(array, dtype=np.float64).reshape(-1) for _, array in operands])
+    if _by_plane(found):
+        import scipy.sparse
+
+        weights = np.ones(len(found.outputs)) if found.weights is None else found.weights
+        matrix = scipy.sparse.csr_matrix((weights, (found.outputs, found.inputs)),
+                                         shape=(found.output_plane, found.input_plane))
+        flat = np.asarray(values.reshape(found.planes, found.input_plane) @ matrix.T).reshape(-1)
+    else:
+        taken = values[found.inputs] * (1.0 if found.weights is None else found.weights)
+        total = int(sum(np.prod(s, dtype=np.int64) for s in found.output_shapes))
+        flat = np.bincount(found.outputs, weights=taken, minlength=total)
+        if np.any(np.asarray(fill) != 0):
+            flat[np.bincount(found.outputs, minlength=total) == 0] = float(np.asarray(fill).reshape(-1)[0])
+    cuts = np.cumsum([int(np.prod(s, dtype=np.int64)) for s in found.output_shapes])[:-1].tolist()
+    return [part.reshape(shape) for part, shape in zip(np.split(flat, cuts), found.output_shapes)]
+
+
 def replay(forward: str, operands: Sequence[Tuple[str, np.ndarray]], arguments: Dict[str, Any]) -> List[np.ndarray]:
     """The forward run on the operands' numbers: the op's outputs."""
+    if arguments.get(PositionMap.PARAM) is not None:
+        return _recorded_replay(arguments[PositionMap.PARAM], operands, _fill_of(forward, arguments))
     names = [name for name, _ in operands]
     return _outputs(_call(forward, _binder(operands, arguments), "numbers", names,
                           [array for _, array in operands]))
@@ -1227,9 +1027,9 @@ def complex_gradients(found: Routes, upstream: np.ndarray, sizes: Sequence[int])
     """`gradients` for a complex upstream: its real and imaginary parts
     each sent back along the routes (Note [complex routing]).
 
-    >>> r = routes("flip(self, dims)", [("self", (2,))], {"dims": (0,)})
-    >>> complex_gradients(r, np.array([1 + 2j, 3 - 1j]), [2])[0].tolist()
-    [(3-1j), (1+2j)]
+    >>> r = routes("broadcast_to(self, shape)", [("self", (2,))], {"shape": (2, 2)})
+    >>> complex_gradients(r, np.array([[1 + 2j, 3 - 1j], [1, 1]]), [2])[0].tolist()
+    [(2+2j), (4-1j)]
     """
     upstream = np.asarray(upstream)
     real_parts = gradients(found, upstream.real, sizes)
@@ -1372,46 +1172,6 @@ def _lu_unpack(array, fill=0):
 
 
 FUNCTIONS["lu_unpack"] = _lu_unpack
-
-
-# --- antialiased interpolation: a filter as wide as the scale ------------------------
-
-
-def _antialiased_taps(size: int, out: int, align_corners: bool, scale, support_of_1: float,
-                      kernel: Callable[[np.ndarray], np.ndarray]) -> Taps:
-    """torch's separable antialiased resampling along one dim (PIL's): output
-    place o reads the input places within `support` of its centre, each
-    weighted by the filter at its distance (stretched by the scale when
-    shrinking), the weights normalized to sum to 1."""
-    if align_corners:
-        ratio = (size - 1) / (out - 1) if out > 1 else 0.0
-    else:
-        ratio = 1.0 / scale if scale is not None and scale > 0 else size / out
-    support = support_of_1 * ratio if ratio >= 1.0 else support_of_1
-    stretch = 1.0 / ratio if ratio >= 1.0 else 1.0
-    taps = []
-    for o in range(out):
-        centre = ratio * (o + 0.5)
-        low = max(int(centre - support + 0.5), 0)
-        places = np.arange(low, min(int(centre + support + 0.5), size))
-        weights = kernel((places - centre + 0.5) * stretch)
-        total = weights.sum()
-        taps.append((places, weights / total if total != 0 else weights))
-    return taps
-
-
-def _triangle_filter(x: np.ndarray) -> np.ndarray:
-    return np.maximum(1.0 - np.abs(x), 0.0)
-
-
-def _upsample_antialiased(array, output_size, align_corners, *scales):
-    spatial = len(output_size)
-    return _tapped(array, [_antialiased_taps(array.shape[-spatial + d], output_size[d], align_corners, scale, 1.0,
-                                             _triangle_filter) for d, scale in enumerate(scales)])
-
-
-FUNCTIONS["upsample_bilinear_aa"] = _upsample_antialiased
-SUMMING = SUMMING | {"upsample_bilinear_aa"}
 
 
 # --- grid_sample: weights that are formulas of the grid -------------------------------
@@ -1604,8 +1364,119 @@ def _grid_routes(shapes, arguments, numbers) -> Routes:
                   ((batch, channels) + out,), np.concatenate(slack))
 
 
+def _tie_edges(values: np.ndarray, result, dim, keepdim, offset: int):
+    """(outputs, inputs, weights) of the mean of the elements equal to the
+    result, for every element at once: torch's convention that tied
+    elements share the gradient evenly (evenly_distribute_backward), as
+    `_mean_of_ties` states it for one element."""
+    dims = tuple(range(values.ndim)) if dim is None or len(np.atleast_1d(dim)) == 0 or values.ndim == 0 else \
+        tuple(sorted(_axis(d, values.ndim) for d in np.atleast_1d(dim)))
+    kept = tuple(1 if d in dims else n for d, n in enumerate(values.shape))
+    peak = np.asarray(result, dtype=np.float64).reshape(kept)
+    ties = (values == peak) | (np.isnan(values) & np.isnan(peak))
+    count = np.maximum(ties.sum(axis=dims, keepdims=True), 1)
+    inputs = np.flatnonzero(ties)
+    outputs = np.broadcast_to(positions(kept, offset), values.shape).reshape(-1)[inputs]
+    weights = np.broadcast_to(1.0 / count, values.shape).reshape(-1)[inputs]
+    return outputs, inputs, weights
+
+
+def _ties_routes(shapes, arguments, numbers) -> Routes:
+    """mean_of_ties and aminmax (Note [ops that add elements up]), without
+    tracing an element at a time: their edges come from the numbers."""
+    if numbers[0] is None:
+        raise ValueError("which elements tie with the result needs the numbers of self")
+    values = np.asarray(numbers[0], dtype=np.float64)
+    results = [arguments["min"], arguments["max"]] if "min" in arguments and "max" in arguments else \
+        [arguments["result"]]
+    dim, keepdim = arguments.get("dim"), bool(arguments.get("keepdim", False))
+    edges, offset = [], 0
+    for result in results:
+        edges.append(_tie_edges(values, result, dim, keepdim, offset))
+        offset += int(np.size(result))
+    outputs, inputs, weights = (np.concatenate(part) for part in zip(*edges))
+    return Routes(outputs.astype(np.int64), inputs.astype(np.int64), weights.astype(np.float64),
+                  tuple(np.shape(result) for result in results))
+
+
+# --- writes into self, all elements at once ---------------------------------------------
+# scatter, scatter_add, index_copy, index_add, index_put and put name, for
+# each source element, the place of self it is written to: those places
+# (numpy on positions, as their forwards above) are the edges themselves.
+# Self's element passes to its own place unless a write replaced it; every
+# source element is a term of the place it was written to, colliding
+# writes too (Note [writes that collide]), so no element is traced.
+
+
+def _write_routes(self_shape: Shape, where: np.ndarray, sources: np.ndarray, weight: float, add: bool) -> Routes:
+    size = int(np.prod(self_shape, dtype=np.int64))
+    sources = np.broadcast_to(np.asarray(sources, dtype=np.int64), np.shape(where)).reshape(-1)
+    where = np.asarray(where, dtype=np.int64).reshape(-1) % max(size, 1)  # (put's negative places count from the end)
+    keep = np.ones(size, dtype=bool)
+    if not add:
+        keep[where] = False
+    kept = np.flatnonzero(keep)
+    weights = np.concatenate([np.ones(kept.size), np.full(where.size, float(weight))])
+    return Routes(np.concatenate([kept, where]), np.concatenate([kept, sources]),
+                  None if weight == 1 else weights, (tuple(self_shape),))
+
+
+def _written_places(shapes, arguments) -> Tuple[Shape, np.ndarray, np.ndarray]:
+    """For scatter and scatter_add: (self's shape, the place of self each
+    index element names, the src element written there)."""
+    (_, self_shape), (_, source_shape) = shapes
+    index = _index_array(arguments["index"])
+    size = int(np.prod(self_shape, dtype=np.int64))
+    addressed, at = _grid(index, _axis(arguments["dim"], max(len(self_shape), 1)))
+    where = positions(self_shape)[addressed] if self_shape else np.zeros(index.shape, np.int64)
+    sources = positions(source_shape, size)[at] if source_shape else np.full(index.shape, size, np.int64)
+    return self_shape, where, sources
+
+
+def _indexed_places(shapes, arguments) -> Tuple[Shape, np.ndarray, np.ndarray]:
+    """For index_copy and index_add: the places of self along dim that
+    index names, and the source element written to each."""
+    (_, self_shape), (_, source_shape) = shapes
+    index = _index_array(arguments["index"]).reshape(-1)
+    size = int(np.prod(self_shape, dtype=np.int64))
+    sources = positions(source_shape, size)
+    if not self_shape:
+        return self_shape, np.zeros(index.shape, np.int64), sources.reshape(-1)
+    return self_shape, positions(self_shape)[_along(arguments["dim"], len(self_shape), index)], sources
+
+
+def _put_places(shapes, arguments) -> Tuple[Shape, np.ndarray, np.ndarray]:
+    (_, self_shape), (_, source_shape) = shapes
+    size = int(np.prod(self_shape, dtype=np.int64))
+    if "indices" in arguments:  # index_put
+        where = positions(self_shape)[_index_key(arguments["indices"])]
+        return self_shape, where, np.broadcast_to(positions(source_shape, size), np.shape(where))
+    return self_shape, _index_array(arguments["index"]).reshape(-1), positions(source_shape, size).reshape(-1)
+
+
+ROUTES_OF_WRITES = {  # the places, whether the writes add, and their weight
+    "scatter": (_written_places, lambda a: False, lambda a: 1),
+    "scatter_add": (_written_places, lambda a: True, lambda a: 1),
+    "index_copy": (_indexed_places, lambda a: False, lambda a: 1),
+    "index_add": (_indexed_places, lambda a: True, lambda a: a.get("alpha", 1)),
+    "index_put": (_put_places, lambda a: bool(a["accumulate"]), lambda a: 1),
+    "put": (_put_places, lambda a: bool(a["accumulate"]), lambda a: 1),
+}
+
+
+def _write_routes_of(name: str):
+    places_of, adds, weight_of = ROUTES_OF_WRITES[name]
+
+    def made_whole(shapes, arguments, numbers) -> Routes:
+        self_shape, where, sources = places_of(shapes, arguments)
+        return _write_routes(self_shape, where, sources, float(np.asarray(weight_of(arguments))), adds(arguments))
+    return made_whole
+
+
 FUNCTIONS["grid_sample"] = _grid_sample
-ROUTES_MADE_WHOLE: Dict[str, Callable[..., Routes]] = {"grid_sample": _grid_routes}
+ROUTES_MADE_WHOLE: Dict[str, Callable[..., Routes]] = {"grid_sample": _grid_routes, "mean_of_ties": _ties_routes,
+                                                       "aminmax": _ties_routes}
+ROUTES_MADE_WHOLE.update((name, _write_routes_of(name)) for name in ROUTES_OF_WRITES)
 _routes_element_by_element = routes
 
 
@@ -1624,6 +1495,10 @@ def routes(forward: str, shapes: Sequence[Tuple[str, Shape]], arguments: Dict[st
     >>> [g.tolist() for g in gradients(r, np.ones(1), [2, 2])]  # the grid's x moves 0.25*1 + 0.75*3
     [[0.25, 0.75], [1.0, 0.0]]
     """
+    if arguments.get(PositionMap.PARAM) is not None:  # torch's forward on positions (capture/positions.py)
+        convention = CONVENTIONS.get(function_name(forward))
+        found = _recorded_routes(arguments[PositionMap.PARAM])
+        return convention(found, arguments) if convention is not None else found
     made_whole = ROUTES_MADE_WHOLE.get(function_name(forward))
     if made_whole is None:
         return _routes_element_by_element(forward, shapes, arguments, numbers)
