@@ -45,7 +45,8 @@ examples:
   graphexplain trace examples/autograd_mean.py
   graphexplain trace --format svg,pdf --json result.json train.py --epochs 3
   graphexplain trace --call all examples/grad_accumulation.py
-  graphexplain trace --target loss my_forward_pass.py"""
+  graphexplain trace --target loss my_forward_pass.py
+  graphexplain trace --markdown post.md examples/autograd_mean.py"""
 
 
 class UsageError(Exception):
@@ -125,6 +126,9 @@ def parser() -> argparse.ArgumentParser:
                             "a path such as encoder.layers.0)")
     trace.add_argument("--full", action="store_true",
                        help="print every step of a big graph's walkthrough, not only the expanded modules'")
+    trace.add_argument("--markdown", metavar="FILE",
+                       help="also write the walkthrough as Markdown to FILE, for a blog post: formulas as $…$ "
+                            "LaTeX, each call's picture linked from the --out folder")
     trace.add_argument("--force", action="store_true",
                        help="overwrite output files even if graphexplain did not make them")
     return main
@@ -199,6 +203,70 @@ def _check_json(shown: str, path: str, force: bool, out_folder: str) -> None:
                                  "left untouched. Choose another --json file, or pass --force to replace it.")
     elif not _writable(folder):
         raise UsageError(f"--json {shown!r} cannot be written: graphexplain cannot make files in {folder!r}.")
+
+
+def check_markdown(options, outputs: Outputs) -> Optional[str]:
+    """The --markdown file's absolute path, checked as --json's is: a file
+    that is not one graphexplain wrote is never replaced without --force."""
+    shown = getattr(options, "markdown", None)
+    if shown is None:
+        return None
+    if not shown.strip():
+        raise UsageError("--markdown was given an empty path; give it a file name.")
+    from .render.markdown import MARKER as MARKDOWN_MARKER
+
+    path = os.path.abspath(shown)
+    if os.path.isdir(path):
+        raise UsageError(f"--markdown {shown!r} is a folder, not a file; give the name of a file to write.")
+    if path in (outputs.json, outputs.json and sidecar_path(outputs.json)):
+        raise UsageError(f"--markdown {shown!r} is the --json file too; give each its own file.")
+    folder = os.path.dirname(path)
+    if folder == outputs.folder and not os.path.exists(folder):
+        return path  # into the --out folder, which is made (and was checked) before the Markdown is written
+    if not os.path.isdir(folder):
+        raise UsageError(f"--markdown {shown!r} cannot be written: the folder {folder!r} does not exist.")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"--markdown {shown!r} is a file graphexplain cannot write; choose another "
+                             "--markdown file.")
+        if not options.force:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    ours = handle.readline().rstrip("\n") == MARKDOWN_MARKER
+            except Exception:
+                ours = False
+            if not ours:
+                raise UsageError(f"{shown!r} already exists and is not a page graphexplain wrote, so it was left "
+                                 "untouched. Choose another --markdown file, or pass --force to replace it.")
+    elif not _writable(folder):
+        raise UsageError(f"--markdown {shown!r} cannot be written: graphexplain cannot make files in {folder!r}.")
+    return path
+
+
+def _write_markdown(report, options, outputs: Outputs, path: str, written: List[str]) -> None:
+    """The page, each call's picture linked relative to the page's folder,
+    where it was drawn; the first picture format asked for that is not dot."""
+    from .render.markdown import to_markdown
+
+    format = next((f for f in options.format if f != "dot"), None)
+    pictures, missing = {}, {}
+    for explanation in report.all_explanations:
+        name = f"call-{explanation.index}" if explanation.index else "target"
+        if format is None:
+            missing[explanation.index] = f"No picture: --format {','.join(options.format)} draws none; the DOT " \
+                                         f"source is {os.path.join(outputs.folder_shown, name + '.dot')}."
+        elif os.path.join(outputs.folder_shown, f"{name}.{format}") in written:
+            picture = os.path.join(outputs.folder, f"{name}.{format}")
+            pictures[explanation.index] = os.path.relpath(picture, os.path.dirname(path)).replace(os.sep, "/")
+        else:
+            missing[explanation.index] = f"The picture {os.path.join(outputs.folder_shown, name + '.' + format)} " \
+                                         "could not be drawn (see graphexplain's message)."
+    page = to_markdown(report, pictures, missing, title=options.script)
+
+    def write():
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(page)
+    _written(write, options.markdown)
 
 
 def check_outputs(options) -> Outputs:
@@ -277,6 +345,7 @@ def trace(options, out, err) -> int:
     try:  # what needs no torch first, so that these answer at once
         read_script(options.script)
         outputs = check_outputs(options)
+        markdown = check_markdown(options, outputs)
         html_path = check_html(options, outputs.folder)
         from .capture.intercept import Selection
         selection = Selection.parse(options.call)
@@ -295,6 +364,7 @@ def trace(options, out, err) -> int:
     for part in report_parts(report, out.width, options.quiet):
         out.print(part)
     unwritten = None
+    written: List[str] = []
     if report.all_explanations:
         try:
             written = _write_pictures(report, options, outputs, err)
@@ -307,6 +377,15 @@ def trace(options, out, err) -> int:
             sidecar = _write_json(report, outputs.json, outputs.json_shown, options.json_full)
             out.print(f"json: {outputs.json_shown}" + (f" (arrays: {sidecar_path(outputs.json_shown)})"
                                                        if sidecar else ""))
+        except OutputError as problem:
+            unwritten = unwritten or problem
+            err.print(f"graphexplain: {problem}")
+    if markdown:
+        try:
+            if not report.all_explanations:  # the page still says what happened
+                _written(lambda: os.makedirs(os.path.dirname(markdown), exist_ok=True), options.markdown)
+            _write_markdown(report, options, outputs, markdown, written)
+            out.print(f"markdown: {options.markdown}")
         except OutputError as problem:
             unwritten = unwritten or problem
             err.print(f"graphexplain: {problem}")

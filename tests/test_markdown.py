@@ -16,7 +16,7 @@ from graphexplain.derive.printing import to_latex, to_mathml
 # (formula string as the records hold it, the user's names in it, the LaTeX sympy prints)
 PRINTED = [
     ("4*(x + 2)/3", ["x"], r"\frac{4 \left(x + 2\right)}{3}"),
-    ("2*(y * y)", ["y * y", "y"], r"2 \mathtt{y\ *\ y}"),
+    ("2*(y * y)", ["y * y", "y"], r"2 \left(\mathtt{y\ *\ y}\right)"),
     ("mean(y * y * 2)", ["y * y * 2", "y * y", "y"], r"\operatorname{mean}{\left(\mathtt{y\ *\ y\ *\ 2} \right)}"),
     ("y**2", ["y"], r"y^{2}"),
     ("(y_hat - y)**2", ["y_hat", "y"], r"\left(\mathtt{y\_hat} - y\right)^{2}"),
@@ -35,6 +35,16 @@ PRINTED = [
 @pytest.mark.parametrize("text,names,latex", PRINTED, ids=[case[0] for case in PRINTED])
 def test_latex_is_what_sympy_prints(text, names, latex):
     assert to_latex(text, names) == latex
+
+
+@pytest.mark.parametrize("text,names,latex", PRINTED, ids=[case[0] for case in PRINTED])
+def test_mathml_is_well_formed(text, names, latex):
+    from xml.dom import minidom
+
+    shown = to_mathml(text, names)
+    # HTML's named entities (&InvisibleTimes;) are not XML's: as character references for the XML parser
+    document = minidom.parseString(re.sub(r"&(?!lt;|gt;|amp;|#)[A-Za-z]+;", "&#8290;", shown))
+    assert document.documentElement.tagName == "math" and f"<mtext>{text}" not in shown, shown
 
 
 def test_mathml_names_are_one_escaped_identifier():
@@ -78,3 +88,169 @@ def test_printers_never_raise_on_noise():
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 24)))
         names = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(2)]
         assert isinstance(to_latex(text, names), str) and isinstance(to_mathml(text, names), str)
+
+
+# --- render/markdown.py and `trace --markdown` -----------------------------------------------
+
+import dataclasses  # noqa: E402
+import shutil  # noqa: E402
+import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from graphexplain import rules  # noqa: E402
+from graphexplain.render.markdown import MARKER, code, text  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+PICTURE = re.compile(r"!\[[^\]]*\]\(([^)]+)\)")
+
+
+def _cells(row: str) -> list:
+    """A Markdown table row's cells, split where GitHub splits: on `|` not escaped."""
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+
+
+def _tables_are_whole(page: str) -> None:
+    """Every row of every table has as many cells as its header: no `|` of the user's split one."""
+    width = None
+    for line in page.splitlines():
+        if not line.startswith("|"):
+            width = None
+            continue
+        if width is None:
+            width = len(_cells(line))
+        assert len(_cells(line)) == width, line
+
+
+def test_the_renderer_imports_neither_torch_nor_sympy(launch, tmp_path):
+    """Only the derivation stage imports sympy: the page asks derive/printing.py, when it prints."""
+    run = launch.python("-c", "import sys, graphexplain.render.markdown; "
+                              "print(sorted(m for m in ('torch', 'sympy') if m in sys.modules))", cwd=tmp_path).result()
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr
+
+
+@pytest.fixture
+def autograd_mean(graphexplain_main, tmp_path):
+    shutil.copy(EXAMPLES / "autograd_mean.py", tmp_path / "autograd_mean.py")
+    (tmp_path / "posts").mkdir()
+    run = graphexplain_main("trace", "--out", "site/pictures", "--markdown", "posts/post.md", "autograd_mean.py")
+    assert run.returncode == 0, run.output
+    return tmp_path / "posts" / "post.md", run
+
+
+def test_an_example_as_markdown(autograd_mean):
+    path, run = autograd_mean
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith(MARKER + "\n") and "markdown: posts/post.md" in run.stdout
+    assert "## Backward call 1: `z.backward()` (autograd\\_mean.py:20)" in page
+    assert "### 1. `z` — `MeanBackward0`, mean of all elements" in page
+    # formulas are sympy's LaTeX: the leaf's composed gradient, a local gradient with its numbers
+    assert r"$\frac{\partial z}{\partial x} = \frac{4 \left(x + 2\right)}{3}$ = `[3.328, 3.691, 2.785]`" in page
+    assert r"| local | $\frac{\partial z}{\partial \mathtt{y\ *\ y\ *\ 2}} = \frac{1}{N} = \frac{1}{3}$ = `0.3333` |" \
+        in page
+    assert "| chain → `y * y` | `[0.3333, 0.3333, 0.3333]` × `2` = `[0.6667, 0.6667, 0.6667]` |" in page
+    assert "| torch | `[0.6667, 0.6667, 0.6667]` |" in page
+    assert page.count("| status | **✓ verified** |") == 5
+    assert "**✓ All 5 nodes and 1 leaf verified against torch.**" in page
+    _tables_are_whole(page)
+    assert "```python" not in page and "```console" not in page  # nothing test_docs would run
+
+
+def test_the_picture_path_is_relative_to_the_page_and_resolves(autograd_mean):
+    path, _ = autograd_mean
+    (picture,) = PICTURE.findall(path.read_text(encoding="utf-8"))
+    assert picture == "../site/pictures/call-1.png"
+    assert (path.parent / picture).resolve().is_file()
+
+
+def test_the_page_is_the_same_on_every_run(autograd_mean, graphexplain_main):
+    path, _ = autograd_mean
+    first = path.read_bytes()
+    run = graphexplain_main("trace", "--out", "site/pictures", "--markdown", "posts/post.md", "autograd_mean.py")
+    assert run.returncode == 0 and path.read_bytes() == first  # ours: rewritten without --force, identically
+
+
+def test_a_file_graphexplain_did_not_write_is_never_replaced(graphexplain_main, tmp_path):
+    shutil.copy(EXAMPLES / "autograd_mean.py", tmp_path / "autograd_mean.py")
+    mine = tmp_path / "notes.md"
+    mine.write_text("# my own notes\n", encoding="utf-8")
+    run = graphexplain_main("trace", "--markdown", "notes.md", "autograd_mean.py")
+    assert run.returncode == 2 and "'notes.md' already exists and is not a page graphexplain wrote" in run.stderr
+    assert "--force" in run.stderr and "Traceback" not in run.stderr
+    assert mine.read_text(encoding="utf-8") == "# my own notes\n"
+    assert not (tmp_path / "graphexplain-out").exists()  # refused before the script ran
+    run = graphexplain_main("trace", "--force", "--markdown", "notes.md", "autograd_mean.py")
+    assert run.returncode == 0 and mine.read_text(encoding="utf-8").startswith(MARKER)
+
+
+@pytest.mark.parametrize("argument,words", [
+    ("", "empty path"), ("missing/notes.md", "does not exist"), (".", "is a folder"),
+])
+def test_a_markdown_path_that_cannot_be_written_is_refused_in_one_line(graphexplain_main, tmp_path, argument, words):
+    shutil.copy(EXAMPLES / "autograd_mean.py", tmp_path / "autograd_mean.py")
+    run = graphexplain_main("trace", "--markdown", argument, "autograd_mean.py")
+    message = " ".join(run.stderr.split())
+    assert run.returncode == 2 and words in message and message.count("graphexplain:") == 1, run.stderr
+    assert "Traceback" not in message and not (tmp_path / "graphexplain-out").exists()
+
+
+def test_a_hostile_scripts_names_are_escaped(graphexplain_main, tmp_path):
+    """Module and parameter names may hold any character but a dot: each
+    prints as written, breaks no table, opens no link, tag or emphasis."""
+    hostile = "w|i*r_d`[bold]<i>&amp;$x$"
+    (tmp_path / "hostile.py").write_text(textwrap.dedent(f"""
+        import torch
+        from torch import nn
+
+        torch.manual_seed(0)
+        model = nn.Sequential()
+        model.add_module({hostile!r}, nn.Linear(2, 1))
+        loss = model(torch.ones(3, 2)).tanh().sum()
+        loss.backward()
+    """), encoding="utf-8")
+    run = graphexplain_main("trace", "--format", "dot", "--markdown", "post.md", "hostile.py")
+    assert run.returncode == 0, run.output
+    page = (tmp_path / "post.md").read_text(encoding="utf-8")
+    _tables_are_whole(page)
+    outside_code = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", page)  # a code span shows its text as it is
+    formulas = re.findall(r"(?<!\\)\$.*?(?<!\\)\$", outside_code)
+    assert formulas and not any("`" in formula for formula in formulas)  # no backtick in $…$ to pair with
+    prose = re.sub(r"(?<!\\)\$.*?(?<!\\)\$", "", outside_code)
+    assert "<i>" not in prose and "[bold]" not in prose.replace("\\[bold\\]", "")
+    assert "&amp;amp;" in page or r"\&amp;" in page  # the name's own "&amp;" is text, not an entity
+    module_row = next(line for line in page.splitlines() if line.startswith("| module |"))
+    assert _cells(module_row)[1].startswith("`") and "\\|" in module_row
+    assert "`0`" not in page.split("gradient seeded")[0]  # no picture: --format dot draws none, and it says so
+    assert "No picture: --format dot draws none" in page
+    markdown_it = pytest.importorskip("markdown_it")  # rich's own dependency: a CommonMark parser with GFM tables
+    html = markdown_it.MarkdownIt("commonmark").enable("table").render(page)
+    assert "<i>" not in html and "<a " not in html, html
+    assert all(row.count("<td") in (0, 2) for row in re.findall(r"<tr>(.*?)</tr>", html, flags=re.S))
+    assert "w|i*r_d`[bold]&lt;i&gt;&amp;amp;$x$" in html  # the name, as written, in the rendered page
+
+
+def test_markdown_escaping_of_plain_text_and_code():
+    assert text("a*b_c [bold] <i> x|y & `q` $1") == r"a\*b\_c \[bold\] &lt;i&gt; x\|y &amp; \`q\` \$1"
+    assert code("a`b") == "``a`b``" and code("`a") == "`` `a ``" and code("x|y") == r"`x\|y`"
+    assert code("x|y", table=False) == "`x|y`"
+
+
+def test_a_mismatch_is_a_cross_with_both_numbers(graphexplain_main, tmp_path, monkeypatch):
+    row = rules.TABLE["TanhBackward0"]
+    monkeypatch.setitem(rules.TABLE, "TanhBackward0", dataclasses.replace(row, forward="tanh(self)*1.001"))
+    (tmp_path / "tanh.py").write_text(textwrap.dedent("""
+        import torch
+        x = torch.tensor([0.3, 0.8], dtype=torch.float64, requires_grad=True)
+        (x.tanh() * 2).sum().backward()
+    """), encoding="utf-8")
+    run = graphexplain_main("trace", "--format", "dot", "--markdown", "post.md", "tanh.py")
+    assert run.returncode == 1, run.output
+    page = (tmp_path / "post.md").read_text(encoding="utf-8")
+    node = page[page.index("`TanhBackward0`"):]
+    node = node[:node.index("\n\n###")]
+    check = next(line for line in node.splitlines() if line.startswith("| check |"))
+    found = re.search(r"derived (-?[\d.e+-]+), torch (-?[\d.e+-]+)", check)
+    assert found and found.group(1) != found.group(2), check
+    assert "| status | **✗ MISMATCH** |" in node
+    assert "| chain → `x` |" in node and "| torch |" in node  # the derived and torch's numbers, side by side
+    assert page.splitlines()[4].startswith("**✗ mismatch")

@@ -9,7 +9,7 @@ the user's names that may occur in it; sympy parses it back and prints it.
     >>> print(to_latex("4*(x + 2)/3", ["x"]))
     \frac{4 \left(x + 2\right)}{3}
     >>> print(to_latex("2*(y * y)", ["y * y"]))
-    2 \mathtt{y\ *\ y}
+    2 \left(\mathtt{y\ *\ y}\right)
     >>> print(to_mathml("x + 2", ["x"]))
     <math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mi>x</mi><mo>+</mo><mn>2</mn></mrow></math>
 
@@ -75,15 +75,15 @@ _OPERATORS = {"+", "-", "*", "/", "**", "(", ")", "[", "]", ",", "<", ">", "<=",
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda",
           "mu", "nu", "xi", "omicron", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega"}
 
-# Characters of a name, as LaTeX math mode shows them literally (Markdown-safe: no < > |).
+# Characters of a name, as LaTeX math mode shows them literally (Markdown-safe: no < > | `).
 _LATEX_ESCAPES = {"\\": r"\backslash{}", "{": r"\{", "}": r"\}", "_": r"\_", "#": r"\#", "$": r"\$",
                   "%": r"\%", "&": r"\&", "^": r"\hat{}", "~": r"\sim{}", " ": r"\ ", "|": r"\vert{}",
                   "<": r"\lt{}", ">": r"\gt{}", "'": r"\prime{}", "∂": r"\partial{}", "Σ": r"\Sigma{}",
-                  "…": r"\dots{}", "×": r"\times{}", "→": r"\to{}"}
+                  "…": r"\dots{}", "×": r"\times{}", "→": r"\to{}", "`": r"\grave{}"}  # ` would open Markdown code
 # ... and inside \text{...}, where only these are special
 _TEXT_ESCAPES = {"\\": r"\backslash ", "{": r"\{", "}": r"\}", "$": r"\$", "%": r"\%", "&": r"\&",
                  "#": r"\#", "_": r"\_", "^": r"\hat{}", "~": r"\sim{}", "|": r"\vert{}", "<": r"\lt{}",
-                 ">": r"\gt{}"}
+                 ">": r"\gt{}", "`": r"\grave{}"}
 # sympy's own LaTeX, made safe to paste into Markdown (a table cell, text an HTML parser reads)
 _LATEX_AFTER = (("\\|", r"\Vert "), ("|", r"\vert "), ("<", r"\lt "), (">", r"\gt "))
 
@@ -112,6 +112,22 @@ class Transposed(sp.Function):
         return f"{printer.parenthesize(self.args[0], PRECEDENCE['Pow'])}.T"
 
 
+class NamedExpression(sp.Symbol):
+    """A user's name that is an expression, `y * y`: one symbol, which the
+    printers put in parentheses where an operator binds it (2·(y * y)), as
+    the walkthrough does (notation.label), and nowhere else (mean(y * y))."""
+
+    precedence = PRECEDENCE["Add"]
+
+
+def _is_expression(name: str) -> bool:
+    """Whether a name is an expression outside its brackets: `y * y`, not `x[:, -1]` or `f(a + b)`."""
+    outside, previous = name, None
+    while outside != previous:
+        previous, outside = outside, re.sub(r"\([^()]*\)|\[[^\[\]]*\]", "", outside)
+    return bool(re.search(r"[\s+\-*/@%<>=&|^]", outside))
+
+
 def _factors(product: sp.Mul) -> list:
     """A product's factors, nested unevaluated products opened: -w·x is -1, w, x."""
     factors = []
@@ -135,6 +151,12 @@ class _Latex(LatexPrinter):
         super().__init__({"order": "none"})  # as derived: a matrix product's factors keep their order
         self._users = users
 
+    def _print_Mul(self, expr):
+        factors = _factors(expr)
+        if len(factors) == 2 and factors[0] == -1 and isinstance(factors[1], NamedExpression):
+            return r"- \left(" + self._print(factors[1]) + r"\right)"  # sympy's would drop them: -y * y
+        return super()._print_Mul(expr)
+
     def _print_Symbol(self, expr, style="plain"):
         if _plain_symbol(expr.name, self._users):
             return super()._print_Symbol(expr, style)
@@ -150,6 +172,37 @@ class _MathML(MathMLPresentationPrinter):
         if isinstance(e, AppliedUndef):  # a rule's own function (mean, transpose): its name as written
             return e.func.__name__
         return super().mathml_tag(e)
+
+    def _element(self, tag: str, *children, text: Optional[str] = None):
+        element = self.dom.createElement(tag)
+        if text is not None:
+            element.appendChild(self.dom.createTextNode(text))
+        for child in children:
+            element.appendChild(child)
+        return element
+
+    def _print_Piecewise(self, expr):
+        """Cases, as the LaTeX printer's \\begin{cases}: sympy's MathML printer has none."""
+        rows = []
+        for value, condition in expr.args:
+            case = self._element("mtext", text="otherwise") if condition == sp.true else \
+                self._element("mrow", self._element("mtext", text="if "), self._print(condition))
+            rows.append(self._element("mtr", self._element("mtd", self._print(value)), self._element("mtd", case)))
+        return self._element("mrow", self._element("mo", text="{"), self._element("mtable", *rows))
+
+    def _print_Relational(self, expr):
+        """sympy's would write `<` unescaped (its writer escapes nothing): entities here."""
+        operators = {"<": "&lt;", ">": "&gt;", "<=": "&#8804;", ">=": "&#8805;", "==": "=", "!=": "&#8800;"}
+        operator = self._element("mo", text=operators.get(expr.rel_op, html_escape(expr.rel_op)))
+        return self._element("mrow", self._print(expr.lhs), operator, self._print(expr.rhs))
+
+    def _print_KroneckerDelta(self, expr):
+        indices = self._element("mrow")
+        for position, index in enumerate(expr.args):
+            if position:
+                indices.appendChild(self._element("mo", text=","))
+            indices.appendChild(self._print(index))
+        return self._element("msub", self._element("mi", text="δ"), indices)
 
     def _print_Mul(self, expr):
         """A product as parsed, unevaluated: sympy's own would first evaluate
@@ -209,6 +262,9 @@ def _with_placeholders(text: str, names: Iterable[str]) -> Tuple[str, dict]:
     for form, name in forms:
         placeholder = by_name.setdefault(name, f"{_PLACEHOLDER}{len(by_name)}")
         if form.startswith("(") and form.endswith(")") and form != name:
+            text, count = re.subn(re.escape(form) + r"(?=\[)", placeholder, text)  # indexed: (a * b)[i] is one base
+            if count:
+                placeholders[placeholder] = name
             pattern, replacement = re.escape(form), f"({placeholder})"  # its parentheses may be a call's
         else:  # not part of a longer identifier, an attribute, or a call; `.T` after it is a transpose
             pattern, replacement = r"(?<![\w.#])" + re.escape(form) + r"(?!\w|#|\((?!\s)|\.(?!T\b))", placeholder
@@ -291,6 +347,8 @@ def _bind_names(tokens: list, placeholders: dict) -> dict:
             continue
         following = tokens[position + 1][1] if position + 1 < len(tokens) else ""
         symbol = sp.Symbol(placeholders.get(value, value))
+        if value in placeholders and _is_expression(symbol.name):
+            symbol = NamedExpression(symbol.name)
         if value in placeholders:
             names[value] = sp.IndexedBase(symbol) if following == "[" else symbol
         elif following == "(":
@@ -320,11 +378,13 @@ def _expression(text: str, placeholders: dict) -> sp.Basic:
 
 
 def _tidy(expr: sp.Basic) -> sp.Basic:
-    """Unevaluated parsing writes `1/3` as 1·3⁻¹: the factor 1 is dropped."""
+    """Unevaluated parsing writes `1/3` as 1·3⁻¹ and `-Y/2` as (-1·Y)·2⁻¹:
+    the factor 1 is dropped, nested products opened."""
     if not expr.args or isinstance(expr, (sp.Indexed, sp.IndexedBase)):
         return expr
     args = [_tidy(arg) for arg in expr.args]
-    if isinstance(expr, sp.Mul):
+    if isinstance(expr, sp.Mul):  # nested products opened, in order: -Y/2 is -1·Y·2⁻¹, printed -Y/2
+        args = [factor for arg in args for factor in (arg.args if isinstance(arg, sp.Mul) else (arg,))]
         kept = [arg for arg in args if arg != 1] or [sp.Integer(1)]
         return kept[0] if len(kept) == 1 else sp.Mul(*kept, evaluate=False)
     if args == list(expr.args):
@@ -440,7 +500,7 @@ def to_mathml(text: str, names: Optional[Iterable[str]] = None) -> str:
     Never raises: text that is no formula is one escaped `<mtext>`.
 
         >>> print(to_mathml("2*(y * y)", ["y * y"]))
-        <math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mn>2</mn><mo>&InvisibleTimes;</mo><mi mathvariant="monospace">y * y</mi></mrow></math>
+        <math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mn>2</mn><mo>&InvisibleTimes;</mo><mrow><mo>(</mo><mi mathvariant="monospace">y * y</mi><mo>)</mo></mrow></mrow></math>
         >>> print(to_mathml("a < b & c, not a formula"))
         <math xmlns="http://www.w3.org/1998/Math/MathML"><mtext>a &lt; b &amp; c, not a formula</mtext></math>
     """
