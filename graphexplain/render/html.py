@@ -123,6 +123,11 @@ SCRIPT = """\
   if (!window.graphexplainHashBound) {
     window.graphexplainHashBound = true;
     window.addEventListener('hashchange', fromHash);
+    document.addEventListener('click', function (event) {  // a link to a step opens it now, not on hashchange
+      var link = event.target.closest ? event.target.closest('a[href^="#"]') : null;
+      var step = link ? document.getElementById(link.getAttribute('href').slice(1)) : null;
+      if (step && step.classList.contains('gx-step')) { show(step.closest('.gx'), step.getAttribute('data-gx-node')); }
+    });
     fromHash();
   }
 })();
