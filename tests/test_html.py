@@ -223,3 +223,21 @@ def test_several_fragments_on_one_page_keep_to_themselves(pages, browser):
     assert browser.evaluate("document.querySelector('#gx-c2 .gx-step[data-gx-node=\"0\"]').open")
     assert not browser.evaluate("document.querySelector('#gx-c1 .gx-step[data-gx-node=\"0\"]').open")
     assert browser.evaluate("document.querySelectorAll('.gx[data-gx-ready]').length") == calls
+
+
+def test_the_renderer_imports_neither_torch_nor_sympy(launch, tmp_path):
+    """Formulas come from derive/printing.py, loaded when a page is made (the derivation stage owns sympy)."""
+    run = launch.python("-c", "import sys, graphexplain.render.html; "
+                              "print(sorted(m for m in ('torch', 'sympy') if m in sys.modules))", cwd=tmp_path).result()
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.output
+
+
+def test_without_dot_the_notebook_has_html_and_no_picture(monkeypatch, tmp_path):
+    import torch
+    import graphexplain
+
+    w = torch.tensor([2.0], requires_grad=True)
+    explanation = graphexplain.explain((w * w).sum())
+    monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))
+    assert explanation._repr_svg_() is None and explanation._repr_png_() is None
+    assert "The picture is missing" in explanation._repr_html_()
