@@ -7,12 +7,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphexplain-installed
 
-.PHONY: demo test setup graphviz benchmark coverage docs clean
+.PHONY: demo test setup graphviz chromium benchmark coverage docs clean
 
 demo: setup graphviz
 	$(BIN)/graphexplain trace examples/autograd_mean.py
 
-test: setup graphviz
+test: setup graphviz chromium
 	$(BIN)/python -m pytest
 
 setup: $(STAMP)
@@ -31,6 +31,17 @@ graphviz:
 	else \
 		echo "graphviz's dot program is missing: install it (apt-get install graphviz, brew install graphviz)"; \
 		echo "to get PNG/SVG/PDF pictures; the DOT source and the walkthrough work without it."; \
+	fi
+
+# The --html page's tests run it in headless Chromium (skipped, saying so, without it);
+# only `make test` needs it, so `make demo` stays light.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium (for the HTML page's browser tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium is missing: the HTML page's browser tests will be skipped (apt-get install chromium)"; \
 	fi
 
 docs: setup graphviz

@@ -121,6 +121,9 @@ def parser() -> argparse.ArgumentParser:
     trace.add_argument("--json-full", action="store_true",
                        help=f"with --json: also write tensors over {SUMMARY_LIMIT} elements, which the JSON only "
                             "summarises, whole into FILE's .npz sidecar (FILE with .npz for .json)")
+    trace.add_argument("--html", metavar="FILE",
+                       help="write one self-contained HTML page to FILE: the picture (click a node for its step), "
+                            "every step with its formulas, the table of backward calls")
     trace.add_argument("--call", default="first", metavar="WHICH",
                        help="which backward calls to explain in full: first (default), last, all, or a number")
     trace.add_argument("--target", metavar="NAME",
@@ -376,6 +379,7 @@ def _trace(options, out, err, collecting) -> int:
         read_script(options.script)
         outputs = check_outputs(options)
         markdown = check_markdown(options, outputs)
+        html_path = check_html(options, outputs.folder)
         from .capture.intercept import Selection
         selection = Selection.parse(options.call)
     except (ScriptError, UsageError, ValueError) as problem:
@@ -429,6 +433,13 @@ def _trace(options, out, err, collecting) -> int:
         except OutputError as problem:
             unwritten = unwritten or problem
             err.print(f"graphexplain: {problem}")
+    if html_path is not None:
+        try:
+            _write_html(report, html_path, options.html)
+            out.print(f"html: {options.html}")
+        except OutputError as problem:
+            unwritten = unwritten or problem
+            err.print(f"graphexplain: {problem}")
     if run.target_problem:
         err.print(f"graphexplain: {run.target_problem}")
     out.print(verdict_line(report))
@@ -458,6 +469,56 @@ def _trace(options, out, err, collecting) -> int:
     if unwritten is not None and run.outcome != EXITED:
         return EXIT_USAGE
     return report.exit_code
+
+
+def check_html(options, out_folder: str) -> Optional[str]:
+    """The --html file's absolute path, checked as --json's is (before the
+    script runs): never a folder, never a file of the user's without --force."""
+    shown = getattr(options, "html", None)
+    if shown is None:
+        return None
+    if not shown.strip():
+        raise UsageError("--html was given an empty path; give it a file name.")
+    path = os.path.abspath(shown)
+    if os.path.isdir(path):
+        raise UsageError(f"--html {shown!r} is a folder, not a file; give the name of a file to write.")
+    folder = os.path.dirname(path)
+    if folder == out_folder and not os.path.exists(folder):
+        return path  # into the --out folder, which is made (and was checked) before the page is written
+    if not os.path.isdir(folder):
+        raise UsageError(f"--html {shown!r} cannot be written: the folder {os.path.dirname(shown)!r} does not exist.")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"--html {shown!r} is a file graphexplain cannot write; choose another --html file.")
+        if not options.force and not _ours_html(path):
+            raise UsageError(f"{shown!r} already exists and is not a page graphexplain wrote, so it was left "
+                             "untouched. Choose another --html file, or pass --force to replace it.")
+    elif not _writable(folder):
+        raise UsageError(f"--html {shown!r} cannot be written: graphexplain cannot make files in {folder!r}.")
+    return path
+
+
+def _ours_html(path: str) -> bool:
+    from .render.html import MARKER
+
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return MARKER in handle.read(4096)
+    except OSError:
+        return False
+
+
+def _write_html(report, path: str, shown: str) -> None:
+    from .render.html import page
+
+    # only ever the --out folder (check_html)
+    _written(lambda: os.makedirs(os.path.dirname(path), exist_ok=True), shown)
+    text = page(report)
+
+    def write():
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+    _written(write, shown)
 
 
 def sidecar_path(json_path: str) -> str:

@@ -118,6 +118,32 @@ class Explanation:
 
         return render(self, path, format)
 
+    def to_html(self) -> str:
+        """The call as an HTML fragment (picture, steps, verdict) with its own
+        CSS and script: what `graphexplain trace --html` shows per call."""
+        from .render.html import fragment
+
+        return fragment(self)
+
+    def _repr_html_(self) -> str:  # Jupyter shows the fragment
+        return self.to_html()
+
+    def _picture(self, format: str) -> Optional[bytes]:
+        from .render.dot import RenderError, _draw
+
+        try:
+            return _draw(self.to_dot(), format)
+        except RenderError:  # no dot: the notebook shows the HTML and the text alone
+            return None
+
+    def _repr_svg_(self) -> Optional[str]:
+        """The picture as SVG for Jupyter; None without graphviz's dot."""
+        drawn = self._picture("svg")
+        return drawn.decode("utf-8") if drawn is not None else None
+
+    def _repr_png_(self) -> Optional[bytes]:
+        return self._picture("png")
+
     def __repr__(self) -> str:
         return (f"<Explanation of call {self.index}: {self.status}, {len(self.graph.nodes)} nodes, "
                 f"{len(self.graph.leaves)} leaves>")
