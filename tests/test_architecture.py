@@ -30,6 +30,8 @@ BOUNDARIES = {
     "graphexplain.render.terminal": ("torch", "sympy"),
     "graphexplain.render.dot": ("torch", "sympy", "rich"),
     "graphexplain.render.json": HEAVY,
+    "graphexplain.render.markdown": ("torch", "sympy"),
+    "graphexplain.render.html": ("torch", "sympy"),
     "graphexplain.rules": HEAVY,
     "graphexplain.verify": ("sympy", "graphviz", "rich"),
 }
