@@ -312,7 +312,8 @@ class Recorder(TorchFunctionMode):
     # --- the mode itself ----------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         before = self._before_view_write(func, args)
-        watched = self.watch.before_op(func, args, kwargs or {}) if self.watch is not None else None
+        # stepping_aside() first: Dynamo would guard on the watch's state (Note [the recorder steps aside])
+        watched = None if stepping_aside() or self.watch is None else self.watch.before_op(func, args, kwargs or {})
         result = func(*args, **(kwargs or {}))
         if watched is not None:
             self.watch.after_op(watched, result)
