@@ -41,7 +41,7 @@ def _param(update: Update, before, after) -> ParamResult:
     if not update.known:
         return ParamResult(before.name, NO_RULE, "", before=before.value, after=after.value,
                            note=f"{update.what} is not one of torch's own optimizers (a subclass may change "
-                                "step), so its update has no rule: before and after as torch wrote them")
+                                "what step does), so its update has no rule: before and after as torch wrote them")
     from .derive.optimizer import derive_update  # sympy, only where an update is explained
 
     try:
@@ -51,8 +51,8 @@ def _param(update: Update, before, after) -> ParamResult:
                            note=f"the rule failed: {type(error).__name__}: {error}")
     if row is None or not assignments:
         return ParamResult(before.name, NO_RULE, "", before=before.value, after=after.value,
-                           note=f"no rule for {update.what} with these settings: before and after as torch "
-                                "wrote them")
+                           note=f"torch.optim.{update.what} has no rule (rules/optimizers.py) with these "
+                                "settings: before and after as torch wrote them")
     checks = []
     for assignment in assignments:
         if not assignment.checked:

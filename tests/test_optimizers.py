@@ -197,3 +197,17 @@ def test_walkthrough_and_json_show_the_update(tmp_path):
     assert [u["kind"] for u in data] == ["step", "cleared"]
     assert data[0]["params"][0]["rule"] == "SGD" and data[0]["params"][0]["after"] == pytest.approx(0.52)
     assert data[0]["params"][0]["checks"][0]["status"] == "verified"
+
+
+def test_a_torch_optimizer_without_a_row_shows_before_and_after(tmp_path):
+    report = _report(tmp_path, """
+        import torch
+        w = torch.tensor([0.5, -1.0], requires_grad=True)
+        optimizer = torch.optim.Adagrad([w], lr=0.1)
+        (w ** 2).sum().backward()
+        optimizer.step()
+    """)
+    (result,) = report.updates[1]
+    assert result.status == NO_RULE and "torch.optim.Adagrad has no rule" in result.params[0].note
+    assert np.allclose(result.params[0].before, [0.5, -1.0]) and not np.allclose(result.params[0].after, [0.5, -1.0])
+    assert report.exit_code == 5

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..rules.optimizers import HYPERPARAMETERS, MANUAL_OPS, OPTIMIZERS
+from ..rules.optimizers import HYPERPARAMETERS, MANUAL_OPS
 from ..updates import CLEARED, MANUAL, STEP, ParamAfter, ParamBefore, Update
 from .provenance import stepping_aside
 
@@ -67,13 +67,13 @@ def _state(optimizer, param) -> Dict[str, np.ndarray]:
 
 
 def known(optimizer) -> bool:
-    """Only torch's own classes, exactly: a subclass may change what step does.
+    """Only torch's own classes, exactly: a subclass may change what step does
+    (whether the class has a row is the rule table's to say).
 
         >>> known(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
         True
     """
-    name = type(optimizer).__name__
-    return name in OPTIMIZERS and type(optimizer) is getattr(torch.optim, name, None)
+    return type(optimizer) is getattr(torch.optim, type(optimizer).__name__, None)
 
 
 class UpdateWatch:
@@ -84,6 +84,7 @@ class UpdateWatch:
         self.recorder = recorder
         self.armed: Optional[List[Update]] = None  # the explained call's list, while armed
         self._params: List[Tuple[torch.Tensor, str]] = []  # (leaf, name), the explained call's leaves
+        self._by_id: Dict[int, Tuple[torch.Tensor, str]] = {}
         self._had_grad: Dict[int, bool] = {}
         self._handles = []
         self._pending: Dict[int, Tuple[Update, list]] = {}  # id(optimizer) → the step under way
@@ -117,7 +118,9 @@ class UpdateWatch:
         self.disarm()
         self.armed = updates
         self._params = [(leaf, names.tensor(leaf) or f"leaf {k + 1}") for k, leaf in enumerate(leaves or ())
-                        if isinstance(leaf, torch.Tensor)]
+                        if isinstance(leaf, torch.Tensor) and leaf.is_leaf]  # a non-leaf input is no parameter
+        self._by_id = {id(leaf): (leaf, name) for leaf, name in self._params}
+        self._inside = 0  # a step that raised never ran its post hook
         self._had_grad = {id(leaf): leaf.grad is not None for leaf, _ in self._params}
 
     def disarm(self) -> None:
@@ -127,13 +130,14 @@ class UpdateWatch:
                         if self._had_grad.get(id(leaf)) and leaf.grad is None and not self._cleared(name))
         if dropped:  # `w.grad = None`: no op to see, only its effect
             self.armed.append(Update(CLEARED, "grad = None", "", cleared=dropped, how="set to None"))
-        self.armed, self._params, self._pending = None, [], {}
+        self.armed, self._params, self._by_id, self._pending = None, [], {}, {}
 
     def _cleared(self, name: str) -> bool:
         return any(u.kind == CLEARED and name in u.cleared for u in self.armed or ())
 
     def _name(self, tensor) -> str:
-        return next((name for leaf, name in self._params if leaf is tensor), "")
+        leaf, name = self._by_id.get(id(tensor), (None, ""))
+        return name if leaf is tensor else ""
 
     def _where(self):
         frame = self.finder.user_frame(sys._getframe(1))
@@ -200,10 +204,11 @@ class UpdateWatch:
 
         def zero_grad(this, *args, **kwargs):
             names = ()
-            if watch.armed is not None:
+            if not stepping_aside() and watch.armed is not None:
                 mine = [p for p in (this.parameters() if isinstance(this, torch.nn.Module) else
                                     (p for g in this.param_groups for p in g["params"]))]
-                names = tuple(name for leaf, name in watch._params if any(leaf is p for p in mine))
+                mine = {id(p) for p in mine}
+                names = tuple(name for leaf, name in watch._params if id(leaf) in mine)
             watch._inside += 1
             try:
                 result = original(this, *args, **kwargs)
