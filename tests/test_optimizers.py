@@ -211,3 +211,25 @@ def test_a_torch_optimizer_without_a_row_shows_before_and_after(tmp_path):
     assert result.status == NO_RULE and "torch.optim.Adagrad has no rule" in result.params[0].note
     assert np.allclose(result.params[0].before, [0.5, -1.0]) and not np.allclose(result.params[0].after, [0.5, -1.0])
     assert report.exit_code == 5
+
+
+def test_a_mismatch_in_an_update_fails_the_run(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent("""
+        import torch
+        w = torch.tensor([0.5, -1.0], requires_grad=True)
+        optimizer = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+        (w ** 2).sum().backward()
+        optimizer.step()
+    """), encoding="utf-8")
+    run = run_script(str(script))
+    assert Report.of(run).exit_code == 0
+    (step,) = run.calls[0].updates
+    after = step.after[0]
+    wrong = dataclasses.replace(after, state={"momentum_buffer": after.state["momentum_buffer"] * 1.01})
+    run.calls[0].updates[0] = dataclasses.replace(step, after=(wrong,))
+    report = Report.of(run)
+    assert report.status == MISMATCH and report.exit_code == 1
+    from graphexplain.render.terminal import report_text
+
+    assert "momentum_buffer ← grad = 1 = [1, -2]  ✗ MISMATCH w momentum_buffer at [0]: derived 1, torch 1.01" in report_text(report, 200)

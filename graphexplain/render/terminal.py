@@ -659,7 +659,7 @@ def _update_param(param, before, call: str) -> Iterable[RenderableType]:
             line.append("  ")
             line.append_text(_mark(check.status))
             if check.status == MISMATCH:
-                line.append(f" {_mismatch_words(check)}", style=STYLES[MISMATCH])
+                line.append(f" {_mismatch_words(check).removeprefix('✗ ')}", style=STYLES[MISMATCH])
         yield line
 
 
