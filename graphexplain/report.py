@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 from .capture.intercept import CallRecord
 from .capture.runner import COMPLETED, EXITED, ScriptRun
 from .render.collapse import View
-from .render.json import SCHEMA, Arrays, call_to_json, numbers
+from .render.json import SCHEMA, Arrays, call_to_json, numbers, updates_to_json
 from .results import HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_CHECKED, NOT_DERIVED, RULE_ERROR, UNCHECKED, VERIFIED, worst
 
 from .exitcodes import MISMATCH as EXIT_MISMATCH, NO_BACKWARD as EXIT_NO_BACKWARD, NO_RULE as EXIT_NO_RULE  # noqa: E402
@@ -46,6 +46,7 @@ class Report:
 
     target: Optional[Explanation] = None  # --target NAME
     view: View = field(default_factory=View)  # how big graphs are shown (--depth, --expand, --full)
+    updates: Dict[int, tuple] = field(default_factory=dict)  # call index → verify_updates.UpdateResult, per update
 
     @classmethod
     def of(cls, run: ScriptRun, view: Optional[View] = None) -> "Report":
@@ -58,7 +59,11 @@ class Report:
             for record in run.calls if record.graph is not None
         }
         target = Explanation.of(run.target.graph, run.target.observed, 0) if run.target is not None else None
-        return cls(run, explanations, target, view or View())
+        from .verify_updates import explain_updates
+
+        updates = {record.index: explain_updates(record.updates)
+                   for record in run.calls if record.index in explanations and record.updates}
+        return cls(run, explanations, target, view or View(), updates)
 
     @property
     def all_explanations(self) -> List[Explanation]:
@@ -81,6 +86,7 @@ class Report:
     @property
     def status(self) -> str:
         statuses = {e.status for e in self.all_explanations}
+        statuses |= {result.status for results in self.updates.values() for result in results}
         if self.run.outcome != COMPLETED:
             return SCRIPT_ERROR
         if self.run.target_problem:
@@ -126,6 +132,8 @@ class Report:
         if explanation is not None:
             data = call_to_json(explanation, out)
             data["kind"] = record.kind
+            if record.index in self.updates:  # only where the script updated its parameters (docs/optimizers.md)
+                data["updates"] = updates_to_json(self.updates[record.index], out, f"call-{record.index}/updates")
             return data
         return {
             "index": record.index,

@@ -34,6 +34,8 @@ BOUNDARIES = {
     "graphexplain.render.html": ("torch", "sympy"),
     "graphexplain.rules": HEAVY,
     "graphexplain.verify": ("sympy", "graphviz", "rich"),
+    "graphexplain.updates, graphexplain.rules.optimizers": HEAVY,
+    "graphexplain.verify_updates": ("torch", "sympy", "graphviz", "rich"),
 }
 # The brief's three checks, through the package (its __init__ loads names lazily).
 THROUGH_PACKAGE = ["graphexplain.model, graphexplain.results", "graphexplain.derive",

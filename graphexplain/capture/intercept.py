@@ -14,7 +14,7 @@ import inspect
 import sys
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -76,6 +76,7 @@ class CallRecord:
     capture_problem: Optional[str] = None  # why the call was not captured
     capture_failed: bool = False  # ... because graphexplain's capture itself failed (not torch's nothing to do)
     observed: Optional[Observed] = None  # torch's numbers for `graph`
+    updates: List = field(default_factory=list)  # updates.Update: what the script did to the leaves after it
 
 
 # torch's error messages, in plain words. Substring → explanation.
@@ -205,6 +206,7 @@ class Interceptor:
         self._done_recording = False  # nothing later is explained: recording stays off
         self._originals = {}
         self._leaf_names: Dict[int, Tuple[torch.Tensor, str]] = {}  # id → (leaf, name), for listings
+        self.watch = None  # capture/optimizers.UpdateWatch, armed after each explained call
 
     def __enter__(self) -> "Interceptor":
         tensor_backward = torch.Tensor.backward
@@ -272,6 +274,8 @@ class Interceptor:
             index = self._count
             self._capturing += 1
             self._pause()
+        if self.watch is not None:
+            self.watch.disarm()  # the updates after the previous call end here
         frame = self.finder.user_frame(sys._getframe(2))
         source = self.finder.source(frame)
         call = (source.expr or source.code) if source is not None else f"{kind}()"
@@ -320,6 +324,8 @@ class Interceptor:
             record = CallRecord(index, kind, call, source, self._summary(roots, leaf_tensors, names),
                                 graph, capture_problem=problem, capture_failed=failed, observed=observed)
             self._add(record)
+            if self.watch is not None and graph is not None:
+                self.watch.arm(record.updates, leaf_tensors, names)
             if not self.selection.may_want_after(index):
                 self._done_recording = True  # nothing later is explained: stop recording, keep the loop fast
             return result

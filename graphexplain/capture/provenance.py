@@ -254,6 +254,7 @@ class Recorder(TorchFunctionMode):
         self.finder = SourceFinder()
         self.constant_reasons: Dict[int, Tuple[Any, str]] = {}
         self.paused = False  # set while graphexplain itself calls torch
+        self.watch = None  # capture/optimizers.UpdateWatch: sees in-place updates after an explained call
         self._original_apply = None
         self._depth = 0  # how many `with` blocks of this recorder are open
 
@@ -311,7 +312,11 @@ class Recorder(TorchFunctionMode):
     # --- the mode itself ----------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
         before = self._before_view_write(func, args)
+        # stepping_aside() first: Dynamo would guard on the watch's state (Note [the recorder steps aside])
+        watched = None if stepping_aside() or self.watch is None else self.watch.before_op(func, args, kwargs or {})
         result = func(*args, **(kwargs or {}))
+        if watched is not None:
+            self.watch.after_op(watched, result)
         if stepping_aside() or self.paused:
             return result
         try:

@@ -24,6 +24,7 @@ import torch
 
 from .intercept import CallRecord, CallSummary, Interceptor, Selection
 from .naming import names_from_namespace
+from .optimizers import UpdateWatch
 from .provenance import Recorder, stepping_aside
 from .script import ScriptError, read_script  # noqa: F401  (ScriptError: for run_script's callers)
 from .standalone import NotExplainable, capture_tensor
@@ -115,9 +116,10 @@ def run_script(path: str, args: Sequence[str] = (), selection: Selection = Selec
     sys.modules["__main__"] = main
     recorder = Recorder()
     interceptor = Interceptor(recorder, selection)
+    interceptor.watch = recorder.watch = UpdateWatch(recorder.finder, recorder)
     run = ScriptRun(path, [path, *args], COMPLETED)
     try:
-        with recorder, interceptor:
+        with recorder, interceptor, interceptor.watch:
             exec(code, main.__dict__)
     except SystemExit as stop:
         run.exit_code = exit_status(stop)

@@ -230,3 +230,31 @@ def call_to_json(explanation, out: Optional[Arrays] = None) -> Dict[str, Any]:
         data["unused_inputs"] = [{"name": u.name, "shape": list(u.shape), "returned": u.returned}
                                  for u in graph.unused]
     return data
+
+
+def updates_to_json(results, out: "Arrays", key: str) -> list:
+    """What the script did to the parameters after an explained call (docs/optimizers.md)."""
+    listed = []
+    for u, result in enumerate(results):
+        update = result.update
+        data = {"kind": update.kind, "what": update.what, "call": update.call, "source": _source(update.source),
+                "status": result.status}
+        if update.kind == "cleared":
+            data.update({"cleared": [shorten(name) for name in update.cleared], "how": update.how})
+        else:
+            data["params"] = [_update_param(param, before, out, f"{key}/{u}/{p}")
+                              for p, (param, before) in enumerate(zip(result.params, update.before))]
+        listed.append(data)
+    return listed
+
+
+def _update_param(param, before, out: "Arrays", key: str) -> Dict[str, Any]:
+    return {
+        "name": shorten(param.name), "status": param.status, "rule": param.rule, "note": param.note or None,
+        "hyperparameters": {k: numbers(list(v)) if isinstance(v, tuple) else numbers(v)
+                            for k, v in sorted(before.hyper.items())},
+        "before": out(param.before, f"{key}/before"), "after": out(param.after, f"{key}/after"),
+        "steps": [{"name": a.name, "formula": a.formula, "value": out(a.value, f"{key}/{a.name}"),
+                   "checked": a.checked} for a in param.assignments],
+        "checks": [_check(check) for check in param.checks],
+    }

@@ -12,6 +12,7 @@ without a terminal there is no colour (rich decides from the console).
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from io import StringIO
 from typing import Iterable, Optional
@@ -465,6 +466,7 @@ def report_parts(report, width: int = 80, quiet: bool = False) -> Iterable[Rende
         for explanation in report.all_explanations:
             yield from walkthrough(explanation, width, report.view)
             yield Text("")
+            yield from update_section(getattr(report, "updates", {}).get(explanation.index), explanation.index)
     yield from call_errors(report)
     listing = call_listing(report)
     if listing is not None:
@@ -593,3 +595,95 @@ def verdict_line(report) -> Text:
         return Text(f"✗ nothing was explained — {summary}; no call asked for could be explained.",
                     style=STYLES[MISMATCH])
     return Text(f"· {summary}; some numbers could not be checked.", style=STYLES[NOT_CHECKED])
+
+
+# --- the updates after an explained call (docs/optimizers.md) ----------------
+UPDATE_HEADINGS = {"step": "{call}: {what}", "manual": "{call}: the script's own update under torch.no_grad()"}
+
+
+def _put_numbers(formula: str, inputs) -> str:
+    """The formula with each name's first element put in: p - lr*grad → 0.5 - 0.01*(-2)."""
+    values = dict(inputs)
+
+    def put(match):
+        word = match.group(0)
+        if word not in values:
+            return word
+        text = number(values[word])
+        return f"({text})" if text.startswith("-") else text
+
+    return re.sub(r"\b[A-Za-z_][A-Za-z_0-9]*\b", put, formula)
+
+
+def _named(formula: str, name: str) -> str:
+    return re.sub(r"\bp\b", name, formula)
+
+
+def _hyper_words(before) -> str:
+    shown = [f"{key}={value}" for key, value in sorted(before.hyper.items())
+             if key in ("lr", "momentum", "dampening", "weight_decay", "betas", "eps", "alpha")
+             and value not in (0, 0.0, None)]
+    return ", ".join(shown)
+
+
+def _operand_code(call: str) -> str:
+    """`w -= learning_rate * w.grad` → "learning_rate * w.grad = "; "" where the line says no more."""
+    for operator in ("-=", "+=", "*=", "/="):
+        if operator in call:
+            return call.split(operator, 1)[1].strip() + " = "
+    return ""
+
+
+def _update_param(param, before, call: str) -> Iterable[RenderableType]:
+    name = shorten(param.name)
+    size = np.size(param.before) if param.before is not None else 0
+    title = f"{name} {shape(np.shape(param.before))}"
+    if param.status == NO_RULE:
+        yield Text(f"  {title}: {param.note}", style=STYLES[NO_RULE])
+        yield Text(f"    before {array(param.before)}")
+        yield Text(f"    after  {array(param.after)}  (torch's; not checked)")
+        return
+    yield Text(f"  {title}: {param.rule}" + (", numbers of element [0]" if size > 1 else ""))
+    if before.operand is not None:  # a manual update: t is what the script's line applies
+        yield Text(f"    t = {_operand_code(call)}{array(before.operand)}")
+    checks = {check.what: check for check in param.checks}
+    for assignment in param.assignments:
+        target = name if assignment.name == "p" else assignment.name
+        arrow = "←" if assignment.checked else "="
+        line = Text(f"    {target} {arrow} {_named(assignment.formula, name)} = "
+                    f"{_put_numbers(assignment.formula, assignment.inputs)} = "
+                    f"{array(assignment.value)}")
+        what = param.name if assignment.name == "p" else f"{param.name} {assignment.name}"
+        check = checks.get(what) if assignment.checked else None
+        if check is not None:
+            line.append("  ")
+            line.append_text(_mark(check.status))
+            if check.status == MISMATCH:
+                line.append(f" {_mismatch_words(check).removeprefix('✗ ')}", style=STYLES[MISMATCH])
+        yield line
+
+
+def update_section(results, index: int) -> Iterable[RenderableType]:
+    """What the script did to the parameters after explained call `index`:
+    each optimizer step's update per parameter, formula then numbers, checked
+    against what torch wrote; manual updates; gradients cleared."""
+    if not results:
+        return
+    yield Rule(Text(f"After backward call {index}: the parameters' updates", style=STYLES["heading"]),
+               characters="─")
+    for result in results:
+        update = result.update
+        where = f" ({_where(update.source)})" if update.source is not None else ""
+        if update.kind == "cleared":
+            cleared = ", ".join(shorten(name) for name in update.cleared)
+            by = f"by {update.call}" if update.call else f"({update.what})"
+            yield Text(f"gradients cleared {by}{where}: {cleared} ({update.how})")
+            continue
+        words = UPDATE_HEADINGS[update.kind].format(call=update.call, what=update.what)
+        hyper = _hyper_words(update.before[0]) if update.before and update.kind == "step" else ""
+        heading = Text(f"{words}{', ' + hyper if hyper else ''}{where}  ")
+        heading.append_text(_mark(result.status))
+        yield heading
+        for param, before in zip(result.params, update.before):
+            yield from _update_param(param, before, update.call)
+    yield Text("")
