@@ -487,7 +487,9 @@ def _to_mathml(text: str, names: Tuple[str, ...]) -> str:
                 shown.append(printer.doprint(part))
         except Exception:  # a printer that cannot print what parsed: its text
             shown.append(f"<mtext>{html_escape(str(part), quote=False)}</mtext>")
-    body = "<mo>=</mo>".join(shown)
+    # A visible product dot: sympy's invisible times runs names of several
+    # letters together ("X_trainᵀG") in every browser.
+    body = "<mo>=</mo>".join(shown).replace("<mo>&InvisibleTimes;</mo>", "<mo>·</mo>")
     if len(shown) > 1:
         body = f"<mrow>{body}</mrow>"
     return f'<math xmlns="{MATHML_NAMESPACE}">{body}</math>'
@@ -500,7 +502,7 @@ def to_mathml(text: str, names: Optional[Iterable[str]] = None) -> str:
     Never raises: text that is no formula is one escaped `<mtext>`.
 
         >>> print(to_mathml("2*(y * y)", ["y * y"]))
-        <math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mn>2</mn><mo>&InvisibleTimes;</mo><mrow><mo>(</mo><mi mathvariant="monospace">y * y</mi><mo>)</mo></mrow></mrow></math>
+        <math xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mn>2</mn><mo>·</mo><mrow><mo>(</mo><mi mathvariant="monospace">y * y</mi><mo>)</mo></mrow></mrow></math>
         >>> print(to_mathml("a < b & c, not a formula"))
         <math xmlns="http://www.w3.org/1998/Math/MathML"><mtext>a &lt; b &amp; c, not a formula</mtext></math>
     """
