@@ -316,7 +316,10 @@ def _loose(node: Node, derived: NodeDerivation) -> bool:
     budget, upstream = derived.upstream_budget, derived.upstream
     if budget is None or upstream is None or np.size(upstream) == 0:
         return False
-    size = float(np.max(np.abs(upstream)))
+    upstream = np.asarray(upstream)
+    # the largest |element| without an array of |elements| (a big gradient's copy, at the run's peak)
+    size = float(np.maximum(np.max(upstream), -np.min(upstream))) if upstream.dtype.kind == "f" else \
+        float(np.max(np.abs(upstream)))
     largest = float(np.max(budget))
     return not np.isfinite(largest) or largest > LOOSE * epsilon(_dtype(node)) * size
 
