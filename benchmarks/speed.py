@@ -22,8 +22,9 @@ shown too). The cases (docs/performance.md lists the targets):
 - loss = (a @ b).relu().mean() at 2000×2000, with and without --json
   (within 3× the plain time and 2× its peak memory with --json), and at
   250/500/1000 for how the cost grows with the elements;
-- elementwise chains of 1k/3k/10k nodes, one backward call, DOT and JSON
-  written (the 10k one in under 60 s).
+- elementwise chains of 1k/3k/10k nodes, one backward call, the collapsed
+  picture (PNG, render/collapse.py folds the chain) and JSON written (the
+  10k one in under 60 s).
 
 The growth is a fitted exponent: the slope of log(traced − plain CPU
 seconds) against log(nodes) or log(elements). benchmarks/overhead.py stays:
@@ -173,8 +174,8 @@ def cases(quick: bool) -> List[Case]:
         found.append(Case(f"matmul {size}×{size}, --json", SCRIPTS / "matmul.py", (str(size),), ("--quiet",),
                           json=True, group="matmul-growth", target="none"))
     for nodes in ((1000, 3000) if quick else (1000, 3000, 10000)):
-        found.append(Case(f"chain of {nodes // 1000}k nodes, DOT + --json", SCRIPTS / "chain.py", (str(nodes),),
-                          ("--quiet", "--format", "dot"), json=True, group="chain",
+        found.append(Case(f"chain of {nodes // 1000}k nodes, PNG + --json", SCRIPTS / "chain.py", (str(nodes),),
+                          ("--quiet", "--format", "png"), json=True, group="chain",
                           target="seconds" if nodes == 10000 else "none",
                           limit=60.0 if nodes == 10000 else None, heavy=nodes >= 3000))
     return found
@@ -323,7 +324,7 @@ def markdown(results: List[Result], repeat: int, quick: bool) -> str:
         "",
         "What is measured: *traced/plain* is the ratio of CPU times; *explaining* is (traced − plain CPU) "
         "over the script's own forward+backward CPU time (the script times itself); the chains write the "
-        "DOT source (no picture of thousands of nodes is laid out) and the JSON.",
+        "collapsed picture as PNG (the chain folded into one box, render/collapse.py) and the JSON.",
         "",
         "## The notes' scripts, cold and warm",
         "",

@@ -105,13 +105,37 @@ def _to_numpy(tensor) -> Optional[np.ndarray]:
 def _frozen_copy(tensor, dtype) -> np.ndarray:
     """`tensor` as a read-only numpy array of `dtype`, copied once: a tensor
     converted by ``.to`` is already a copy nobody else holds, and copying it
-    again cost a second full array for every big tensor (docs/performance.md)."""
+    again cost a second full array for every big tensor (docs/performance.md).
+    An expanded tensor (Note [expanded tensors copied once])
+    keeps its stride-0 dims as a broadcast view."""
+    expanded = _expanded_dims(tensor)
+    if expanded:
+        compact = tensor
+        for dim in expanded:
+            compact = compact.narrow(dim, 0, 1)
+        return np.broadcast_to(_frozen_copy(compact, dtype), tuple(tensor.shape))  # read-only
     converted = tensor.to("cpu", dtype)
     array = converted.numpy()
     if converted is tensor or not array.flags.c_contiguous:  # shared with the tensor, or strided
         array = np.array(array, copy=True, order="C")
     array.flags.writeable = False
     return array
+
+
+# Note [expanded tensors copied once]
+# torch passes the gradient of a mean or a sum on as the upstream expanded
+# over the reduced elements: a stride-0 view of one number. Copied as it is
+# shown, it became a full float64 array (32 MB for 2000×2000); copied as
+# what it holds and broadcast back, it is one number. numpy's broadcast
+# view reads the same at every index, and is read-only as a copy must be.
+def _expanded_dims(tensor) -> Tuple[int, ...]:
+    """The dims along which `tensor` repeats one slice (stride 0, size > 1)."""
+    try:
+        if tensor.layout != torch.strided or tensor.numel() < 2:
+            return ()
+        return tuple(d for d, (n, stride) in enumerate(zip(tensor.shape, tensor.stride())) if stride == 0 and n > 1)
+    except Exception:  # a tensor without strides (nested, meta)
+        return ()
 
 
 def torch_number(tensor) -> Optional[np.ndarray]:
@@ -677,7 +701,7 @@ class PendingCall:
         leaves, observed_leaves = [], []
         for (vertex, _), tensor, before in zip(self.leaf_edges, self.leaf_tensors, self.grad_before):
             i = self.index[id(vertex)]
-            after = self._grad_after(tensor) if self.accumulates else None
+            after = _same_numbers(self._grad_after(tensor), arrived[i]) if self.accumulates else None
             produced_by = self._produced_by(vertex) if isinstance(vertex, Captured) else None
             leaves.append(Leaf(i, self.node_names[i], self.nodes[i].output, before, self.accumulates, produced_by))
             observed_leaves.append(LeafGradients(arrived[i], after))
@@ -703,6 +727,17 @@ class PendingCall:
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else ()
             unused.append(Unused(name or f"input {position + 1}", shape, returned))
         return tuple(unused)
+
+
+def _same_numbers(copy: Optional[np.ndarray], earlier: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """`earlier` where `copy` holds exactly its numbers, else `copy`: a leaf's
+    .grad after a first backward is the gradient that arrived at it, and
+    keeping both copies cost a second full array per leaf."""
+    if copy is None or earlier is None or copy is earlier or copy.shape != earlier.shape or \
+            copy.dtype != earlier.dtype:
+        return copy
+    same = np.array_equal(copy, earlier) and np.array_equal(np.signbit(copy), np.signbit(earlier))
+    return earlier if same else copy  # nan ≠ nan: a copy with a nan stays its own; -0.0 is told from 0.0
 
 
 def _view_write(node):

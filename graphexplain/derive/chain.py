@@ -79,6 +79,30 @@ def _local_gradient_record(rule, node, operand, expr, value, count=None) -> Loca
     return LocalGradient(operand.name, operand.label, cache.printed(expr), named, value)
 
 
+# Note [broadcast views held once]
+# The gradient a mean or a sum sends back is one number spread over every
+# element, and torch keeps it so (an expanded tensor). Multiplied out, it and
+# its budget were two full float64 arrays per reduction, and each step below
+# made more. `_lean` applies an elementwise function to its operands with
+# their stride-0 dims dropped and broadcasts the result back: the same
+# number at every element, computed and held once. Where no operand is
+# broadcast it is the plain computation.
+def _compact(array):
+    """`array` with each broadcast (stride-0) dim cut to one element."""
+    if not isinstance(array, np.ndarray) or array.ndim == 0 or array.size < 2 or 0 not in array.strides:
+        return array
+    return array[tuple(slice(0, 1) if stride == 0 and n > 1 else slice(None)
+                       for n, stride in zip(array.shape, array.strides))]
+
+
+def _lean(function, *arrays):
+    """`function(*arrays)`, elementwise, computed on the arrays' distinct
+    elements only (Note [broadcast views held once])."""
+    shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
+    result = np.asarray(function(*(_compact(a) for a in arrays)))
+    return result if result.shape == shape else np.broadcast_to(result, shape)
+
+
 # --- one function per family of rows ------------------------------------------
 
 
@@ -108,10 +132,11 @@ def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float,
 def _elementwise_budget(local, local_terms, steps, upstream, upstream_budget, shape):
     """The budget of sum_to(upstream·local) (Note [error budget])."""
     full_shape = np.broadcast_shapes(np.shape(upstream), np.shape(local))
-    magnitude = np.broadcast_to(np.abs(upstream), full_shape) * local_terms
-    each = np.abs(local) * upstream_budget + (steps + 1) * magnitude
+    magnitude = _lean(lambda u, t: np.abs(u) * t, np.broadcast_to(upstream, full_shape), local_terms)
+    each = _lean(lambda l, b, m: np.abs(l) * b + (steps + 1) * m, local, upstream_budget, magnitude)
     count = int(np.prod(full_shape, dtype=np.int64)) // max(1, int(np.prod(shape, dtype=np.int64)))
-    return broadcast.sum_to(each, shape) + budget.summation(count) * broadcast.sum_to(magnitude, shape)
+    rounds = budget.summation(count)
+    return _lean(lambda e, m: e + rounds * m, broadcast.sum_to(each, shape), broadcast.sum_to(magnitude, shape))
 
 
 def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float):
@@ -125,7 +150,9 @@ def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstream_budge
             local = formula.evaluate(expr, values)
         except KeyError as missing:
             expr, local = _in_result(rule, operand.name, values, missing.args[0])
-        full = np.broadcast_to(upstream, np.broadcast_shapes(upstream.shape, local.shape)) * local
+        # x·1 is x to the bit (nan and -0.0 included): an identity's step (AccumulateGrad) passes its upstream on
+        identity = expr == 1 and np.broadcast_shapes(upstream.shape, np.shape(local)) == upstream.shape
+        full = upstream if identity else _lean(np.multiply, upstream, local)
         shape = _shape_of(operand)
         if expr.is_zero:
             # Note [a local gradient of 0]: the input does not move the result
@@ -184,7 +211,7 @@ def _reduction(rule: Reduction, node: Node, upstream: np.ndarray, upstream_budge
             local = formula.evaluate(expr, values)
         except KeyError as missing:
             raise CannotApply(f"no value for {missing.args[0]}") from None
-        full = np.broadcast_to(spread, elementwise) * local
+        full = _lean(np.multiply, np.broadcast_to(spread, elementwise), local)
         shape = _shape_of(operand)
         downstream = broadcast.sum_to(full, shape)
         magnitude, rounding = _local_terms(rule, operand.name, expr, values, eps, local)
@@ -562,8 +589,9 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     family = _complex_routing if complex_numbers and isinstance(rule, Routing) else family
     try:
         with np.errstate(all="ignore"):  # a budget at a pole (0**-1) is inf: verify handles it, no warning
-            locals_, steps = family(rule, node, upstream, upstream_budget / eps, eps, **several)
-        steps = [replace(step, budget=None if step.budget is None else _stored(step, np.asarray(step.budget) * eps, node))
+            locals_, steps = family(rule, node, upstream, _lean(lambda b: b / eps, upstream_budget), eps, **several)
+        steps = [replace(step, budget=None if step.budget is None else
+                         _stored(step, _lean(lambda b: b * eps, np.asarray(step.budget)), node))
                  for step in steps]
     except (CannotApply, ValueError, IndexError, TypeError, KeyError, ArithmeticError) as problem:
         reason = f"{type(problem).__name__}: {problem}" if not isinstance(problem, CannotApply) else str(problem)
@@ -583,7 +611,8 @@ def _stored(step: ChainStep, error: np.ndarray, node: Node) -> np.ndarray:
     operand = next((o for o in node.operands if o.name == step.input), None)
     if operand is None or operand.value is None or step.downstream is None:
         return error
-    return error + epsilon(operand.value.dtype) * np.abs(step.downstream) / 2
+    eps = epsilon(operand.value.dtype)
+    return _lean(lambda e, d: e + eps * np.abs(d) / 2, error, step.downstream)
 
 
 def computing_dtype(node: Node) -> str:

@@ -27,6 +27,7 @@ from ..results import MISMATCH, worst
 THRESHOLD = 150  # nodes; a graph this size or smaller is drawn node by node
 BUDGET = 40  # drawn items the automatic depth aims to stay within
 RANKS = 12  # and rows of items, from the leaves to the root: what fits a screen's height
+FOLD = 16  # ops outside every module, one after another, drawn as one box from this many on
 ALL = "all"
 
 
@@ -293,6 +294,40 @@ class _Structure:
             result.append(Call(call.path, call.kind, nodes, children, tuple(sorted(call.own + leaves))))
         return tuple(result)
 
+    # Note [a long chain of ops]
+    # Ops outside every module are drawn one by one, which for an unrolled
+    # loop of elementwise ops (10 000 of them) is a picture no one can read
+    # and graphviz lays out by the minute. A chain of them, each the only
+    # consumer of the next and fed by nothing else of the graph, of FOLD ops
+    # or more, is one box: its steps, its ops and the worst status inside.
+    def chains(self, loose: Sequence[int]) -> List[Tuple[int, ...]]:
+        """`loose` in order, cut into chains (each node's one producer next, in one pass)."""
+        inside = set(loose)
+        nodes = self.graph.nodes
+
+        def follows(consumer: int) -> Optional[int]:
+            producers = [o.producer for o in nodes[consumer].operands if o.producer is not None]
+            if len(producers) != 1 or producers[0] not in inside or nodes[consumer].is_leaf:
+                return None
+            producer = producers[0]
+            return producer if self.consumers[producer] == [consumer] and not nodes[producer].is_leaf else None
+
+        runs: List[Tuple[int, ...]] = []
+        taken: set = {root.node for root in self.graph.roots}  # a root stays drawn as one
+        runs.extend((n,) for n in loose if n in taken)
+        for start in loose:
+            if start in taken:
+                continue
+            run = [start]
+            taken.add(start)
+            following = follows(start)
+            while following is not None and following not in taken:
+                run.append(following)
+                taken.add(following)
+                following = follows(following)
+            runs.append(tuple(run))
+        return runs
+
     def signature(self, call: Call) -> tuple:
         """What must agree for calls to count as the same: type, op sequence, links."""
         position = {node_id: i for i, node_id in enumerate(call.nodes)}
@@ -342,9 +377,14 @@ class _Builder:
         their counterparts in the repeats of an enclosing run drawn once, and
         `renamed` is (its first call's path, the run's name)."""
         members: List[Union[Item, Cluster]] = []
+        folded = {} if copies else {run[0]: run for run in self.structure.chains(loose) if len(run) >= FOLD}
+        inside_folded = {n for run in folded.values() for n in run}
         for node_id in loose:
-            alike = (node_id,) + tuple(copy[node_id] for copy in copies)
-            members.append(self.item(f"n{node_id}", alike, len(alike)))
+            if node_id in folded:
+                members.append(self.chain_box(folded[node_id]))
+            elif node_id not in inside_folded:
+                alike = (node_id,) + tuple(copy[node_id] for copy in copies)
+                members.append(self.item(f"n{node_id}", alike, len(alike)))
         for run in self.runs_of(calls):
             first = run[0]
             if len(run) > 1:
@@ -371,6 +411,17 @@ class _Builder:
             self.boxes += 1
             members.append(self.item(f"b{self.boxes}", nodes, count, box))
         return members
+
+    def chain_box(self, run: Tuple[int, ...]) -> Item:
+        """A long chain of ops outside every module (Note [a long chain of ops])."""
+        graph = self.structure.graph
+        ops = ", ".join(sorted({graph.nodes[n].op for n in run}))
+        mismatches = [n for n in run if self.statuses.get(n) == MISMATCH]
+        starts = [n for n in mismatches if n not in self.inherited] or mismatches
+        box = Box(f"steps {run[0] + 1}–{run[-1] + 1}", f"chain of {ops}", (), len(run), 0,
+                  starts[0] if starts else None)
+        self.boxes += 1
+        return self.item(f"b{self.boxes}", run, 1, box)
 
     def item(self, name: str, nodes: Tuple[int, ...], count: int, box: Optional[Box] = None) -> Item:
         for node_id in nodes:

@@ -1,0 +1,107 @@
+"""Big tensors held once and checked block by block (issue #10): the lean
+paths give the same numbers and the same checks as the whole computations,
+and a wrong number is still caught; a long chain
+of ops outside every module is drawn as one box."""
+
+import numpy as np
+import pytest
+
+from graphexplain import verify
+from graphexplain.capture.snapshot import _same_numbers
+from graphexplain.derive.chain import _lean
+from graphexplain.model import Graph, Leaf, Node, Operand, Root, Value
+from graphexplain.render.collapse import FOLD, View, collapse
+from graphexplain.results import MISMATCH, VERIFIED, NodeVerification, Verification
+
+
+def _whole(monkeypatch, *args, **kwargs):
+    monkeypatch.setattr(verify, "BLOCK", 1 << 40)  # never in blocks
+    return verify.compare(*args, **kwargs)
+
+
+@pytest.mark.parametrize("budget", [None, "array", "broadcast"])
+def test_a_passing_check_in_blocks_is_the_whole_check(monkeypatch, budget):
+    rng = np.random.default_rng(0)
+    derived = rng.standard_normal((700, 900))
+    torch_number = derived * (1 + 1e-8 * rng.standard_normal(derived.shape))
+    budgets = {None: None, "array": 1e-7 * np.abs(derived) + 1e-9,
+               "broadcast": np.broadcast_to(np.array(1e-6), derived.shape)}
+    blocked = verify.compare("x", derived, torch_number, "float32", budgets[budget])
+    whole = _whole(monkeypatch, "x", derived, torch_number, "float32", budgets[budget])
+    assert blocked == whole and blocked.status == verify.VERIFIED
+
+
+@pytest.mark.parametrize("wrong", [(0, 0), (350, 451), (699, 899)])
+def test_one_wrong_element_of_a_big_gradient_is_caught(monkeypatch, wrong):
+    derived = np.ones((700, 900))
+    torch_number = derived.copy()
+    torch_number[wrong] = 1.001  # far beyond float32 rounding
+    check = verify.compare("x", derived, torch_number, "float32", np.full(derived.shape, 1e-7))
+    assert check.status == verify.MISMATCH and check.worst_index == wrong
+    assert check == _whole(monkeypatch, "x", derived, torch_number, "float32", np.full(derived.shape, 1e-7))
+
+
+def test_a_nan_in_a_big_gradient_is_left_to_the_whole_check():
+    derived = np.ones((700, 900))
+    torch_number = derived.copy()
+    torch_number[5, 5] = np.nan
+    assert verify.compare("x", derived, torch_number, "float32").status == verify.MISMATCH
+
+
+def test_lean_holds_a_broadcast_number_once_and_gives_the_same_numbers():
+    spread = np.broadcast_to(np.array([[0.25]]), (2000, 3000))
+    product = _lean(np.multiply, spread, 1 / 7)
+    assert product.strides == (0, 0) and np.array_equal(product, np.broadcast_to(0.25 * (1 / 7), spread.shape))
+    local = np.arange(6.0).reshape(2, 3)
+    assert np.array_equal(_lean(np.multiply, np.broadcast_to(2.0, (2, 3)), local), 2.0 * local)
+
+
+def test_a_grad_after_is_shared_only_when_its_numbers_are_the_same_to_the_bit():
+    arrived = np.array([1.0, 0.0, 2.0])
+    assert _same_numbers(arrived.copy(), arrived) is arrived
+    assert _same_numbers(np.array([1.0, -0.0, 2.0]), arrived) is not arrived
+    with_nan = np.array([1.0, np.nan])
+    assert _same_numbers(with_nan.copy(), with_nan) is not with_nan
+    assert _same_numbers(np.array([1.0, 0.0, 3.0]), arrived) is not arrived
+
+
+# --- a long chain of ops outside every module, folded into one box ----------------------------
+
+
+
+def _elementwise_chain(n: int) -> Graph:
+    """sum(exp(log(…exp(x)))) of n ops, in backward order: the sum, the ops, x."""
+    value = Value.of([1.0])
+    nodes = [Node(0, "SumBackward0", "loss", (Operand("self", "y", value, 1),), (value,))]
+    for i in range(1, n + 1):
+        nodes.append(Node(i, "ExpBackward0" if i % 2 else "LogBackward0", "y",
+                          (Operand("self", "y", value, i + 1),), (value,)))
+    nodes.append(Node(n + 1, "AccumulateGrad", "x", (Operand("self", "x", value),), (value,)))
+    return Graph(tuple(nodes), (Root(0, 0, "loss", value, value.data),), (Leaf(n + 1, "x", value),))
+
+
+def _statuses(graph, wrong=None):
+    nodes = tuple(NodeVerification(n.id, MISMATCH if n.id == wrong else VERIFIED) for n in graph.nodes)
+    return Verification(MISMATCH if wrong is not None else VERIFIED, nodes, (), wrong)
+
+
+def test_a_long_chain_outside_modules_is_one_box_between_its_root_and_its_leaf():
+    graph = _elementwise_chain(3000)
+    collapsed = collapse(graph, _statuses(graph), View())
+    items = collapsed.items()
+    assert [item.id for item in items] == ["n0", "b1", "n3001"]
+    box = items[1]
+    assert box.nodes == tuple(range(1, 3001)) and box.box.ops == 3000 and box.status == VERIFIED
+    assert set(collapsed.edges) == {("b1", "n0"), ("n3001", "b1")}
+
+
+def test_a_mismatch_inside_a_folded_chain_shows_on_its_box():
+    graph = _elementwise_chain(500)
+    box = collapse(graph, _statuses(graph, wrong=123), View()).items()[1]
+    assert box.status == MISMATCH and box.box.first_mismatch == 123
+
+
+def test_a_chain_shorter_than_fold_stays_node_by_node():
+    graph = _elementwise_chain(FOLD - 1)
+    collapsed = collapse(graph, _statuses(graph), View(threshold=5))
+    assert all(item.box is None for item in collapsed.items())
