@@ -306,6 +306,23 @@ def _pictures_line(written: List[str]) -> str:
     return ", ".join([*first, f"… {len(written) - len(first) - len(last)} more …", *last])
 
 
+def _write_loop_plot(report, outputs: Outputs, err) -> List[str]:
+    """`loop.png` for a script that made two backward calls or more; a
+    failure is one line (render/loop_plot.py)."""
+    from .render.loop_plot import LOOP_PICTURE, PlotError, plot, points
+
+    calls = points(report)
+    if len(calls) < 2:
+        return []
+    shown = os.path.join(outputs.folder_shown, LOOP_PICTURE)
+    try:
+        plot(calls, os.path.join(outputs.folder, LOOP_PICTURE), f"Loss per backward call: {os.path.basename(report.run.script)}")
+    except PlotError as problem:
+        err.print(f"graphexplain: not plotted: {shown}: {problem}")
+        return []
+    return [shown]
+
+
 def trace(options, out, err) -> int:
     from .capture.script import ScriptError, read_script
 
@@ -332,6 +349,7 @@ def trace(options, out, err) -> int:
     if report.all_explanations:
         try:
             written = _write_pictures(report, options, outputs, err)
+            written += _write_loop_plot(report, outputs, err)
             out.print(f"pictures: {_pictures_line(written) or 'none'}")
         except OutputError as problem:
             unwritten = problem
