@@ -11,6 +11,7 @@ do not depend on what the script set (Note [a plot beside the script's]).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
@@ -91,7 +92,8 @@ def plot(calls: Sequence[CallPoint], path: str, title: str = "") -> str:
         raise PlotError("matplotlib is not installed, so the loop was not plotted "
                         "(pip install matplotlib, then run again).") from None
     try:
-        with matplotlib.rc_context():
+        with matplotlib.rc_context(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a missing glyph or a NaN is no message for the user's stderr
             matplotlib.rcdefaults()  # not the script's style; restored when the block ends
             figure = _figure(Figure, calls, title)
             FigureCanvasAgg(figure)
@@ -99,7 +101,8 @@ def plot(calls: Sequence[CallPoint], path: str, title: str = "") -> str:
     except OSError as error:
         raise PlotError(f"{error.strerror or error}.") from None
     except Exception as error:  # matplotlib's own failure: one line, never a traceback
-        raise PlotError(f"matplotlib could not draw it: {shorten(str(error).splitlines()[0] if str(error) else type(error).__name__, 160)}") from None
+        said = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise PlotError(f"matplotlib could not draw it: {shorten(said, 160)}") from None
     return path
 
 
@@ -145,12 +148,9 @@ def _figure(Figure, calls: Sequence[CallPoint], title: str):
 
 def _mark(axes, x, losses, explained) -> None:
     """The explained calls, as dots on the loss line."""
-    if not explained:
+    if not explained or len(explained) > MARKED:  # too many to mark one by one: _band says how many
         return
-    chosen = explained if len(explained) <= MARKED else None
-    if chosen is None:
-        return  # too many to mark one by one: the band says it (_band)
-    axes.plot(x[chosen], losses[chosen], linestyle="none", marker="o", markersize=4, color="#1d4ed8",
+    axes.plot(x[explained], losses[explained], linestyle="none", marker="o", markersize=4, color="#1d4ed8",
               label="explained (walkthrough, picture)")
     axes.legend(fontsize=7, loc="best")
 

@@ -524,8 +524,7 @@ def listed_positions(count: int) -> list:
     return sorted({*range(first), *between, last})
 
 
-FOLDED_TITLE = ("Explained and verified, with the graph of the call named, whose walkthrough is above "
-                "(--full prints each one)")
+FOLDED_TITLE = "Calls explained and verified, with the graph of the call named (--full prints their walkthroughs)"
 
 
 def call_listing(report) -> Optional[Table]:
