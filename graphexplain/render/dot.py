@@ -416,11 +416,12 @@ def draw_all(sources: Sequence[str], format: str) -> Iterator[Tuple[int, Union[b
 
 # Note [one dot for many pictures]
 # `--call all` on a training loop draws hundreds of pictures of the same
-# small graph. Laying one out takes dot about 5 ms; what costs is starting
-# dot (about 15 ms, with the fork from a process that holds torch) and, for
-# PNG, cairo's rasterising and zlib (about 60 ms for a 2000 × 1000 picture).
-# Re-using one layout would save only the 5 ms, and the labels' numbers
-# change width from call to call; one `dot -O` process for up to
+# small graph (train_loop.py: 2000 × 1000 pixels). Laying one out takes dot
+# about 2 ms; what costs is starting dot (about 15 ms, with the fork from a
+# process that holds torch) and, for PNG, cairo's rasterising and libpng's
+# zlib (about 55 ms, two thirds of it compressing). Re-using one layout
+# would save only the 2 ms, and the labels' numbers change width from call
+# to call; one `dot -O` process for up to
 # BATCH_PICTURES files saves the start, and gives byte for byte the picture
 # a `dot` of its own would, for PNG and PDF (TOGETHER; SVG is drawn one by
 # one, since a batch numbers its ids by page). Any trouble in a batch (a refusal, a crash, a
