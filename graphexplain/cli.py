@@ -9,7 +9,7 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from . import __version__
 from .exitcodes import USAGE as EXIT_USAGE
@@ -323,38 +323,93 @@ def _written(action, shown: str):
 
 
 def _write_pictures(report, options, outputs: Outputs, err) -> List[str]:
-    """Each picture is tried; a failure is one line, and the others are still made."""
-    from .render.dot import RenderError, render
+    """Each picture is tried; a failure is one line, and the others are still made.
+    The DOT source is made once per call, written first, then drawn in each
+    format, many calls to one `dot` process (Note [one dot for many pictures])."""
+    from .render.dot import RenderError, draw_all, to_dot
 
     def marker():
         os.makedirs(outputs.folder, exist_ok=True)
         with open(os.path.join(outputs.folder, MARKER), "w", encoding="utf-8") as handle:
             handle.write("This folder was written by graphexplain; reruns may overwrite its files.\n")
 
+    def write(path, data):
+        with open(path, "wb") as handle:
+            handle.write(data)
+
     _written(marker, outputs.folder_shown)
-    written, failed = [], {}  # problem → the pictures it stopped
-    sources = {}  # problem → the DOT files written for those pictures, to draw by hand
+    names, sources = [], []
     for explanation in report.all_explanations:
-        index = explanation.index
-        name = f"call-{index}" if index else "target"
-        for format in ["dot", *(f for f in options.format if f != "dot")]:
-            shown = os.path.join(outputs.folder_shown, f"{name}.{format}")
+        names.append(f"call-{explanation.index}" if explanation.index else "target")
+        sources.append(to_dot(explanation, report.view))
+    formats = ["dot", *dict.fromkeys(f for f in options.format if f != "dot")]
+    outcome: Dict[Tuple[int, str], Optional[str]] = {}  # (call, format) → None when written, else the problem
+    for position, (name, source) in enumerate(zip(names, sources)):
+        try:
+            write(os.path.join(outputs.folder, f"{name}.dot"), source.encode("utf-8"))
+            outcome[position, "dot"] = None
+        except OSError as error:
+            outcome[position, "dot"] = f"{error.strerror or error}."
+    for format in formats[1:]:
+        for position, picture in draw_all(sources, format):
+            if isinstance(picture, RenderError):
+                outcome[position, format] = str(picture)
+                continue
             try:
-                render(explanation, os.path.join(outputs.folder, f"{name}.{format}"), format, report.view)
+                write(os.path.join(outputs.folder, f"{names[position]}.{format}"), picture)
+                outcome[position, format] = None
+            except OSError as error:
+                outcome[position, format] = f"{error.strerror or error}."
+    written, failed = [], {}  # problem → the pictures it stopped
+    dot_files = {}  # problem → the DOT files written for those pictures, to draw by hand
+    for position, name in enumerate(names):
+        for format in formats:
+            shown = os.path.join(outputs.folder_shown, f"{name}.{format}")
+            problem = outcome[position, format]
+            if problem is None:
                 written.append(shown)
                 continue
-            except RenderError as error:
-                problem = str(error)
-            except OSError as error:
-                problem = f"{error.strerror or error}."
             failed.setdefault(problem, []).append(shown)
             source = os.path.join(outputs.folder_shown, f"{name}.dot")
-            if format != "dot" and source in written and source not in sources.setdefault(problem, []):
-                sources[problem].append(source)
+            if format != "dot" and outcome[position, "dot"] is None \
+                    and source not in dot_files.setdefault(problem, []):
+                dot_files[problem].append(source)
     for problem, pictures in failed.items():
-        where = f" The DOT source is in {', '.join(sources[problem])}." if sources.get(problem) else ""
+        where = f" The DOT source is in {', '.join(dot_files[problem])}." if dot_files.get(problem) else ""
         err.print(f"graphexplain: not drawn: {', '.join(pictures)}: {problem}{where}")
     return written
+
+
+LISTED_PICTURES = 24  # more files than this (a loop under --call all), and the line names the first and last few
+
+
+def _pictures_line(written: List[str]) -> str:
+    """The files written, or, for many, the first and last few and a count.
+
+    >>> _pictures_line([f"call-{k}.dot" for k in range(1, 31)])
+    'call-1.dot, call-2.dot, call-3.dot, call-4.dot, … 23 more …, call-28.dot, call-29.dot, call-30.dot'
+    """
+    if len(written) <= LISTED_PICTURES:
+        return ", ".join(written)
+    first, last = written[:4], written[-3:]
+    return ", ".join([*first, f"… {len(written) - len(first) - len(last)} more …", *last])
+
+
+def _write_loop_plot(report, outputs: Outputs, err) -> List[str]:
+    """`loop.png` for a script that made two backward calls or more; a
+    failure is one line (render/loop_plot.py)."""
+    from .render.loop_plot import LOOP_PICTURE, PlotError, plot, points
+
+    calls = points(report)
+    if len(calls) < 2:
+        return []
+    shown = os.path.join(outputs.folder_shown, LOOP_PICTURE)
+    try:
+        plot(calls, os.path.join(outputs.folder, LOOP_PICTURE), f"Loss per backward call: {os.path.basename(report.run.script)}")
+    except PlotError as problem:
+        err.print(f"graphexplain: not plotted: {shown}: {problem}")
+        return []
+    return [shown]
 
 
 def trace(options, out, err, program: bool = False) -> int:
@@ -412,7 +467,8 @@ def _trace(options, out, err, collecting) -> int:
     if report.all_explanations:
         try:
             written = _write_pictures(report, options, outputs, err)
-            out.print(f"pictures: {', '.join(written) or 'none'}")
+            written += _write_loop_plot(report, outputs, err)
+            out.print(f"pictures: {_pictures_line(written) or 'none'}")
         except OutputError as problem:
             unwritten = problem
             err.print(f"graphexplain: {problem}")

@@ -17,6 +17,7 @@ Exit codes (also in `graphexplain trace --help` and docs/cli.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from .capture.intercept import CallRecord
@@ -111,6 +112,25 @@ class Report:
             TARGET_PROBLEM: EXIT_USAGE,
         }[self.status]
 
+    @cached_property  # asked by the walkthrough and by the table
+    def folded(self) -> Dict[int, int]:
+        """Explained calls whose walkthrough is a line of the loop table, each
+        with the call whose walkthrough stands for it: verified, and a graph of
+        the same structure as an earlier call printed in full. None under
+        --full (Note [a loop's walkthroughs folded])."""
+        if self.view.full:
+            return {}
+        shown: Dict[Any, int] = {}  # structure → the call printed in full
+        folded: Dict[int, int] = {}
+        for index in sorted(self.explanations):
+            explanation = self.explanations[index]
+            key = structure(explanation.graph)
+            if key in shown and explanation.status == VERIFIED:
+                folded[index] = shown[key]
+            elif explanation.status == VERIFIED:
+                shown.setdefault(key, index)
+        return folded
+
     def to_json(self, out: Optional[Arrays] = None) -> Dict[str, Any]:
         """The run as a JSON-ready dict; tensors over render.json.SUMMARY_LIMIT
         elements are summaries, kept whole in `out.arrays` when `out` asks."""
@@ -146,3 +166,48 @@ class Report:
             "explanation": record.explanation,
             "capture_problem": record.capture_problem,
         }
+
+
+def structure(graph) -> tuple:
+    """What two backward calls of a loop share when only their numbers
+    differ: the ops, names, wiring, modules, shapes and dtypes, the leaves,
+    roots and constants, and the line the call was made at. Two graphs with
+    the same structure have the same walkthrough but for its numbers.
+
+        >>> from graphexplain.model import Graph
+        >>> structure(Graph((), (), ())) == structure(Graph((), (), ()))
+        True
+    """
+    def value(v):
+        return None if v is None else (v.shape, v.dtype)
+
+    def where(source):
+        return None if source is None else (source.file, source.line)
+
+    def node(n):
+        inner = None if n.inner is None else (n.inner.title, None if n.inner.graph is None
+                                              else structure(n.inner.graph), n.inner.inputs, n.inner.outputs)
+        return (n.op, n.name, n.module, n.origin, where(n.source), tuple(value(o) for o in n.outputs),
+                tuple((o.name, o.label, value(o.value), o.producer, o.producer_output, o.requires_grad)
+                      for o in n.operands),
+                tuple(sorted((k, repr(v)) for k, v in n.params.items() if isinstance(v, (bool, int, float, str, tuple)))),
+                tuple((h.kind, h.location) for h in n.hooks), inner)
+
+    return (graph.call, where(graph.call_source), tuple(node(n) for n in graph.nodes),
+            tuple((r.node, r.output, r.name, value(r.value), r.grad_output.shape) for r in graph.roots),
+            tuple((l.node, l.name, value(l.value), l.accumulates, l.grad_before is None, l.produced_by)
+                  for l in graph.leaves),
+            tuple((c.name, c.shape, c.reason, c.used_by) for c in graph.constants),
+            tuple((u.name, u.shape, u.returned) for u in graph.unused))
+
+
+# Note [a loop's walkthroughs folded]
+# Under --call all, a training loop's 300 calls have one graph and 300 sets
+# of numbers: 300 walkthroughs of the same steps bury the one that matters.
+# So a call prints its walkthrough in full when it is the first of its
+# structure, or is not verified (a mismatch, an op without a rule: the
+# reader must see it); a verified call of a structure already printed is a
+# line of the loop table instead, naming the call it looks like. It is
+# still derived, verified, drawn and in the JSON, like any other; --full
+# prints every walkthrough. `grad_before is None` is part of the structure
+# because the first call's leaves start from no .grad, and say so.

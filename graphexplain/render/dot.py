@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from typing import Dict, Optional
+import tempfile
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import graphviz
 import numpy as np
@@ -334,6 +335,100 @@ def _signal_name(number: int) -> str:
 def _first_line(errors: bytes) -> str:
     lines = [line.strip() for line in errors.decode("utf-8", "replace").splitlines() if line.strip()]
     return shorten(lines[0], 160) if lines else ""
+
+
+BATCH_PICTURES = 32  # pictures one `dot` process draws at most (Note [one dot for many pictures])
+BATCH_SOURCE = 256_000  # characters of DOT source one `dot` process is given at most
+ALONE = 32_000  # a picture with a longer source is drawn by a `dot` of its own
+# Formats whose bytes from one `dot` for many files are those of one `dot` each;
+# not SVG, whose ids then count pages ("page0,1_graph0" for "graph0").
+TOGETHER = ("png", "pdf")
+
+
+def _batches(sources: Sequence[str]) -> List[List[int]]:
+    """The positions of `sources` in runs that one `dot` draws together, in order."""
+    batches: List[List[int]] = []
+    size = 0
+    for position, source in enumerate(sources):
+        if len(source) > ALONE or not batches or len(batches[-1]) >= BATCH_PICTURES \
+                or size + len(source) > BATCH_SOURCE:
+            batches.append([])
+            size = 0
+        batches[-1].append(position)
+        size += len(source)
+        if len(source) > ALONE:
+            batches.append([])
+    return [batch for batch in batches if batch]
+
+
+def _draw_together(sources: Sequence[str], format: str) -> Optional[List[bytes]]:
+    """`dot -Tformat -O` on the files of `sources`: each picture, or None if
+    anything at all went wrong (then each is drawn alone, by `_draw`, which
+    says what)."""
+    with tempfile.TemporaryDirectory(prefix="graphexplain-dot-") as folder:
+        names = [f"g{position}.gv" for position in range(len(sources))]
+        for name, source in zip(names, sources):
+            with open(os.path.join(folder, name), "w", encoding="utf-8") as handle:
+                handle.write(source)
+        try:
+            process = subprocess.Popen(["dot", f"-T{format}", "-O", *names], cwd=folder, stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        except OSError:
+            return None
+        try:
+            process.wait(timeout=DOT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _stop(process)
+            return None
+        if process.returncode != 0:
+            return None
+        pictures = []
+        for name in names:
+            try:
+                with open(os.path.join(folder, f"{name}.{format}"), "rb") as handle:
+                    pictures.append(handle.read())
+            except OSError:
+                return None
+        return pictures if all(pictures) else None
+
+
+def draw_all(sources: Sequence[str], format: str) -> Iterator[Tuple[int, Union[bytes, RenderError]]]:
+    """Each DOT source drawn in `format`, in order: (position, the picture's
+    bytes, or the RenderError that says in one line why it was not drawn).
+    Many small pictures share a `dot` process; the bytes are the same as
+    `_draw` gives for each (Note [one dot for many pictures]).
+
+        >>> [kind for _, kind in draw_all([], "png")]
+        []
+    """
+    for batch in _batches(sources):
+        together = _draw_together([sources[p] for p in batch], format) \
+            if len(batch) > 1 and format in TOGETHER else None
+        for k, position in enumerate(batch):
+            if together is not None:
+                yield position, together[k]
+                continue
+            try:
+                yield position, _draw(sources[position], format)
+            except RenderError as error:
+                yield position, error
+
+
+# Note [one dot for many pictures]
+# `--call all` on a training loop draws hundreds of pictures of the same
+# small graph (train_loop.py: 2000 × 1000 pixels). Laying one out takes dot
+# about 2 ms; what costs is starting dot (about 15 ms, with the fork from a
+# process that holds torch) and, for PNG, cairo's rasterising and libpng's
+# zlib (about 55 ms, two thirds of it compressing). Re-using one layout
+# would save only the 2 ms, and the labels' numbers change width from call
+# to call; one `dot -O` process for up to
+# BATCH_PICTURES files saves the start, and gives byte for byte the picture
+# a `dot` of its own would, for PNG and PDF (TOGETHER; SVG is drawn one by
+# one, since a batch numbers its ids by page). Any trouble in a batch (a refusal, a crash, a
+# timeout, a missing file) and its pictures are drawn again one by one, so
+# each failure is still said in one line by `_draw`, as Note [dot fails in
+# many ways] has it; a big source is always drawn alone, so a slow graph
+# never shares a timeout.
 
 
 def render(explanation, path: str, format: str = "png", view: Optional[View] = None) -> str:

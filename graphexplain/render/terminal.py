@@ -462,8 +462,11 @@ def module_summary(explanation, collapsed, full: bool = False) -> Iterable[Rende
 
 def report_parts(report, width: int = 80, quiet: bool = False) -> Iterable[RenderableType]:
     """Everything graphexplain prints about a run, before the verdict line."""
+    folded = report.folded  # call → the call whose walkthrough stands for it
     if not quiet:
         for explanation in report.all_explanations:
+            if explanation.index in folded:  # a line of the loop table (Note [a loop's walkthroughs folded])
+                continue
             yield from walkthrough(explanation, width, report.view)
             yield Text("")
             yield from update_section(getattr(report, "updates", {}).get(explanation.index), explanation.index)
@@ -523,16 +526,23 @@ def listed_positions(count: int) -> list:
     return sorted({*range(first), *between, last})
 
 
+FOLDED_TITLE = "Calls explained and verified, with the graph of the call named (--full prints their walkthroughs)"
+
+
 def call_listing(report) -> Optional[Table]:
-    """One line per backward call that was not explained in full; for many
-    calls, a few of them with "… N more calls …" rows between."""
+    """One line per backward call that was not explained in full (or whose
+    walkthrough was folded: Note [a loop's walkthroughs folded] in report.py);
+    for many calls, a few of them with "… N more calls …" rows between."""
+    folded = report.folded  # call → the call whose walkthrough stands for it
     listed = [record for record in report.calls
-              if record.index not in report.explanations and record.error is None]
+              if (record.index not in report.explanations or record.index in folded) and record.error is None]
     if not listed:
         return None
     shown = listed_positions(len(listed))
-    table = Table(title="Other backward calls (explain one with --call N)", title_justify="left",
-                  box=None, padding=(0, 1), show_edge=False)
+    title = "Other backward calls (explain one with --call N)"
+    if folded:
+        title = FOLDED_TITLE if all(r.index in folded for r in listed) else f"{title}; ✓: {FOLDED_TITLE.lower()}"
+    table = Table(title=title, title_justify="left", box=None, padding=(0, 1), show_edge=False)
     table.add_column("call", justify="right")
     table.add_column("root")
     table.add_column("value", justify="right")
@@ -548,8 +558,10 @@ def call_listing(report) -> Optional[Table]:
         norms = ", ".join(f"‖{shorten(name)}‖={number(norm)}" for name, norm in record.summary.leaf_norms)
         value = number(record.summary.root_value) if record.summary.root_value is not None else ""
         why = f"not explained: {record.capture_problem}" if record.capture_problem else "not explained"
-        table.add_row(str(record.index), Text(shorten(record.summary.root)), value, Text(norms),
-                      Text(why, style="dim"))
+        status = Text(why, style="dim")
+        if record.index in folded:
+            status = Text(f"{MARKS[VERIFIED]} graph of call {folded[record.index]}", style=STYLES[VERIFIED])
+        table.add_row(str(record.index), Text(shorten(record.summary.root)), value, Text(norms), status)
     return table
 
 

@@ -1,0 +1,261 @@
+"""Many backward calls: the loop plot (`--out/loop.png`, render/loop_plot.py),
+`--call all` folding the walkthroughs of a loop's repeated verified calls
+into the loop table (Note [a loop's walkthroughs folded] in report.py), and
+many pictures drawn by one `dot` (Note [one dot for many pictures])."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from graphexplain.render import dot, loop_plot
+from graphexplain.render.loop_plot import CallPoint, PlotError, plot
+
+REPO = Path(__file__).resolve().parent.parent
+PNG = b"\x89PNG\r\n\x1a\n"
+HAS_DOT = shutil.which("dot") is not None
+
+LOOP = """\
+import torch
+torch.manual_seed(0)
+w = torch.randn(3, requires_grad=True)
+x = torch.randn(4, 3)
+for step in range(5):
+    loss = ((x @ w).tanh() ** 2).mean()
+    loss.backward()
+    with torch.no_grad():
+        w -= 0.5 * w.grad
+    w.grad = None
+print("final", round(loss.item(), 4))
+"""
+
+# call 3's backward is wrong (×3 where the forward says ×2): a mismatch in the middle of a loop
+WRONG_AT_THREE = """\
+import torch
+
+class Twice(torch.autograd.Function):
+    calls = 0
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        Twice.calls += 1
+        return grad * (3 if Twice.calls == 3 else 2)
+
+w = torch.tensor([1.0, 2.0], requires_grad=True)
+for step in range(5):
+    loss = (Twice.apply(w) * w).sum()
+    loss.backward()
+    w.grad = None
+"""
+
+# the script's own matplotlib: a style, a figure left open in pyplot, the Agg backend chosen
+OWN_PLOT = """\
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+plt.rcParams["lines.linewidth"] = 7.0
+figure = plt.figure(figsize=(3, 2))
+plt.plot([1, 2, 3])
+w = torch.ones(2, requires_grad=True)
+for k in range(3):
+    (w * w).sum().backward()
+"""
+
+
+def _script(tmp_path: Path, text: str, name: str = "script.py") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _walkthroughs(stdout: str):
+    return [int(n) for n in re.findall(r"Backward call (\d+): ", stdout)]
+
+
+def _table_calls(stdout: str):
+    return {int(n): call for n, call in re.findall(r"^\s+(\d+)\s+loss\s.*✓ graph of call (\d+)", stdout, re.M)}
+
+
+# --- the loop plot --------------------------------------------------------------------------
+
+def test_a_loop_gets_its_plot_listed_with_the_pictures(graphexplain_main, tmp_path):
+    run = graphexplain_main("trace", "--no-color", "--format", "dot", _script(tmp_path, LOOP))
+    assert run.returncode == 0, run.output
+    picture = tmp_path / "graphexplain-out" / "loop.png"
+    assert picture.read_bytes().startswith(PNG)
+    assert "pictures: graphexplain-out/call-1.dot, graphexplain-out/loop.png" in run.stdout
+    assert "Traceback" not in run.output and "not plotted" not in run.stderr
+
+
+def test_one_call_gets_no_plot(graphexplain_main, tmp_path):
+    run = graphexplain_main("trace", "--quiet", "--format", "dot", REPO / "examples" / "autograd_mean.py")
+    assert run.returncode == 0, run.output
+    assert not (tmp_path / "graphexplain-out" / "loop.png").exists()
+    assert "loop.png" not in run.stdout
+
+
+def test_the_plot_is_the_same_bytes_twice(tmp_path):
+    calls = [CallPoint(k, 10.0 ** -k, (("w", 1.0 / k), ("b", 0.5)), k in (1, 4)) for k in range(1, 8)]
+    first, second = plot(calls, str(tmp_path / "a.png")), plot(calls, str(tmp_path / "b.png"))
+    assert Path(first).read_bytes() == Path(second).read_bytes()
+    assert b"Software" not in Path(first).read_bytes()
+
+
+def test_the_scripts_own_matplotlib_is_untouched(graphexplain_main, tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    backend = matplotlib.rcParams._get_backend_or_none()
+    import matplotlib.pyplot as plt
+    before = set(plt.get_fignums())  # figures other tests in this process left open
+    try:
+        run = graphexplain_main("trace", "--quiet", "--format", "dot", _script(tmp_path, OWN_PLOT))
+        assert run.returncode == 0, run.output
+        assert (tmp_path / "graphexplain-out" / "loop.png").exists()
+        (new,) = set(plt.get_fignums()) - before  # the script's figure, and no figure of ours
+        assert plt.figure(new).get_size_inches().tolist() == [3.0, 2.0]
+        assert matplotlib.rcParams["lines.linewidth"] == 7.0  # the script's style, still in force
+        assert matplotlib.get_backend().lower() == "agg"
+    finally:
+        plt.close("all")
+        matplotlib.rcdefaults()
+        if backend is not None:
+            matplotlib.rcParams["backend"] = backend
+
+
+def test_a_plot_that_fails_is_one_line(graphexplain_main, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    run = graphexplain_main("trace", "--quiet", "--format", "dot", _script(tmp_path, LOOP))
+    assert run.returncode == 0, run.output  # the verification's code, not the plot's
+    messages = [line for line in run.stderr.split("graphexplain: ") if line.strip()]
+    assert len(messages) == 1, run.stderr
+    assert " ".join(messages[0].split()).startswith("not plotted: graphexplain-out/loop.png: matplotlib is not "
+                                                    "installed")
+    assert "Traceback" not in run.output
+    assert "loop.png" not in run.stdout
+
+
+def test_a_plot_into_a_missing_folder_is_a_plot_error(tmp_path):
+    with pytest.raises(PlotError) as failed:
+        plot([CallPoint(1, 1.0, (), True), CallPoint(2, 0.5, (), False)], str(tmp_path / "no" / "loop.png"))
+    assert "\n" not in str(failed.value)
+
+
+def test_the_plot_reads_every_call_and_marks_the_explained(graphexplain_main, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(loop_plot, "plot", lambda calls, path, title="": seen.append(calls) or path)
+    graphexplain_main("trace", "--quiet", "--call", "2", "--format", "dot", _script(tmp_path, LOOP))
+    (calls,) = seen
+    assert [c.index for c in calls] == [1, 2, 3, 4, 5]
+    assert [c.explained for c in calls] == [False, True, False, False, False]
+    assert all(c.loss is not None and [name for name, _ in c.norms] == ["w"] for c in calls)
+
+
+def test_log_scale_only_when_the_values_span_decades():
+    assert not loop_plot._spans_decades([1.0, 0.5, 0.02])  # 1/0.02 = 50, under two powers of ten
+    assert loop_plot._spans_decades([1.0, 1e-4])
+    assert not loop_plot._spans_decades([1.0, -1.0, 1e-4])  # a sign change: linear
+
+
+@pytest.mark.parametrize("example", ["gradient_descent", "grad_accumulation"])
+def test_an_examples_output_gains_only_the_plot(example, graphexplain_main, tmp_path, monkeypatch):
+    script = REPO / "examples" / f"{example}.py"
+    plotted = graphexplain_main("trace", "--no-color", "--width", "100", "--format", "dot", "--out", "a", script)
+    monkeypatch.setattr(loop_plot, "points", lambda report: ())  # as before the plot
+    plain = graphexplain_main("trace", "--no-color", "--width", "100", "--format", "dot", "--out", "b", script)
+    assert plotted.returncode == plain.returncode == 0
+    assert plotted.stdout.replace("a/", "b/").replace(", b/loop.png", "") == plain.stdout
+    assert ", a/loop.png" in plotted.stdout and plotted.stderr == plain.stderr
+
+
+# --- --call all: a loop's walkthroughs folded -------------------------------------------------
+
+def test_call_all_prints_the_first_walkthrough_and_a_line_per_repeat(graphexplain_main, tmp_path):
+    run = graphexplain_main("trace", "--call", "all", "--no-color", "--width", "120", "--format", "dot",
+                            _script(tmp_path, LOOP))
+    assert run.returncode == 0, run.output
+    assert _walkthroughs(run.stdout) == [1]
+    assert _table_calls(run.stdout) == {2: "1", 3: "1", 4: "1", 5: "1"}
+    assert "Calls explained and verified, with the graph of the call named (--full prints their walkthroughs)" \
+        in " ".join(run.stdout.split())
+    assert sorted(p.name for p in (tmp_path / "graphexplain-out").glob("call-*.dot")) == \
+        [f"call-{k}.dot" for k in range(1, 6)]  # every call is still drawn
+    assert "5 backward calls, 5 explained" in run.stdout
+
+
+def test_full_prints_every_walkthrough(graphexplain_main, tmp_path):
+    run = graphexplain_main("trace", "--call", "all", "--full", "--no-color", "--format", "dot",
+                            _script(tmp_path, LOOP))
+    assert run.returncode == 0, run.output
+    assert _walkthroughs(run.stdout) == [1, 2, 3, 4, 5]
+    assert "graph of call" not in run.stdout
+
+
+def test_a_mismatch_in_the_loop_gets_its_walkthrough(graphexplain_main, tmp_path):
+    run = graphexplain_main("trace", "--call", "all", "--no-color", "--width", "120", "--format", "dot",
+                            _script(tmp_path, WRONG_AT_THREE))
+    assert run.returncode == 1, run.output  # caught: a check that can fail
+    assert _walkthroughs(run.stdout) == [1, 3]
+    assert _table_calls(run.stdout) == {2: "1", 4: "1", 5: "1"}
+    assert "✗" in run.stdout.split("Backward call 3")[1]
+
+
+def test_the_json_keeps_every_call_whole(graphexplain_main, tmp_path):
+    import json
+
+    graphexplain_main("trace", "--call", "all", "--quiet", "--format", "dot", "--json", "r.json",
+                      _script(tmp_path, LOOP))
+    calls = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))["backward_calls"]
+    assert [len(call["nodes"]) for call in calls] == [len(calls[0]["nodes"])] * 5
+    assert all(isinstance(call["root"]["value"], float) for call in calls)  # the loss, for a plot
+
+
+# --- many pictures, one dot -----------------------------------------------------------------
+
+def _sources(count: int):
+    return [f'digraph g {{ a [label="call {k}"]; b [label="{"x" * k}"]; a -> b }}\n' for k in range(count)]
+
+
+def test_batches_keep_the_order_and_their_bounds(monkeypatch):
+    monkeypatch.setattr(dot, "BATCH_PICTURES", 3)
+    big = "x" * (dot.ALONE + 1)
+    batches = dot._batches(["a", "b", "c", "d", big, "e"])
+    assert batches == [[0, 1, 2], [3], [4], [5]]
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot is not installed")
+@pytest.mark.parametrize("format", ["png", "pdf", "svg"])
+def test_one_dot_for_many_pictures_draws_what_one_dot_each_would(format):
+    sources = _sources(5)
+    together = dict(dot.draw_all(sources, format))
+    assert sorted(together) == list(range(5))
+    for position, source in enumerate(sources):
+        assert together[position] == dot._draw(source, format), position
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot is not installed")
+def test_a_refused_graph_in_a_batch_is_its_own_one_line_error():
+    sources = _sources(4)
+    sources[2] = 'digraph { a [label="' + "x" * 20000 + '"] }'  # dot refuses labels this long
+    drawn = dict(dot.draw_all(sources, "png"))
+    assert isinstance(drawn[2], dot.RenderError) and "\n" not in str(drawn[2])
+    assert all(drawn[k].startswith(PNG) for k in (0, 1, 3))
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot is not installed")
+def test_call_all_pictures_match_one_dot_each(graphexplain_main, tmp_path):
+    run = graphexplain_main("trace", "--call", "all", "--quiet", "--format", "png", _script(tmp_path, LOOP))
+    assert run.returncode == 0, run.output
+    out = tmp_path / "graphexplain-out"
+    for k in range(1, 6):
+        source = (out / f"call-{k}.dot").read_text(encoding="utf-8")
+        assert (out / f"call-{k}.png").read_bytes() == dot._draw(source, "png"), k
