@@ -396,12 +396,12 @@ def _pictures_line(written: List[str]) -> str:
 
 
 def _write_loop_plot(report, outputs: Outputs, err) -> List[str]:
-    """`loop.png` for a script that made two backward calls or more; a
+    """`loop.png` for a loop (`PLOTTED_FROM` backward calls or more); a
     failure is one line (render/loop_plot.py)."""
-    from .render.loop_plot import LOOP_PICTURE, PlotError, plot, points
+    from .render.loop_plot import LOOP_PICTURE, PLOTTED_FROM, PlotError, plot, points
 
     calls = points(report)
-    if len(calls) < 2:
+    if len(calls) < PLOTTED_FROM:
         return []
     shown = os.path.join(outputs.folder_shown, LOOP_PICTURE)
     try:

@@ -56,6 +56,9 @@ for step in range(5):
     w.grad = None
 """
 
+# a loop long enough for a plot (loop_plot.PLOTTED_FROM calls)
+LONG_LOOP = LOOP.replace("range(5)", "range(13)")
+
 # the script's own matplotlib: a style, a figure left open in pyplot, the Agg backend chosen
 OWN_PLOT = """\
 import matplotlib
@@ -66,7 +69,7 @@ plt.rcParams["lines.linewidth"] = 7.0
 figure = plt.figure(figsize=(3, 2))
 plt.plot([1, 2, 3])
 w = torch.ones(2, requires_grad=True)
-for k in range(3):
+for k in range(13):
     (w * w).sum().backward()
 """
 
@@ -88,7 +91,7 @@ def _table_calls(stdout: str):
 # --- the loop plot --------------------------------------------------------------------------
 
 def test_a_loop_gets_its_plot_listed_with_the_pictures(graphexplain_main, tmp_path):
-    run = graphexplain_main("trace", "--no-color", "--format", "dot", _script(tmp_path, LOOP))
+    run = graphexplain_main("trace", "--no-color", "--format", "dot", _script(tmp_path, LONG_LOOP))
     assert run.returncode == 0, run.output
     picture = tmp_path / "graphexplain-out" / "loop.png"
     assert picture.read_bytes().startswith(PNG)
@@ -96,8 +99,9 @@ def test_a_loop_gets_its_plot_listed_with_the_pictures(graphexplain_main, tmp_pa
     assert "Traceback" not in run.output and "not plotted" not in run.stderr
 
 
-def test_one_call_gets_no_plot(graphexplain_main, tmp_path):
-    run = graphexplain_main("trace", "--quiet", "--format", "dot", REPO / "examples" / "autograd_mean.py")
+@pytest.mark.parametrize("example", ["autograd_mean", "grad_accumulation"])
+def test_a_few_calls_get_no_plot(example, graphexplain_main, tmp_path):
+    run = graphexplain_main("trace", "--quiet", "--format", "dot", REPO / "examples" / f"{example}.py")
     assert run.returncode == 0, run.output
     assert not (tmp_path / "graphexplain-out" / "loop.png").exists()
     assert "loop.png" not in run.stdout
@@ -134,7 +138,7 @@ def test_the_scripts_own_matplotlib_is_untouched(graphexplain_main, tmp_path):
 
 def test_a_plot_that_fails_is_one_line(graphexplain_main, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
-    run = graphexplain_main("trace", "--quiet", "--format", "dot", _script(tmp_path, LOOP))
+    run = graphexplain_main("trace", "--quiet", "--format", "dot", _script(tmp_path, LONG_LOOP))
     assert run.returncode == 0, run.output  # the verification's code, not the plot's
     messages = [line for line in run.stderr.split("graphexplain: ") if line.strip()]
     assert len(messages) == 1, run.stderr
@@ -153,10 +157,10 @@ def test_a_plot_into_a_missing_folder_is_a_plot_error(tmp_path):
 def test_the_plot_reads_every_call_and_marks_the_explained(graphexplain_main, tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(loop_plot, "plot", lambda calls, path, title="": seen.append(calls) or path)
-    graphexplain_main("trace", "--quiet", "--call", "2", "--format", "dot", _script(tmp_path, LOOP))
+    graphexplain_main("trace", "--quiet", "--call", "2", "--format", "dot", _script(tmp_path, LONG_LOOP))
     (calls,) = seen
-    assert [c.index for c in calls] == [1, 2, 3, 4, 5]
-    assert [c.explained for c in calls] == [False, True, False, False, False]
+    assert [c.index for c in calls] == list(range(1, 14))
+    assert [c.explained for c in calls] == [k == 2 for k in range(1, 14)]
     assert all(c.loss is not None and [name for name, _ in c.norms] == ["w"] for c in calls)
 
 
@@ -166,7 +170,7 @@ def test_log_scale_only_when_the_values_span_decades():
     assert not loop_plot._spans_decades([1.0, -1.0, 1e-4])  # a sign change: linear
 
 
-@pytest.mark.parametrize("example", ["gradient_descent", "grad_accumulation"])
+@pytest.mark.parametrize("example", ["gradient_descent", "training_pipeline"])
 def test_an_examples_output_gains_only_the_plot(example, graphexplain_main, tmp_path, monkeypatch):
     script = REPO / "examples" / f"{example}.py"
     plotted = graphexplain_main("trace", "--no-color", "--width", "100", "--format", "dot", "--out", "a", script)

@@ -26,6 +26,10 @@ DECADES = 2.0  # a series spanning more than this many powers of ten is drawn on
 MARKED = 60  # up to this many explained calls get a mark each; more are one band of marks
 
 LOOP_PICTURE = "loop.png"
+# A loop: more backward calls than the calls table lists in full. Fewer are
+# read at a glance in that table, and the plot's matplotlib import (~0.45 s of
+# CPU, a third of a small script's whole run) is not worth paying for them.
+PLOTTED_FROM = 13
 
 
 class PlotError(Exception):
