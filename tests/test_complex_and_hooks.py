@@ -91,3 +91,18 @@ def test_a_hook_under_trace_exits_incomplete(graphexplain_main, tmp_path):
     assert "[2.0, 2.0]" in run.stdout  # the script's own numbers, hook and all: 2·clamp(2h, max=1)
     assert "hooked.py:4" in " ".join(run.stdout.split())
     assert "MISMATCH" not in run.stdout
+
+
+def test_a_complex_leaf_traced_verifies_and_warns_nothing(graphexplain_main, tmp_path):
+    script = tmp_path / "complex_leaf.py"
+    script.write_text(
+        "import torch\n"
+        "z = torch.tensor([1+2j, 3-1j], requires_grad=True)\n"
+        "loss = (z * z.conj()).real.sum()\n"
+        "loss.backward()\n"
+        "print(z.grad.tolist())\n")
+    run = graphexplain_main("trace", "--format", "dot", "--quiet", script)
+    assert run.returncode == 0, run.output
+    assert "[(2+4j), (6-2j)]" in run.stdout
+    assert "Casting complex values" not in run.stderr  # the loop table's norm of a complex .grad
+    assert "verified — 1 backward call" in " ".join(run.stdout.split())

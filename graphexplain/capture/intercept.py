@@ -430,8 +430,14 @@ class Interceptor:
             if kept_grad(tensor) is None:
                 continue
             name = names.tensor(tensor) or f"leaf {position + 1}"
-            norm = _number(tensor.grad.detach().double().norm()) if _readable(tensor.grad) else None
+            norm = _number(_widened(tensor.grad.detach()).norm()) if _readable(tensor.grad) else None
             if norm is not None:
                 norms.append((name, norm))
         root_name = (names.tensor(root) or names.node(root.grad_fn)) if root is not None else ""
         return CallSummary(root_name or "output", value, tuple(norms))
+
+
+def _widened(tensor: torch.Tensor) -> torch.Tensor:
+    """float64, or complex128 for a complex tensor: `.double()` of a complex
+    gradient would drop its imaginary part, with a warning on the user's stderr."""
+    return tensor.to(torch.complex128) if tensor.is_complex() else tensor.double()

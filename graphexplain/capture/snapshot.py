@@ -736,8 +736,16 @@ def _same_numbers(copy: Optional[np.ndarray], earlier: Optional[np.ndarray]) -> 
     if copy is None or earlier is None or copy is earlier or copy.shape != earlier.shape or \
             copy.dtype != earlier.dtype:
         return copy
-    same = np.array_equal(copy, earlier) and np.array_equal(np.signbit(copy), np.signbit(earlier))
+    same = np.array_equal(copy, earlier) and all(np.array_equal(np.signbit(mine), np.signbit(theirs)) for mine, theirs in
+                                                 _real_parts(copy, earlier))
     return earlier if same else copy  # nan ≠ nan: a copy with a nan stays its own; -0.0 is told from 0.0
+
+
+def _real_parts(copy: np.ndarray, earlier: np.ndarray):
+    """The pairs whose signs tell -0.0 from 0.0: real and imaginary parts of a complex gradient."""
+    if np.iscomplexobj(copy):
+        return ((copy.real, earlier.real), (copy.imag, earlier.imag))
+    return ((copy, earlier),)
 
 
 def _view_write(node):
