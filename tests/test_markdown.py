@@ -354,3 +354,19 @@ def test_manual_updates_and_unknown_optimizers(tmp_path):
     assert "| `w` ← | $w - t$ = `0.5 - 0.1` = `[0.4, -0.8]` ✓ verified |" in section
     assert "Gradients cleared (grad = None): `w` (set to None)." in section
     _tables_are_whole(section)
+
+
+def test_a_hostile_parameter_name_in_the_update_is_escaped(tmp_path):
+    from graphexplain.render.markdown import to_markdown
+
+    report = _traced(tmp_path, """
+        import torch
+        model = torch.nn.ModuleDict({"a|b*c_[d]": torch.nn.Linear(1, 1)})
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        model["a|b*c_[d]"](torch.ones(1)).sum().backward()
+        optimizer.step()
+    """)
+    section = _section(to_markdown(report), "## After backward call 1")
+    assert "### `model.a|b*c_[d].weight` (1, 1)" in section  # code outside a table needs no escaping
+    assert "| `model.a\\|b*c_[d].weight` ← | $" in section  # in a cell, its `|` escaped
+    _tables_are_whole(section)

@@ -309,7 +309,7 @@ def _update_param(param, before, call: str, level: int) -> List[str]:
         table.add("after", f"{numbers(param.after)} (torch's; not checked)")
         table.add("status", f"**{text(_mark(NO_RULE))}**")
         return [heading, "", *table.lines(), ""]
-    table.add("rule", text(param.rule) + (", numbers of element [0]" if size > 1 else ""))
+    table.add("rule", text(param.rule + (", numbers of element [0]" if size > 1 else "")))
     if before.operand is not None:  # a manual update: t is what the script's line applies
         table.add("t", code(f"{_operand_code(call)}{array(before.operand)}"))
     checks = {check.what: check for check in param.checks}
