@@ -239,7 +239,8 @@ def test_the_adam_page_shows_the_update_in_a_browser(pages, browser):
     for line in ("exp_avg ←", "exp_avg_sq ←", "bias_correction1 =", "m_hat =", "v_hat =", "model.weight ←",
                  "gradients cleared by optimizer.zero_grad()"):
         assert line in shown, line
-    assert browser.evaluate("document.querySelectorAll('#gx-c1 .gx-updates math').length") == 16  # 8 lines per parameter
+    # 8 lines per parameter, each with its formula
+    assert browser.evaluate("document.querySelectorAll('#gx-c1 .gx-updates math').length") == 16
     assert browser.evaluate("document.querySelectorAll('#gx-c1 .gx-updates .gx-u-verified').length") == 8
     assert "✗" not in shown
     assert browser.problems == []

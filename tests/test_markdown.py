@@ -290,8 +290,8 @@ def test_the_adam_example_shows_its_update_as_the_terminal_does(graphexplain_mai
     assert r"| `exp_avg` ← | $\mathtt{exp\_avg} + \left(\mathtt{grad} - \mathtt{exp\_avg}\right) \left(1 - " \
            r"\mathtt{beta1}\right)$ = `0 + ((-27.43) - 0)*(1 - 0.9)` = `[[-2.743]]` ✓ verified |" in section
     assert r"| `bias_correction2` = | $1 - \mathtt{beta2}^{\mathtt{step}}$ = `1 - 0.999**1` = `0.001` |" in section
-    assert r"| `model.weight` ← | $\mathtt{model.weight} - \frac{\mathtt{lr} \mathtt{m\_hat}}{\sqrt{\mathtt{v\_hat}} " \
-           r"+ \mathtt{eps}}$ = `(-0.007487) - 0.1*(-27.43)/(sqrt(752.4) + 1e-08)` = `[[0.09251]]` ✓ verified |" \
+    assert r"| `model.weight` ← | $\mathtt{model.weight} - \frac{\mathtt{lr} \mathtt{m\_hat}}" \
+           r"{\sqrt{\mathtt{v\_hat}} + \mathtt{eps}}$ = `(-0.007487) - 0.1*(-27.43)/(sqrt(752.4) + 1e-08)` = `[[0.09251]]` ✓ verified |" \
         in section
     # one ✓ per value torch stored (step, exp_avg, exp_avg_sq, the parameter), per parameter; none on the rest
     assert section.count(" ✓ verified |") == 8 and section.count("| status | **✓ verified** |") == 2
