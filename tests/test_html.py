@@ -7,6 +7,7 @@ from the top."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -91,7 +92,8 @@ def test_the_page_escapes_every_string_of_the_user(graphexplain_main, tmp_path):
                        "tr", "th", "td", "main", "div", "details", "summary", "pre", "span", "script", "a", "svg",
                        "g", "polygon", "path", "text", "ellipse", "polyline", "math", "mrow", "mi", "mo", "mn",
                        "msup", "msub", "mfrac", "mtext", "msqrt", "mspace", "mfenced", "mover", "munder",
-                       "mtable", "mtr", "mtd", "mstyle", "mroot", "munderover", "msubsup", "mpadded"}, tags
+                       "mtable", "mtr", "mtd", "mstyle", "mroot", "munderover", "msubsup", "mpadded",
+                       "section", "h3"}, tags
 
 
 def test_the_same_run_gives_the_same_bytes(pages, graphexplain_main, tmp_path):
@@ -225,6 +227,25 @@ def test_several_fragments_on_one_page_keep_to_themselves(pages, browser):
     assert browser.evaluate("document.querySelectorAll('.gx[data-gx-ready]').length") == calls
 
 
+@needs_chromium
+@needs_dot
+def test_the_adam_page_shows_the_update_in_a_browser(pages, browser):
+    _, folder = pages("adam_regression")
+    browser.open(folder / "adam_regression.html")
+    assert browser.problems == []
+    assert _visible(browser, "#gx-c1 .gx-updates")  # open from the start, below the steps
+    shown = browser.evaluate("document.querySelector('#gx-c1 .gx-updates').innerText")
+    assert "After backward call 1: the parameters' updates" in shown
+    for line in ("exp_avg ←", "exp_avg_sq ←", "bias_correction1 =", "m_hat =", "v_hat =", "model.weight ←",
+                 "gradients cleared by optimizer.zero_grad()"):
+        assert line in shown, line
+    # 8 lines per parameter, each with its formula
+    assert browser.evaluate("document.querySelectorAll('#gx-c1 .gx-updates math').length") == 16
+    assert browser.evaluate("document.querySelectorAll('#gx-c1 .gx-updates .gx-u-verified').length") == 8
+    assert "✗" not in shown
+    assert browser.problems == []
+
+
 def test_the_renderer_imports_neither_torch_nor_sympy(launch, tmp_path):
     """Formulas come from derive/printing.py, loaded when a page is made (the derivation stage owns sympy)."""
     run = launch.python("-c", "import sys, graphexplain.render.html; "
@@ -241,3 +262,90 @@ def test_without_dot_the_notebook_has_html_and_no_picture(monkeypatch, tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path / "no-programs-here"))
     assert explanation._repr_svg_() is None and explanation._repr_png_() is None
     assert "The picture is missing" in explanation._repr_html_()
+
+
+# --- the parameters' updates after an explained call (docs/optimizers.md) ------------------------------
+
+def _traced(tmp_path, code: str, wrong=None):
+    """A script run in-process and its Report; `wrong(run)` may alter what torch wrote before the checks."""
+    import textwrap
+
+    from graphexplain.capture.runner import run_script
+    from graphexplain.report import Report
+
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(code), encoding="utf-8")
+    run = run_script(str(script))
+    if wrong is not None:
+        wrong(run)
+    return Report.of(run)
+
+
+def _updates(page: str) -> str:
+    return page[page.index('<section class="gx-updates">'):page.index("</section>")]
+
+
+def test_the_adam_page_shows_m_v_and_the_bias_corrections(pages):
+    run, folder = pages("adam_regression")
+    assert run.returncode == 0, run.output
+    section = _updates((folder / "adam_regression.html").read_text(encoding="utf-8"))
+    assert "<h3>After backward call 1: the parameters' updates</h3>" in section
+    assert '<code>optimizer.step()</code>: Adam, <code>betas=(0.9, 0.999), eps=1e-08, lr=0.1</code> ' \
+           "(adam_regression.py:19) <span class=\"gx-mark\">✓ verified</span>" in section
+    for target in ("step ←", "exp_avg ←", "exp_avg_sq ←", "bias_correction1 =", "bias_correction2 =", "m_hat =",
+                   "v_hat =", "model.weight ←", "model.bias ←"):
+        assert f"<th>{target}</th>" in section, target
+    assert "<code>(-0.007487) - 0.1*(-27.43)/(sqrt(752.4) + 1e-08)</code> = <code>[[0.09251]]</code>" in section
+    assert "<msqrt>" in section and "<mfrac>" in section  # sympy's MathML, not the formula's text
+    assert section.count('class="gx-u-verified"') == 8  # one ✓ per value torch stored
+    assert "gradients cleared by <code>optimizer.zero_grad()</code> (adam_regression.py:20): " \
+           "<code>model.bias</code>, <code>model.weight</code> (set to None)" in section
+
+
+def test_a_wrong_update_is_a_cross_with_both_numbers(tmp_path):
+    from graphexplain.render.html import page
+
+    def wrong(run):
+        (step,) = run.calls[0].updates
+        after = step.after[0]
+        bad = dataclasses.replace(after, state={"momentum_buffer": after.state["momentum_buffer"] * 1.01})
+        run.calls[0].updates[0] = dataclasses.replace(step, after=(bad,))
+
+    report = _traced(tmp_path, """
+        import torch
+        w = torch.tensor([0.5, -1.0], requires_grad=True)
+        optimizer = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+        (w ** 2).sum().backward()
+        optimizer.step()
+    """, wrong)
+    written = page(report)
+    section = _updates(written)
+    assert '<p class="gx-verdict gx-s-mismatch"><code>optimizer.step()</code>: SGD' in section
+    row = next(r for r in section.split("<tr>") if r.startswith("<th>momentum_buffer ←</th>"))
+    assert '<span class="gx-u-mismatch"><span class="gx-mark">✗ MISMATCH</span></span>' in row
+    assert "w momentum_buffer at [0]: derived 1, torch 1.01" in row
+    assert '<div class="gx-update gx-s-mismatch">' in section
+    assert page(report) == written  # the same bytes every time
+
+
+def test_unknown_optimizers_manual_updates_and_hostile_names(tmp_path):
+    from graphexplain.render.html import page
+
+    report = _traced(tmp_path, f"""
+        import torch
+        model = torch.nn.ModuleDict({{{NASTY!r}: torch.nn.Linear(1, 1)}})
+        optimizer = torch.optim.Adagrad(model.parameters(), lr=0.1)
+        w = torch.tensor([0.5, -1.0], requires_grad=True)
+        loss = model[{NASTY!r}](torch.ones(1)).sum() + (w ** 2).sum()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            w -= 0.1 * w.grad
+    """)
+    written = page(report)
+    section = _updates(written)
+    assert NASTY not in written and html.escape(NASTY, quote=True) in section
+    assert "torch.optim.Adagrad has no rule" in section and "(torch's; not checked)" in section
+    assert "<th>before</th>" in section and "<th>after</th>" in section
+    assert "<th>t =</th><td><code>0.1 * w.grad = </code><code>[0.1, -0.2]</code>" in section
+    assert "<code>0.5 - 0.1</code> = <code>[0.4, -0.8]</code>" in section

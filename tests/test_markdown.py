@@ -254,3 +254,119 @@ def test_a_mismatch_is_a_cross_with_both_numbers(graphexplain_main, tmp_path, mo
     assert "| status | **✗ MISMATCH** |" in node
     assert "| chain → `x` |" in node and "| torch |" in node  # the derived and torch's numbers, side by side
     assert page.splitlines()[4].startswith("**✗ mismatch")
+
+
+# --- the parameters' updates after an explained call (docs/optimizers.md) ------------------------------
+
+def _traced(tmp_path, code: str, wrong=None):
+    """A script run in-process and its Report; `wrong(run)` may alter what torch wrote before the checks."""
+    from graphexplain.capture.runner import run_script
+    from graphexplain.report import Report
+
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(code), encoding="utf-8")
+    run = run_script(str(script))
+    if wrong is not None:
+        wrong(run)
+    return Report.of(run)
+
+
+def _section(page: str, heading: str) -> str:
+    part = page[page.index(heading):]
+    following = part.find("\n## ", 1)
+    return part if following < 0 else part[:following]
+
+
+def test_the_adam_example_shows_its_update_as_the_terminal_does(graphexplain_main, tmp_path):
+    shutil.copy(EXAMPLES / "adam_regression.py", tmp_path / "adam_regression.py")
+    run = graphexplain_main("trace", "--format", "dot", "--markdown", "post.md", "adam_regression.py")
+    assert run.returncode == 0, run.output
+    page = (tmp_path / "post.md").read_text(encoding="utf-8")
+    section = _section(page, "## After backward call 1: the parameters' updates")
+    assert "`optimizer.step()`: Adam, `betas=(0.9, 0.999), eps=1e-08, lr=0.1` (adam\\_regression.py:19): " \
+           "**✓ verified**" in section
+    assert "### `model.weight` (1, 1)" in section and "### `model.bias` (1,)" in section
+    # m, v, the bias corrections and the step, each as sympy's LaTeX, its numbers and its value
+    assert r"| `exp_avg` ← | $\mathtt{exp\_avg} + \left(\mathtt{grad} - \mathtt{exp\_avg}\right) \left(1 - " \
+           r"\mathtt{beta1}\right)$ = `0 + ((-27.43) - 0)*(1 - 0.9)` = `[[-2.743]]` ✓ verified |" in section
+    assert r"| `bias_correction2` = | $1 - \mathtt{beta2}^{\mathtt{step}}$ = `1 - 0.999**1` = `0.001` |" in section
+    assert r"| `model.weight` ← | $\mathtt{model.weight} - \frac{\mathtt{lr} \mathtt{m\_hat}}" \
+           r"{\sqrt{\mathtt{v\_hat}} + \mathtt{eps}}$ = `(-0.007487) - 0.1*(-27.43)/(sqrt(752.4) + 1e-08)` = `[[0.09251]]` ✓ verified |" \
+        in section
+    # one ✓ per value torch stored (step, exp_avg, exp_avg_sq, the parameter), per parameter; none on the rest
+    assert section.count(" ✓ verified |") == 8 and section.count("| status | **✓ verified** |") == 2
+    assert "Gradients cleared by `optimizer.zero_grad()` (adam\\_regression.py:20): `model.bias`, " \
+           "`model.weight` (set to None)." in section
+    _tables_are_whole(page)
+    assert page.index("## Backward call 1") < page.index("## After backward call 1") < \
+        page.index("## Other backward calls")
+
+
+def test_a_wrong_update_is_a_cross_with_both_numbers(tmp_path):
+    from graphexplain.render.markdown import to_markdown
+
+    def wrong(run):
+        (step,) = run.calls[0].updates
+        after = step.after[0]
+        bad = dataclasses.replace(after, state={"momentum_buffer": after.state["momentum_buffer"] * 1.01})
+        run.calls[0].updates[0] = dataclasses.replace(step, after=(bad,))
+
+    report = _traced(tmp_path, """
+        import torch
+        w = torch.tensor([0.5, -1.0], requires_grad=True)
+        optimizer = torch.optim.SGD([w], lr=0.1, momentum=0.9)
+        (w ** 2).sum().backward()
+        optimizer.step()
+    """, wrong)
+    page = to_markdown(report)
+    section = _section(page, "## After backward call 1")
+    assert "`optimizer.step()`: SGD, `lr=0.1, momentum=0.9` (script.py:6): **✗ MISMATCH**" in section
+    row = next(line for line in section.splitlines() if line.startswith("| `momentum_buffer` ←"))
+    assert "**✗ MISMATCH w momentum\\_buffer at \\[0\\]: derived 1, torch 1.01" in row
+    assert "| `w` ← |" in section and "| status | **✗ MISMATCH** |" in section
+    assert page.splitlines()[4].startswith("**✗ mismatch")
+    assert to_markdown(report) == page  # the same bytes every time
+    _tables_are_whole(page)
+
+
+def test_manual_updates_and_unknown_optimizers(tmp_path):
+    from graphexplain.render.markdown import to_markdown
+
+    report = _traced(tmp_path, """
+        import torch
+        w = torch.tensor([0.5, -1.0], requires_grad=True)
+        weird = torch.nn.Parameter(torch.tensor([2.0]))
+        optimizer = torch.optim.Adagrad([weird], lr=0.1)
+        loss = (w ** 2).sum() + (weird * 3).sum()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            w -= 0.1 * w.grad
+        w.grad = None
+    """)
+    section = _section(to_markdown(report), "## After backward call 1")
+    assert "torch.optim.Adagrad has no rule" in section
+    assert "| before | `[2]` |" in section and "(torch's; not checked)" in section
+    assert "| status | **? no symbolic rule** |" in section
+    assert "`w -= 0.1 * w.grad`: the script's own update under torch.no_grad() (script.py:10): **✓ verified**" \
+        in section
+    assert "| t | `0.1 * w.grad = [0.1, -0.2]` |" in section
+    assert "| `w` ← | $w - t$ = `0.5 - 0.1` = `[0.4, -0.8]` ✓ verified |" in section
+    assert "Gradients cleared (grad = None): `w` (set to None)." in section
+    _tables_are_whole(section)
+
+
+def test_a_hostile_parameter_name_in_the_update_is_escaped(tmp_path):
+    from graphexplain.render.markdown import to_markdown
+
+    report = _traced(tmp_path, """
+        import torch
+        model = torch.nn.ModuleDict({"a|b*c_[d]": torch.nn.Linear(1, 1)})
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        model["a|b*c_[d]"](torch.ones(1)).sum().backward()
+        optimizer.step()
+    """)
+    section = _section(to_markdown(report), "## After backward call 1")
+    assert "### `model.a|b*c_[d].weight` (1, 1)" in section  # code outside a table needs no escaping
+    assert "| `model.a\\|b*c_[d].weight` ← | $" in section  # in a cell, its `|` escaped
+    _tables_are_whole(section)

@@ -34,7 +34,10 @@ from ..notation import is_number, label, shorten
 from ..results import DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .collapse import View, collapse
 from .formatting import array, number, plural, shape
-from .terminal import MARKS, WORDS, _mismatch_words, _verdict, _where, listed_positions, verdict_line
+from .terminal import (
+    MARKS, UPDATE_HEADINGS, WORDS, _hyper_words, _mismatch_words, _named, _operand_code, _put_numbers, _verdict,
+    _where, listed_positions, verdict_line,
+)
 
 # In the <head> of every page --html writes: a rerun may replace a file that holds it.
 MARKER = '<meta name="generator" content="graphexplain trace --html">'
@@ -71,9 +74,16 @@ CSS = """\
 .gx .gx-tensor>summary{cursor:pointer}
 .gx .gx-first{font-weight:600}
 .gx math{font-size:1.05em}
+.gx .gx-updates{margin:.8em 0 0}
+.gx .gx-updates h3{font-size:1.05em;margin:.5em 0 .2em}
+.gx .gx-update{border:1px solid #e5e7eb;border-left:4px solid #9ca3af;margin:.3em 0;padding:.1em .5em}
+.gx .gx-update table{border-collapse:collapse;margin:.2em 0 .4em}
+.gx .gx-update th{text-align:left;vertical-align:top;color:#0e7490;font-weight:600;padding:.1em .8em .1em 0;white-space:nowrap}
+.gx .gx-update td{padding:.1em 0;overflow-wrap:anywhere}
 """
 CSS += "".join(f".gx .gx-s-{status}{{border-left-color:{colour}}}.gx .gx-s-{status} .gx-mark,"
                f".gx .gx-verdict.gx-s-{status}{{color:{colour}}}\n" for status, colour in COLOURS.items())
+CSS += "".join(f".gx .gx-u-{status} .gx-mark{{color:{colour}}}\n" for status, colour in COLOURS.items())
 CSS += f".gx .gx-picture g.node.gx-first polygon,.gx .gx-picture g.node.gx-first path{{stroke-width:4}}\n"
 
 PAGE_CSS = """\
@@ -361,9 +371,70 @@ def prefix_of(explanation) -> str:
     return f"gx-c{explanation.index}" if explanation.index else "gx-t"
 
 
-def fragment(explanation, view: Optional[View] = None, standalone: bool = True) -> str:
+def _update_param(param, before, call: str) -> str:
+    """One parameter's update: each assignment's formula (sympy's MathML), its
+    numbers, its value, and the mark where torch wrote the value."""
+    name = shorten(param.name)
+    size = np.size(param.before) if param.before is not None else 0
+    heading = f"<code>{text(name)}</code> {text(shape(np.shape(param.before)))}"
+    rows: List[Tuple[str, str]] = []
+    if param.status == NO_RULE:
+        rows += [("rule", text(param.note)), ("before", numbers(param.before)),
+                 ("after", numbers(param.after) + " (torch's; not checked)")]
+    else:
+        rows.append(("rule", text(param.rule + (", numbers of element [0]" if size > 1 else ""))))
+        if before.operand is not None:  # a manual update: t is what the script's line applies
+            rows.append(("t =", f"<code>{text(_operand_code(call))}</code>{numbers(before.operand)}"))
+        checks = {check.what: check for check in param.checks}
+        for assignment in param.assignments:
+            target = name if assignment.name == "p" else assignment.name
+            what = param.name if assignment.name == "p" else f"{param.name} {assignment.name}"
+            check = checks.get(what) if assignment.checked else None
+            content = (f"{math(_named(assignment.formula, name), [name])} = "
+                       f"<code>{text(_put_numbers(assignment.formula, assignment.inputs))}</code> = "
+                       f"{numbers(assignment.value)}")
+            if check is not None:
+                content += f' <span class="gx-u-{_status_class(check.status)[5:]}">{_mark(check.status)}</span>'
+                if check.status == MISMATCH:
+                    content += " " + text(_mismatch_words(check).removeprefix("✗ "))
+            rows.append((f"{target} {'←' if assignment.checked else '='}", content))
+    rows.append(("verdict", _mark(param.status)))
+    return (f'<div class="gx-update {_status_class(param.status)}"><p>{text(MARKS.get(param.status, "·"))} '
+            f"{heading}</p>{_rows(rows)}</div>\n")
+
+
+def updates_fragment(results, index: int) -> str:
+    """What the script did to the parameters after explained call `index`, as
+    the terminal shows it (render/terminal.py's update_section): each
+    optimizer step or manual update per parameter, checked against what torch
+    wrote, and the gradients cleared. Empty where the script did nothing."""
+    if not results:
+        return ""
+    parts = [f'<section class="gx-updates"><h3>After backward call {index}: the parameters\' updates</h3>\n']
+    for result in results:
+        update = result.update
+        where = f" ({text(_where(update.source))})" if update.source is not None else ""
+        if update.kind == "cleared":
+            cleared = ", ".join(f"<code>{text(shorten(name))}</code>" for name in update.cleared)
+            by = f"by <code>{text(update.call)}</code>" if update.call else f"({text(update.what)})"
+            parts.append(f'<p class="gx-note">gradients cleared {by}{where}: {cleared} ({text(update.how)})</p>\n')
+            continue
+        words = text(UPDATE_HEADINGS[update.kind].format(call="\0", what=update.what))
+        words = words.replace("\0", f"<code>{text(update.call)}</code>", 1)
+        hyper = _hyper_words(update.before[0]) if update.before and update.kind == "step" else ""
+        parts.append(f'<p class="gx-verdict {_status_class(result.status)}">{words}'
+                     f"{', <code>' + text(hyper) + '</code>' if hyper else ''}{where} {_mark(result.status)}</p>\n")
+        for param, before in zip(result.params, update.before):
+            parts.append(_update_param(param, before, update.call))
+    parts.append("</section>\n")
+    return "".join(parts)
+
+
+def fragment(explanation, view: Optional[View] = None, standalone: bool = True, updates=None) -> str:
     """One call as an HTML fragment: picture, steps, verdict. `standalone`
-    adds its CSS and script, for a notebook (a page has them once).
+    adds its CSS and script, for a notebook (a page has them once);
+    `updates`, the report's update results after this call, adds the
+    parameters' updates below the steps.
 
         >>> fragment(explanation)  # doctest: +SKIP
         '<div class="gx" id="gx-c1" ...'
@@ -410,6 +481,7 @@ def fragment(explanation, view: Optional[View] = None, standalone: bool = True) 
             continue
         parts.append(_leaf_panel(explanation, position, prefix))
     parts.append("</div>\n</div>\n")
+    parts.append(updates_fragment(updates, explanation.index))
     if standalone:
         parts.append(f"<script>\n{SCRIPT}</script>\n")
     parts.append("</div>\n")
@@ -477,6 +549,7 @@ def page(report) -> str:
         parts.append(f"<p>{text(report.run.target_problem)}</p>\n")
     parts.append("</header>\n<main>\n")
     for explanation in report.all_explanations:
-        parts.append(fragment(explanation, report.view, standalone=False))
+        parts.append(fragment(explanation, report.view, standalone=False,
+                              updates=getattr(report, "updates", {}).get(explanation.index)))
     parts.append(f"</main>\n<script>\n{SCRIPT}</script>\n</body>\n</html>\n")
     return "".join(parts)

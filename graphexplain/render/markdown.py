@@ -28,8 +28,8 @@ from ..results import DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT
 from .collapse import View, collapse
 from .formatting import array, number, plural, shape
 from .terminal import (
-    MARKS, WORDS, _entering_gradients, _legend, _mismatch_words, _plain_text, _verdict, _where, listed_positions,
-    module_summary, verdict_line,
+    MARKS, UPDATE_HEADINGS, WORDS, _entering_gradients, _hyper_words, _legend, _mismatch_words, _named,
+    _operand_code, _plain_text, _put_numbers, _verdict, _where, listed_positions, module_summary, verdict_line,
 )
 
 # The first line of every file --markdown writes: a rerun may replace a file that starts with it.
@@ -296,6 +296,65 @@ def call_markdown(explanation, picture: Optional[str] = None, view: Optional[Vie
     return lines
 
 
+def _update_param(param, before, call: str, level: int) -> List[str]:
+    """One parameter's update as a table: each assignment's formula (sympy's
+    LaTeX), its numbers, its value, and the mark where torch wrote the value."""
+    name = shorten(param.name)
+    size = np.size(param.before) if param.before is not None else 0
+    heading = f"{'#' * level} {code(name, table=False)} {text(shape(np.shape(param.before)))}"
+    table = _Table()
+    if param.status == NO_RULE:
+        table.add("rule", text(param.note))
+        table.add("before", numbers(param.before))
+        table.add("after", f"{numbers(param.after)} (torch's; not checked)")
+        table.add("status", f"**{text(_mark(NO_RULE))}**")
+        return [heading, "", *table.lines(), ""]
+    table.add("rule", text(param.rule + (", numbers of element [0]" if size > 1 else "")))
+    if before.operand is not None:  # a manual update: t is what the script's line applies
+        table.add("t", code(f"{_operand_code(call)}{array(before.operand)}"))
+    checks = {check.what: check for check in param.checks}
+    for assignment in param.assignments:
+        target = name if assignment.name == "p" else assignment.name
+        arrow = "←" if assignment.checked else "="
+        content = (f"{math(_named(assignment.formula, name), [name])} = "
+                   f"{code(_put_numbers(assignment.formula, assignment.inputs))} = {numbers(assignment.value)}")
+        what = param.name if assignment.name == "p" else f"{param.name} {assignment.name}"
+        check = checks.get(what) if assignment.checked else None
+        if check is not None and check.status == MISMATCH:
+            content += f" **{text(_mark(MISMATCH))} {text(_mismatch_words(check).removeprefix('✗ '))}**"
+        elif check is not None:
+            content += f" {text(_mark(check.status))}"
+        table.add(f"{code(target)} {arrow}", content)
+    table.add("status", f"**{text(_mark(param.status))}**")
+    return [heading, "", *table.lines(), ""]
+
+
+def updates_markdown(results, index: int, level: int = 2) -> List[str]:
+    """What the script did to the parameters after explained call `index`, as
+    the terminal shows it (render/terminal.py's update_section): each
+    optimizer step or manual update per parameter, checked against what torch
+    wrote, and the gradients cleared. No lines where the script did nothing."""
+    if not results:
+        return []
+    lines = [f"{'#' * level} After backward call {index}: the parameters' updates", ""]
+    for result in results:
+        update = result.update
+        where = f" ({text(_where(update.source))})" if update.source is not None else ""
+        if update.kind == "cleared":
+            cleared = ", ".join(code(shorten(name), table=False) for name in update.cleared)
+            by = f"by {code(update.call, table=False)}" if update.call else f"({text(update.what)})"
+            lines += [f"Gradients cleared {by}{where}: {cleared} ({text(update.how)}).", ""]
+            continue
+        words = UPDATE_HEADINGS[update.kind].format(call="{call}", what=text(update.what))
+        words = words.replace("{call}", code(update.call, table=False), 1)
+        hyper = _hyper_words(update.before[0]) if update.before and update.kind == "step" else ""
+        lines += [f"{words}{', ' + code(hyper, table=False) if hyper else ''}{where}: "
+                  f"**{text(_mark(result.status))}**", ""]
+        for param, before in zip(result.params, update.before):
+            lines += _update_param(param, before, update.call, level + 1)
+    return lines
+
+
 def _listing(report, level: int) -> List[str]:
     """The calls not explained in full, one row each; of many, a few with
     "… N more calls …" rows between (as the terminal lists them)."""
@@ -341,6 +400,7 @@ def to_markdown(report, pictures: Optional[Mapping[int, str]] = None, missing: O
     for explanation in report.all_explanations:
         lines += call_markdown(explanation, pictures.get(explanation.index), report.view, 2,
                                missing.get(explanation.index, ""))
+        lines += updates_markdown(getattr(report, "updates", {}).get(explanation.index), explanation.index, 2)
     lines += _errors(report, 2)
     lines += _listing(report, 2)
     return "\n".join(lines).rstrip("\n") + "\n"
