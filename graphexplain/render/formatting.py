@@ -17,6 +17,7 @@ from typing import Optional
 import numpy as np
 
 from ..model import numbers
+from ..notation import label, shorten
 
 SMALL = 6  # tensors up to this many elements are shown whole
 
@@ -62,3 +63,15 @@ def shape(dims) -> str:
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s" if not word.endswith("f") else f"{count} {word[:-1]}ves"
+
+
+def local_statement(node, derived, local) -> str:
+    """The local gradient as one statement, ∂result/∂operand = formula = with the numbers put in
+    (the Markdown and HTML reports' `local` row)."""
+    if local.expr.startswith("∂result["):
+        return local.named
+    if derived.steps and derived.steps[0].how == "matrix":
+        statement = f"∂L/∂{label(shorten(local.label))} = {local.expr}"
+    else:
+        statement = f"∂{label(shorten(node.name))}/∂{label(shorten(local.label))} = {local.expr}"
+    return statement + (f" = {local.named}" if local.named != local.expr else "")

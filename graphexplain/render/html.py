@@ -33,7 +33,7 @@ import numpy as np
 from ..notation import is_number, label, shorten
 from ..results import DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .collapse import View, collapse
-from .formatting import array, number, plural, shape
+from .formatting import array, local_statement as _local_formula, number, plural, shape
 from .terminal import (
     MARKS, UPDATE_HEADINGS, WORDS, _hyper_words, _mismatch_words, _named, _operand_code, _put_numbers, _verdict,
     _where, listed_positions, verdict_line,
@@ -198,17 +198,6 @@ def _rows(rows: List[Tuple[str, str]]) -> str:
 def _node_names(node) -> List[str]:
     names = [node.name, shorten(node.name)]
     return names + [o.label for o in node.operands] + [shorten(o.label) for o in node.operands]
-
-
-def _local_formula(node, derived, local) -> str:
-    """The local gradient as one statement: ∂result/∂operand = formula = with the numbers put in."""
-    if local.expr.startswith("∂result["):
-        return local.named
-    if derived.steps and derived.steps[0].how == "matrix":
-        statement = f"∂L/∂{label(shorten(local.label))} = {local.expr}"
-    else:
-        statement = f"∂{label(shorten(node.name))}/∂{label(shorten(local.label))} = {local.expr}"
-    return statement + (f" = {local.named}" if local.named != local.expr else "")
 
 
 def _chain(step) -> str:
