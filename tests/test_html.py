@@ -7,7 +7,6 @@ from the top."""
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from browser import Browser, find_chromium  # tests/ is on sys.path under pytest
+from traced_reports import traced, wrong_momentum_report
 from graphexplain.render.html import MARKER, fragment, text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -266,21 +266,6 @@ def test_without_dot_the_notebook_has_html_and_no_picture(monkeypatch, tmp_path)
 
 # --- the parameters' updates after an explained call (docs/optimizers.md) ------------------------------
 
-def _traced(tmp_path, code: str, wrong=None):
-    """A script run in-process and its Report; `wrong(run)` may alter what torch wrote before the checks."""
-    import textwrap
-
-    from graphexplain.capture.runner import run_script
-    from graphexplain.report import Report
-
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(code), encoding="utf-8")
-    run = run_script(str(script))
-    if wrong is not None:
-        wrong(run)
-    return Report.of(run)
-
-
 def _updates(page: str) -> str:
     return page[page.index('<section class="gx-updates">'):page.index("</section>")]
 
@@ -305,19 +290,7 @@ def test_the_adam_page_shows_m_v_and_the_bias_corrections(pages):
 def test_a_wrong_update_is_a_cross_with_both_numbers(tmp_path):
     from graphexplain.render.html import page
 
-    def wrong(run):
-        (step,) = run.calls[0].updates
-        after = step.after[0]
-        bad = dataclasses.replace(after, state={"momentum_buffer": after.state["momentum_buffer"] * 1.01})
-        run.calls[0].updates[0] = dataclasses.replace(step, after=(bad,))
-
-    report = _traced(tmp_path, """
-        import torch
-        w = torch.tensor([0.5, -1.0], requires_grad=True)
-        optimizer = torch.optim.SGD([w], lr=0.1, momentum=0.9)
-        (w ** 2).sum().backward()
-        optimizer.step()
-    """, wrong)
+    report = wrong_momentum_report(tmp_path)
     written = page(report)
     section = _updates(written)
     assert '<p class="gx-verdict gx-s-mismatch"><code>optimizer.step()</code>: SGD' in section
@@ -331,7 +304,7 @@ def test_a_wrong_update_is_a_cross_with_both_numbers(tmp_path):
 def test_unknown_optimizers_manual_updates_and_hostile_names(tmp_path):
     from graphexplain.render.html import page
 
-    report = _traced(tmp_path, f"""
+    report = traced(tmp_path, f"""
         import torch
         model = torch.nn.ModuleDict({{{NASTY!r}: torch.nn.Linear(1, 1)}})
         optimizer = torch.optim.Adagrad(model.parameters(), lr=0.1)

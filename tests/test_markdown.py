@@ -99,6 +99,7 @@ from pathlib import Path  # noqa: E402
 
 from graphexplain import rules  # noqa: E402
 from graphexplain.render.markdown import MARKER, code, text  # noqa: E402
+from traced_reports import traced, wrong_momentum_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -258,19 +259,6 @@ def test_a_mismatch_is_a_cross_with_both_numbers(graphexplain_main, tmp_path, mo
 
 # --- the parameters' updates after an explained call (docs/optimizers.md) ------------------------------
 
-def _traced(tmp_path, code: str, wrong=None):
-    """A script run in-process and its Report; `wrong(run)` may alter what torch wrote before the checks."""
-    from graphexplain.capture.runner import run_script
-    from graphexplain.report import Report
-
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(code), encoding="utf-8")
-    run = run_script(str(script))
-    if wrong is not None:
-        wrong(run)
-    return Report.of(run)
-
-
 def _section(page: str, heading: str) -> str:
     part = page[page.index(heading):]
     following = part.find("\n## ", 1)
@@ -305,19 +293,7 @@ def test_the_adam_example_shows_its_update_as_the_terminal_does(graphexplain_mai
 def test_a_wrong_update_is_a_cross_with_both_numbers(tmp_path):
     from graphexplain.render.markdown import to_markdown
 
-    def wrong(run):
-        (step,) = run.calls[0].updates
-        after = step.after[0]
-        bad = dataclasses.replace(after, state={"momentum_buffer": after.state["momentum_buffer"] * 1.01})
-        run.calls[0].updates[0] = dataclasses.replace(step, after=(bad,))
-
-    report = _traced(tmp_path, """
-        import torch
-        w = torch.tensor([0.5, -1.0], requires_grad=True)
-        optimizer = torch.optim.SGD([w], lr=0.1, momentum=0.9)
-        (w ** 2).sum().backward()
-        optimizer.step()
-    """, wrong)
+    report = wrong_momentum_report(tmp_path)
     page = to_markdown(report)
     section = _section(page, "## After backward call 1")
     assert "`optimizer.step()`: SGD, `lr=0.1, momentum=0.9` (script.py:6): **✗ MISMATCH**" in section
@@ -332,7 +308,7 @@ def test_a_wrong_update_is_a_cross_with_both_numbers(tmp_path):
 def test_manual_updates_and_unknown_optimizers(tmp_path):
     from graphexplain.render.markdown import to_markdown
 
-    report = _traced(tmp_path, """
+    report = traced(tmp_path, """
         import torch
         w = torch.tensor([0.5, -1.0], requires_grad=True)
         weird = torch.nn.Parameter(torch.tensor([2.0]))
@@ -359,7 +335,7 @@ def test_manual_updates_and_unknown_optimizers(tmp_path):
 def test_a_hostile_parameter_name_in_the_update_is_escaped(tmp_path):
     from graphexplain.render.markdown import to_markdown
 
-    report = _traced(tmp_path, """
+    report = traced(tmp_path, """
         import torch
         model = torch.nn.ModuleDict({"a|b*c_[d]": torch.nn.Linear(1, 1)})
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
