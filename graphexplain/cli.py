@@ -395,21 +395,32 @@ def _pictures_line(written: List[str]) -> str:
     return ", ".join([*first, f"… {len(written) - len(first) - len(last)} more …", *last])
 
 
-def _write_loop_plot(report, outputs: Outputs, err) -> List[str]:
-    """`loop.png` for a loop (`PLOTTED_FROM` backward calls or more); a
-    failure is one line (render/loop_plot.py)."""
-    from .render.loop_plot import LOOP_PICTURE, PLOTTED_FROM, PlotError, plot, points
+def _write_loop_plot(report, options, outputs: Outputs, err) -> List[str]:
+    """`loop.dot` and the plot in each --format, for a loop (`PLOTTED_FROM`
+    backward calls or more); a failure is one line (render/loop_plot.py)."""
+    from .render.loop_plot import LOOP_NAME, PLOTTED_FROM, PlotError, draw, points, to_dot
 
     calls = points(report)
     if len(calls) < PLOTTED_FROM:
         return []
-    shown = os.path.join(outputs.folder_shown, LOOP_PICTURE)
-    try:
-        plot(calls, os.path.join(outputs.folder, LOOP_PICTURE), f"Loss per backward call: {os.path.basename(report.run.script)}")
-    except PlotError as problem:
-        err.print(f"graphexplain: not plotted: {shown}: {problem}")
-        return []
-    return [shown]
+    source = to_dot(calls, f"Loss per backward call: {os.path.basename(report.run.script)}")
+    written = []
+    for format in ["dot", *dict.fromkeys(f for f in options.format if f != "dot")]:
+        name = f"{LOOP_NAME}.{format}"
+        shown = os.path.join(outputs.folder_shown, name)
+        try:
+            data = draw(source, format)
+            with open(os.path.join(outputs.folder, name), "wb") as handle:
+                handle.write(data)
+        except PlotError as problem:
+            where = f" The DOT source is in {written[0]}." if written else ""
+            err.print(f"graphexplain: not plotted: {shown}: {problem}{where}")
+            continue
+        except OSError as error:
+            err.print(f"graphexplain: not plotted: {shown}: {error.strerror or error}.")
+            continue
+        written.append(shown)
+    return written
 
 
 def trace(options, out, err, program: bool = False) -> int:
@@ -467,7 +478,7 @@ def _trace(options, out, err, collecting) -> int:
     if report.all_explanations:
         try:
             written = _write_pictures(report, options, outputs, err)
-            written += _write_loop_plot(report, outputs, err)
+            written += _write_loop_plot(report, options, outputs, err)
             out.print(f"pictures: {_pictures_line(written) or 'none'}")
         except OutputError as problem:
             unwritten = problem

@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from graphexplain.render import dot, loop_plot
@@ -90,28 +91,76 @@ def _table_calls(stdout: str):
 
 # --- the loop plot --------------------------------------------------------------------------
 
+def _calls(count: int, leaves=("w", "b"), explained=(1,)):
+    return [CallPoint(k, 10.0 ** (-k / 4), tuple((name, 1.0 / (k + position)) for position, name in enumerate(leaves)),
+                      k in explained) for k in range(1, count + 1)]
+
+
+def _paths(source: str):
+    """The lines of the plot's data (the loss, the leaves): (path, colour) of each edge drawing one."""
+    edges = re.findall(r'^  p\d+ -- p\d+ \[pos="([^]]*)", color="(#[0-9a-f]+)"', source, re.M)
+    data = (loop_plot.LOSS_COLOUR, *loop_plot.LEAF_COLOURS)
+    return [(" ".join(re.findall(r"[\d.]+,[\d.]+", path)), colour) for path, colour in edges if colour in data]
+
+
 def test_a_loop_gets_its_plot_listed_with_the_pictures(graphexplain_main, tmp_path):
     run = graphexplain_main("trace", "--no-color", "--format", "dot", _script(tmp_path, LONG_LOOP))
     assert run.returncode == 0, run.output
-    picture = tmp_path / "graphexplain-out" / "loop.png"
-    assert picture.read_bytes().startswith(PNG)
-    assert "pictures: graphexplain-out/call-1.dot, graphexplain-out/loop.png" in run.stdout
+    source = (tmp_path / "graphexplain-out" / "loop.dot").read_text(encoding="utf-8")
+    assert source.startswith("graph loop {") and "Loss per backward call: script.py" in source
+    assert "pictures: graphexplain-out/call-1.dot, graphexplain-out/loop.dot" in run.stdout
     assert "Traceback" not in run.output and "not plotted" not in run.stderr
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot is not installed")
+def test_the_plot_comes_in_every_format_asked_for(graphexplain_main, tmp_path):
+    run = graphexplain_main("trace", "--quiet", "--format", "png,svg,pdf", _script(tmp_path, LONG_LOOP))
+    assert run.returncode == 0, run.output
+    out = tmp_path / "graphexplain-out"
+    assert (out / "loop.png").read_bytes().startswith(PNG)
+    assert (out / "loop.pdf").read_bytes().startswith(b"%PDF")
+    assert b"Loss per backward call: script.py" in (out / "loop.svg").read_bytes()
+    assert "graphexplain-out/loop.dot, graphexplain-out/loop.png, graphexplain-out/loop.svg, " \
+           "graphexplain-out/loop.pdf" in " ".join(run.stdout.split())
+    assert run.stderr == ""  # not a word from graphviz either
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot is not installed")
+def test_the_png_is_800_by_600():
+    import struct
+
+    data = loop_plot.draw(loop_plot.to_dot(_calls(20)), "png")
+    assert data.startswith(PNG) and struct.unpack(">II", data[16:24]) == (800, 600)
 
 
 @pytest.mark.parametrize("example", ["autograd_mean", "grad_accumulation"])
 def test_a_few_calls_get_no_plot(example, graphexplain_main, tmp_path):
     run = graphexplain_main("trace", "--quiet", "--format", "dot", REPO / "examples" / f"{example}.py")
     assert run.returncode == 0, run.output
-    assert not (tmp_path / "graphexplain-out" / "loop.png").exists()
-    assert "loop.png" not in run.stdout
+    assert not list((tmp_path / "graphexplain-out").glob("loop.*"))
+    assert "loop." not in run.stdout
 
 
 def test_the_plot_is_the_same_bytes_twice(tmp_path):
     calls = [CallPoint(k, 10.0 ** -k, (("w", 1.0 / k), ("b", 0.5)), k in (1, 4)) for k in range(1, 8)]
-    first, second = plot(calls, str(tmp_path / "a.png")), plot(calls, str(tmp_path / "b.png"))
-    assert Path(first).read_bytes() == Path(second).read_bytes()
-    assert b"Software" not in Path(first).read_bytes()
+    assert loop_plot.to_dot(calls, "t") == loop_plot.to_dot(list(calls), "t")
+    if HAS_DOT:
+        first, second = plot(calls, str(tmp_path / "a.png")), plot(calls, str(tmp_path / "b.png"))
+        assert Path(first).read_bytes() == Path(second).read_bytes()
+
+
+def test_drawing_the_plot_imports_no_matplotlib(tmp_path):
+    import subprocess
+
+    from conftest import subprocess_env
+
+    code = ("import sys; from graphexplain.cli import main; main(['trace', '--quiet', '--format', 'dot', "
+            f"{str(_script(tmp_path, LONG_LOOP))!r}]); print('matplotlib' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "graphexplain-out" / "loop.dot").exists()
 
 
 def test_the_scripts_own_matplotlib_is_untouched(graphexplain_main, tmp_path):
@@ -124,7 +173,7 @@ def test_the_scripts_own_matplotlib_is_untouched(graphexplain_main, tmp_path):
     try:
         run = graphexplain_main("trace", "--quiet", "--format", "dot", _script(tmp_path, OWN_PLOT))
         assert run.returncode == 0, run.output
-        assert (tmp_path / "graphexplain-out" / "loop.png").exists()
+        assert (tmp_path / "graphexplain-out" / "loop.dot").exists()
         (new,) = set(plt.get_fignums()) - before  # the script's figure, and no figure of ours
         assert plt.figure(new).get_size_inches().tolist() == [3.0, 2.0]
         assert matplotlib.rcParams["lines.linewidth"] == 7.0  # the script's style, still in force
@@ -136,27 +185,35 @@ def test_the_scripts_own_matplotlib_is_untouched(graphexplain_main, tmp_path):
             matplotlib.rcParams["backend"] = backend
 
 
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot is not installed")
 def test_a_plot_that_fails_is_one_line(graphexplain_main, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
-    run = graphexplain_main("trace", "--quiet", "--format", "dot", _script(tmp_path, LONG_LOOP))
+    monkeypatch.setattr(loop_plot, "PINNED", ("-Kno-such-layout",))  # graphviz refuses it, for real
+    run = graphexplain_main("trace", "--quiet", "--format", "png", _script(tmp_path, LONG_LOOP))
     assert run.returncode == 0, run.output  # the verification's code, not the plot's
     messages = [line for line in run.stderr.split("graphexplain: ") if line.strip()]
     assert len(messages) == 1, run.stderr
-    assert " ".join(messages[0].split()).startswith("not plotted: graphexplain-out/loop.png: matplotlib is not "
-                                                    "installed")
+    said = " ".join(messages[0].split())
+    assert said.startswith("not plotted: graphexplain-out/loop.png: graphviz's `dot` refused the graph"), said
+    assert said.endswith("The DOT source is in graphexplain-out/loop.dot."), said
     assert "Traceback" not in run.output
-    assert "loop.png" not in run.stdout
+    assert "loop.png" not in run.stdout and "graphexplain-out/loop.dot" in run.stdout
+    assert (tmp_path / "graphexplain-out" / "call-1.png").read_bytes().startswith(PNG)  # the pictures are drawn
 
 
 def test_a_plot_into_a_missing_folder_is_a_plot_error(tmp_path):
     with pytest.raises(PlotError) as failed:
-        plot([CallPoint(1, 1.0, (), True), CallPoint(2, 0.5, (), False)], str(tmp_path / "no" / "loop.png"))
+        plot([CallPoint(1, 1.0, (), True), CallPoint(2, 0.5, (), False)], str(tmp_path / "no" / "loop.dot"))
     assert "\n" not in str(failed.value)
+
+
+def test_an_unknown_format_is_a_plot_error():
+    with pytest.raises(PlotError, match="Unknown picture format 'gif'"):
+        loop_plot.draw("graph loop {}", "gif")
 
 
 def test_the_plot_reads_every_call_and_marks_the_explained(graphexplain_main, tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(loop_plot, "plot", lambda calls, path, title="": seen.append(calls) or path)
+    monkeypatch.setattr(loop_plot, "to_dot", lambda calls, title="": seen.append(calls) or "graph loop {}\n")
     graphexplain_main("trace", "--quiet", "--call", "2", "--format", "dot", _script(tmp_path, LONG_LOOP))
     (calls,) = seen
     assert [c.index for c in calls] == list(range(1, 14))
@@ -170,6 +227,78 @@ def test_log_scale_only_when_the_values_span_decades():
     assert not loop_plot._spans_decades([1.0, -1.0, 1e-4])  # a sign change: linear
 
 
+def test_a_log_scale_has_a_tick_per_power_of_ten():
+    axis = loop_plot.Axis.fitted([1.0, 1e-4], 0.0, 100.0, log=True)
+    major, minor = axis.ticks()
+    assert [label for _, label in major] == ["10⁻⁴", "10⁻³", "10⁻²", "10⁻¹", "1"]
+    assert len(minor) == 4 * 8 + 3  # 2×, …, 9× in each of four decades; 7×, 8×, 9× 10⁻⁵ in the margin
+    assert all(0.0 <= at <= 100.0 for at, _ in major)
+    assert np.isnan(axis.at([0.0, -1.0])).all()  # a log scale shows no zero or negative value
+
+
+@pytest.mark.parametrize("low, high, integer, labels", [
+    (0.0, 1.0, False, ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]),
+    (0.0, 2.0e-5, False, ["0.0e+00", "5.0e-06", "1.0e-05", "1.5e-05", "2.0e-05"]),
+    (0.0, 3.0e6, False, ["0.0e+00", "5.0e+05", "1.0e+06", "1.5e+06", "2.0e+06", "2.5e+06", "3.0e+06"]),
+    (-1.0, 1.0, False, ["-1.0", "-0.5", "0.0", "0.5", "1.0"]),
+    (1.0, 13.0, True, ["2", "4", "6", "8", "10", "12"]),
+    (1.0, 3.0, True, ["1", "2", "3"]),
+])
+def test_ticks_are_round_and_written_as_their_step_needs(low, high, integer, labels):
+    assert loop_plot._linear_ticks(low, high, integer)[1] == labels
+
+
+def test_an_explained_call_is_marked_and_many_are_counted():
+    few = loop_plot.to_dot(_calls(20, explained=(1, 5)))
+    assert few.count('shape="circle"') == 2 + 1  # the two marks, and the legend's
+    assert "explained (walkthrough, picture)" in few
+    many = loop_plot.to_dot(_calls(200, explained=range(1, 100)))
+    assert 'shape="circle"' not in many and "99 of 200 calls explained" in many
+
+
+def test_ten_leaves_are_drawn_and_the_rest_counted():
+    source = loop_plot.to_dot(_calls(15, leaves=[f"leaf{k}" for k in range(12)]))
+    assert "(the first 10 of 12 leaves)" in source
+    assert len(_paths(source)) == 1 + 10  # the loss and ten leaves
+    assert "‖leaf9‖" in source and "‖leaf10‖" not in source
+
+
+def test_a_missing_number_breaks_the_line_and_none_is_said():
+    calls = _calls(20)
+    calls[9] = CallPoint(10, None, (("w", float("nan")),), False)
+    # the loss, w (a NaN) and b (no norm at call 10) each cut in two
+    assert len(_paths(loop_plot.to_dot(calls))) == 2 + 2 + 2
+    nothing = loop_plot.to_dot([CallPoint(k, None, (), False) for k in range(1, 14)])
+    assert "no call's root is a single number" in nothing and "no leaf had a .grad" in nothing
+
+
+def test_a_name_is_shown_letter_for_letter():
+    source = loop_plot.to_dot(_calls(13, leaves=['a"b\\N<i>']))
+    assert '‖a\\"b\\\\N<i>‖' in source  # a quote escaped, the backslash doubled: no graphviz escape
+
+
+def test_a_long_loop_is_thinned_to_what_the_page_shows():
+    rng = np.random.default_rng(0)
+    calls = [CallPoint(k, float(v), (), False) for k, v in enumerate(rng.standard_normal(50_000), start=1)]
+    source = loop_plot.to_dot(calls)
+    (path, _), = _paths(source)
+    xs = np.array([float(point.split(",")[0]) for point in path.split()])
+    columns = (loop_plot.RIGHT - loop_plot.LEFT) / loop_plot.COLUMN
+    assert len(xs) <= 3 * 4 * (columns + 1) and len(source) < 600_000
+    losses = np.array([c.loss for c in calls])
+    ys = np.array([float(point.split(",")[1]) for point in path.split()])
+    axis = loop_plot.Axis.fitted(losses, *loop_plot.FRAMES[0])
+    assert ys.min() == pytest.approx(axis.at(losses.min()), abs=0.01)  # the extremes are kept
+    assert ys.max() == pytest.approx(axis.at(losses.max()), abs=0.01)
+    assert max(len(piece) for piece in re.findall(r'"([^"]*)"', source)) < 16384  # what dot reads in one string
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot is not installed")
+def test_a_long_line_is_drawn_by_dot_without_a_word():
+    calls = _calls(3000, leaves=[f"leaf{k}" for k in range(10)])
+    assert loop_plot.draw(loop_plot.to_dot(calls, "long"), "png").startswith(PNG)  # dot's warnings fail it
+
+
 @pytest.mark.parametrize("example", ["gradient_descent", "training_pipeline"])
 def test_an_examples_output_gains_only_the_plot(example, graphexplain_main, tmp_path, monkeypatch):
     script = REPO / "examples" / f"{example}.py"
@@ -177,8 +306,8 @@ def test_an_examples_output_gains_only_the_plot(example, graphexplain_main, tmp_
     monkeypatch.setattr(loop_plot, "points", lambda report: ())  # as before the plot
     plain = graphexplain_main("trace", "--no-color", "--width", "100", "--format", "dot", "--out", "b", script)
     assert plotted.returncode == plain.returncode == 0
-    assert plotted.stdout.replace("a/", "b/").replace(", b/loop.png", "") == plain.stdout
-    assert ", a/loop.png" in plotted.stdout and plotted.stderr == plain.stderr
+    assert plotted.stdout.replace("a/", "b/").replace(", b/loop.dot", "") == plain.stdout
+    assert ", a/loop.dot" in plotted.stdout and plotted.stderr == plain.stderr
 
 
 # --- --call all: a loop's walkthroughs folded -------------------------------------------------
