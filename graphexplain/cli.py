@@ -322,10 +322,11 @@ def _written(action, shown: str):
         raise OutputError(f"could not write {shown!r}: {error.strerror or error}.") from None
 
 
-def _write_pictures(report, options, outputs: Outputs, err) -> List[str]:
+def _write_pictures(report, options, outputs: Outputs, err, more: Tuple[Tuple[str, str], ...] = ()) -> List[str]:
     """Each picture is tried; a failure is one line, and the others are still made.
     The DOT source is made once per call, written first, then drawn in each
-    format, many calls to one `dot` process (Note [one dot for many pictures])."""
+    format, many calls to one `dot` process (Note [one dot for many pictures]).
+    `more`: (name, DOT source) of other pictures drawn with them (the loop plot)."""
     from .render.dot import RenderError, draw_all, to_dot
 
     def marker():
@@ -342,6 +343,9 @@ def _write_pictures(report, options, outputs: Outputs, err) -> List[str]:
     for explanation in report.all_explanations:
         names.append(f"call-{explanation.index}" if explanation.index else "target")
         sources.append(to_dot(explanation, report.view))
+    for name, source in more:
+        names.append(name)
+        sources.append(source)
     formats = ["dot", *dict.fromkeys(f for f in options.format if f != "dot")]
     outcome: Dict[Tuple[int, str], Optional[str]] = {}  # (call, format) → None when written, else the problem
     for position, (name, source) in enumerate(zip(names, sources)):
@@ -395,32 +399,16 @@ def _pictures_line(written: List[str]) -> str:
     return ", ".join([*first, f"… {len(written) - len(first) - len(last)} more …", *last])
 
 
-def _write_loop_plot(report, options, outputs: Outputs, err) -> List[str]:
-    """`loop.dot` and the plot in each --format, for a loop (`PLOTTED_FROM`
-    backward calls or more); a failure is one line (render/loop_plot.py)."""
-    from .render.loop_plot import LOOP_NAME, PLOTTED_FROM, PlotError, draw, points, to_dot
+def _loop_plot(report) -> Tuple[Tuple[str, str], ...]:
+    """The loop plot, (name, DOT source), for a loop (`PLOTTED_FROM` backward
+    calls or more), to be written and drawn with the pictures
+    (render/loop_plot.py); none for fewer calls."""
+    from .render.loop_plot import LOOP_NAME, PLOTTED_FROM, points, to_dot
 
     calls = points(report)
     if len(calls) < PLOTTED_FROM:
-        return []
-    source = to_dot(calls, f"Loss per backward call: {os.path.basename(report.run.script)}")
-    written = []
-    for format in ["dot", *dict.fromkeys(f for f in options.format if f != "dot")]:
-        name = f"{LOOP_NAME}.{format}"
-        shown = os.path.join(outputs.folder_shown, name)
-        try:
-            data = draw(source, format)
-            with open(os.path.join(outputs.folder, name), "wb") as handle:
-                handle.write(data)
-        except PlotError as problem:
-            where = f" The DOT source is in {written[0]}." if written else ""
-            err.print(f"graphexplain: not plotted: {shown}: {problem}{where}")
-            continue
-        except OSError as error:
-            err.print(f"graphexplain: not plotted: {shown}: {error.strerror or error}.")
-            continue
-        written.append(shown)
-    return written
+        return ()
+    return ((LOOP_NAME, to_dot(calls, f"Loss per backward call: {os.path.basename(report.run.script)}")),)
 
 
 def trace(options, out, err, program: bool = False) -> int:
@@ -477,8 +465,7 @@ def _trace(options, out, err, collecting) -> int:
     written: List[str] = []
     if report.all_explanations:
         try:
-            written = _write_pictures(report, options, outputs, err)
-            written += _write_loop_plot(report, options, outputs, err)
+            written = _write_pictures(report, options, outputs, err, _loop_plot(report))
             out.print(f"pictures: {_pictures_line(written) or 'none'}")
         except OutputError as problem:
             unwritten = problem

@@ -187,17 +187,28 @@ def test_the_scripts_own_matplotlib_is_untouched(graphexplain_main, tmp_path):
 
 @pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot is not installed")
 def test_a_plot_that_fails_is_one_line(graphexplain_main, tmp_path, monkeypatch):
-    monkeypatch.setattr(loop_plot, "PINNED", ("-Kno-such-layout",))  # graphviz refuses it, for real
+    graph = {**loop_plot.STYLES["graph"], "layout": "no-such-layout"}  # graphviz refuses it, for real
+    monkeypatch.setitem(loop_plot.STYLES, "graph", graph)
     run = graphexplain_main("trace", "--quiet", "--format", "png", _script(tmp_path, LONG_LOOP))
     assert run.returncode == 0, run.output  # the verification's code, not the plot's
     messages = [line for line in run.stderr.split("graphexplain: ") if line.strip()]
     assert len(messages) == 1, run.stderr
     said = " ".join(messages[0].split())
-    assert said.startswith("not plotted: graphexplain-out/loop.png: graphviz's `dot` refused the graph"), said
+    assert said.startswith("not drawn: graphexplain-out/loop.png: graphviz's `dot` refused the graph"), said
     assert said.endswith("The DOT source is in graphexplain-out/loop.dot."), said
     assert "Traceback" not in run.output
     assert "loop.png" not in run.stdout and "graphexplain-out/loop.dot" in run.stdout
-    assert (tmp_path / "graphexplain-out" / "call-1.png").read_bytes().startswith(PNG)  # the pictures are drawn
+    assert (tmp_path / "graphexplain-out" / "call-1.png").read_bytes().startswith(PNG)  # the picture is drawn
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz's dot is not installed")
+def test_the_plot_drawn_with_the_pictures_is_the_plot_drawn_alone(graphexplain_main, tmp_path):
+    run = graphexplain_main("trace", "--quiet", "--format", "png,pdf", _script(tmp_path, LONG_LOOP))
+    assert run.returncode == 0, run.output
+    out = tmp_path / "graphexplain-out"
+    source = (out / "loop.dot").read_text(encoding="utf-8")
+    assert (out / "loop.png").read_bytes() == loop_plot.draw(source, "png") == dot._draw(source, "png")
+    assert (out / "loop.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_a_plot_into_a_missing_folder_is_a_plot_error(tmp_path):

@@ -270,18 +270,11 @@ def _collapsed_dot(explanation, collapsed) -> str:
 DOT_TIMEOUT = 60  # seconds graphviz's `dot` may take for one picture before it is stopped
 
 
-# dot's options for a graph whose every node is where its `pos` says (in
-# points) and whose edges are straight: graphviz as a plotter, no layout
-# computed (render/loop_plot.py).
-PINNED = ("-Kneato", "-n2")
-
-
-def _draw(source: str, format: str, layout: Sequence[str] = ()) -> bytes:
+def _draw(source: str, format: str) -> bytes:
     """`dot -Tformat` run on `source`: its output, or a RenderError that says
-    in one line what went wrong (Note [dot fails in many ways]). `layout`:
-    options before -T that choose how dot lays the graph out (PINNED)."""
+    in one line what went wrong (Note [dot fails in many ways])."""
     try:
-        process = subprocess.Popen(["dot", *layout, f"-T{format}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        process = subprocess.Popen(["dot", f"-T{format}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, start_new_session=True)
     except FileNotFoundError:
         raise RenderError(

@@ -5,7 +5,8 @@ written when the script made a loop of calls (`PLOTTED_FROM`).
 
 The plot is graphviz used as a plotter: every point, tick and label is a
 node pinned where it belongs (`pos`, in points), every line an edge
-between two of them, and `dot -Kneato -n2` draws them where they are
+between two of them, and graphviz's `nop2` layout (neato -n2, named in
+the source: `dot -Tpng loop.dot` draws it) puts them where they are
 told, with no layout of its own (Note [a plot drawn by graphviz]). So no
 plotting library is imported, nothing of the script's own matplotlib is
 touched, and the same calls give the same DOT bytes.
@@ -25,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..notation import shorten
-from .dot import FORMATS, PINNED, RenderError, _draw
+from .dot import FORMATS, RenderError, _draw
 
 WIDTH, HEIGHT = 576.0, 432.0  # points: 8 × 6 inches, 800 × 600 pixels at DPI
 DPI = 100
@@ -50,7 +51,8 @@ LEAF_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
 FONT = "Helvetica"
 SIZES = {"title": 10, "label": 10, "tick": 8, "legend": 7, "note": 7}  # points
 STYLES: Dict[str, Dict[str, str]] = {
-    "graph": {"dpi": str(DPI), "pad": "0", "splines": "line", "outputorder": "edgesfirst", "bgcolor": "white"},
+    "graph": {"layout": "nop2", "dpi": str(DPI), "pad": "0", "splines": "line", "outputorder": "edgesfirst",
+              "bgcolor": "white"},
     "node": {"shape": "point", "style": "invis", "width": "0", "height": "0", "label": "",
              "fontname": FONT, "margin": "0"},
     "edge": {"dir": "none", "headclip": "false", "tailclip": "false", "penwidth": "1.0"},
@@ -477,7 +479,7 @@ def draw(source: str, format: str) -> bytes:
     if format == "dot":
         return source.encode("utf-8")
     try:
-        return _draw(source, format, PINNED)
+        return _draw(source, format)
     except RenderError as problem:
         raise PlotError(str(problem)) from None
 
@@ -506,25 +508,28 @@ def plot(calls: Sequence[CallPoint], path: str, title: str = "") -> str:
 # 0.9 s of CPU on a small script's loop (import 0.2 s, constrained layout
 # 0.3 s, savefig 0.45 s): half of that script's whole traced run. graphviz,
 # which draws the call pictures, can plot as well when it is told where
-# everything goes: with `-n2`, neato takes each node's `pos` (in points) as
-# given, lays nothing out, and draws each edge along the path its own `pos`
-# gives (a straight piece is a cubic Bézier whose control points are its
-# ends). So a line is one edge between two invisible nodes, its path given
-# whole (cairo then joins its pieces as one stroke); ticks are short edges,
-# the frames and the legend boxes, and text is a plaintext node set left or
-# right within a box as wide as the page allows on that side (graphviz sets
-# no label on its side, hence the y axis's name across, a word a line). No
-# node reaches past the page's corners, which two invisible nodes pin, so
-# the picture is always 800 × 600 pixels. The source is plain text built
-# here, every position at two decimals of a point, so the same calls give
-# the same DOT, PNG and SVG bytes (a PDF carries cairo's date, as the call
-# pictures' do). Drawing is one `dot` process per format, as for one call
-# picture: about 35 ms of CPU for gradient_descent.py's PNG, 10 ms of it
-# ours. Nothing here imports matplotlib, so the script's own (figures,
-# backend, rcParams) is never touched. PLOTTED_FROM stays at a loop's
-# length: the cost no longer argues for it, but a run the calls table shows
-# in full needs no picture beside it, and a short script's output folder
-# keeps the files it had.
+# everything goes: its `nop2` layout (what `neato -n2` does, chosen by the
+# graph's own `layout`, so any `dot -Tpng loop.dot` draws it) takes each
+# node's `pos` (in points) as given, lays nothing out, and draws each edge
+# along the path its own `pos` gives (a straight piece is a cubic Bézier
+# whose control points are its ends). So a line is one edge between two
+# invisible nodes, its path given whole (cairo joins its pieces as one
+# stroke); ticks are short edges, the frames and the legend boxes, and
+# text is a plaintext node set left or right within a box as wide as the
+# page allows on that side (graphviz sets no label on its side, hence the
+# y axis's name across, a word a line). No node reaches past the page's
+# corners, which two invisible nodes pin, so the picture is always 800 ×
+# 600 pixels. The source is plain text built here, every position at two
+# decimals of a point, so the same calls give the same DOT, PNG and SVG
+# bytes (a PDF carries cairo's date, as the call pictures' do). Since the
+# layout is named in the source, the plot is one more file for the `dot`
+# that draws the call pictures (Note [one dot for many pictures] in
+# render/dot.py): on gradient_descent.py about 25 ms of CPU in all, 15 ms
+# to build the source and 8 ms more for that `dot`. Nothing here imports
+# matplotlib, so the script's own (figures, backend, rcParams) is never
+# touched. PLOTTED_FROM stays at a loop's length: the cost no longer
+# argues for it, but a run the calls table shows in full needs no picture
+# beside it, and a short script's output folder keeps the files it had.
 
 # Note [a long loop's lines]
 # Each call is a point of each line's path, about 40 characters of source:
