@@ -235,7 +235,8 @@ def _text(text: str) -> str:
 
 
 def _attributes(attributes: Dict[str, str]) -> str:
-    return ", ".join(f"{key}={value if value.startswith(chr(34)) else chr(34) + value + chr(34)}"
+    """`key="value", …`; a value `_text` already quoted is kept as it is."""
+    return ", ".join(f'{key}={value}' if value.startswith('"') else f'{key}="{value}"'
                      for key, value in attributes.items())
 
 
@@ -255,9 +256,7 @@ class Canvas:
 
     def node(self, x: float, y: float, **attributes: str) -> str:
         name = f"p{len(self.nodes)}"
-        attributes = {"pos": f"{x:.2f},{y:.2f}!", **attributes}
-        self.nodes.append(f"{name} [{_attributes(attributes)}]" if len(attributes) > 1
-                          else f'{name} [pos="{x:.2f},{y:.2f}!"]')
+        self.nodes.append(f"{name} [{_attributes({'pos': f'{x:.2f},{y:.2f}!', **attributes})}]")
         return name
 
     def line(self, xs, ys, **attributes: str) -> None:
@@ -286,8 +285,9 @@ class Canvas:
             width, centre, end = RIGHT + 10 - x, (x + RIGHT + 10) / 2, "\\l"
         elif align == "right":
             width, centre, end = x - 2, (x + 2) / 2, "\\r"
-        else:
-            width, centre, end = _width(text, size) + 4, x, ""
+        else:  # kept on the page: a box past its edge would make graphviz's picture bigger
+            width, end = _width(text, size) + 4, ""
+            centre = min(max(x, width / 2 + 1), WIDTH - width / 2 - 1)
         label = _text(text)[:-1] + end + '"'
         self.node(centre, y, label=label, fontsize=str(size), fontcolor=colour, width=f"{width / 72:.4f}",
                   height=f"{size * 1.3 / 72:.4f}", **STYLES["text"])
@@ -348,14 +348,14 @@ def _frame(canvas: Canvas, bottom: float, top: float, x_axis: Axis, y_axis: Opti
 
 def _y_label(canvas: Canvas, bottom: float, top: float, words: str, ticks: Sequence[str]) -> None:
     """The y axis's name, across (graphviz turns no label on its side): a
-    word a line, left of the widest tick label, and on the page."""
+    word a line, left of the widest tick label."""
     lines = words.split()
     middle = (bottom + top) / 2
     size = SIZES["label"]
     right = LEFT - TICK - 6 - max((_width(label, SIZES["tick"]) for label in ticks), default=0.0)
     half = max((_width(word, size) + 4) / 2 for word in lines)  # the words centred on one line down
     for k, word in enumerate(lines):
-        canvas.text(max(right - half, half + 1), middle + (len(lines) / 2 - k - 0.5) * size * 1.25, word, size)
+        canvas.text(right - half, middle + (len(lines) / 2 - k - 0.5) * size * 1.25, word, size)
 
 
 def _legend(canvas: Canvas, bottom: float, top: float, entries, lines) -> None:
