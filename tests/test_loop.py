@@ -283,6 +283,19 @@ def test_a_missing_number_breaks_the_line_and_none_is_said():
     assert "no call's root is a single number" in nothing and "no leaf had a .grad" in nothing
 
 
+@pytest.mark.parametrize("values", [
+    [float("inf"), 1.0, 2.0], [-5.0, 3.0, -1e-9], [1e300, -1e300, 0.0], [1e-320, 5e-324, 1e-310], [2.0, 2.0],
+    [0.0, 0.0], [float("nan")] * 3, [None, 1.0, float("-inf")], [1.7976931348623157e308, 1e-300],
+    [-1.7976931348623157e308, 1.7976931348623157e308], [1e-300, 1e300], [5e-324, 1e-323],
+], ids=lambda values: ",".join(map(str, values)))
+def test_any_numbers_make_a_plot_without_a_word(values, recwarn):
+    calls = [CallPoint(k, values[k % len(values)], (("w", abs(values[k % len(values)] or 0.0)),), k == 1)
+             for k in range(1, 14)]
+    source = loop_plot.to_dot(calls)
+    assert not re.search(r"nan|inf", source.replace("Infinity", "")), source
+    assert not recwarn.list  # numpy's overflow warnings would reach the user's stderr
+
+
 def test_a_name_is_shown_letter_for_letter():
     source = loop_plot.to_dot(_calls(13, leaves=['a"b\\N<i>']))
     assert '‖a\\"b\\\\N<i>‖' in source  # a quote escaped, the backslash doubled: no graphviz escape

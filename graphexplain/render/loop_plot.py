@@ -107,7 +107,7 @@ def _spans_decades(values) -> bool:
     values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
     if values.size < 2 or np.any(values <= 0):
         return False
-    return bool(np.log10(values.max() / values.min()) > DECADES)
+    return bool(np.log10(values.max()) - np.log10(values.min()) > DECADES)  # no quotient to overflow
 
 
 def _leaf_series(calls: Sequence[CallPoint]):
@@ -139,27 +139,22 @@ class Axis:
 
     @classmethod
     def fitted(cls, values, start: float, end: float, log: bool = False, integer: bool = False) -> "Axis":
-        """The range of the finite `values` (positive ones, on a log scale),
-        with 5% to spare at each end, as most plots give."""
-        values = np.asarray(values, dtype=float)
-        values = values[np.isfinite(values) & ((values > 0) if log else True)]
+        """The range of the `values` it can show (`_shown`), with 5% to spare
+        at each end, as most plots give."""
+        values = _shown(values, log)
+        values = values[np.isfinite(values)]
         if values.size == 0:
             return cls(0.0, 1.0, start, end, log)
-        values = np.log10(values) if log else values
         low, high = float(values.min()), float(values.max())
-        if high - low <= 1e-12 * max(1.0, abs(low)):  # one value: a band around it
-            spread = 1.0 if integer or low == 0 else abs(low) * 0.1
+        if high - low <= max(1e-12 * max(abs(low), abs(high)), NARROWEST):  # one value: a band around it
+            spread = abs(low) * 0.1 if abs(low) > 10 * NARROWEST and not integer else 1.0
             low, high = low - spread, high + spread
         margin = 0.05 * (high - low)
         return cls(low - margin, high + margin, start, end, log)
 
     def at(self, values) -> np.ndarray:
         """Where `values` lie on the page; NaN for a value the axis cannot show."""
-        values = np.asarray(values, dtype=float)
-        if self.log:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                values = np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
-        return self.start + (values - self.low) / (self.high - self.low) * (self.end - self.start)
+        return self._page(_shown(values, self.log))
 
     def ticks(self, integer: bool = False) -> Tuple[List[Tuple[float, str]], List[float]]:
         """(page position, label) of each labelled tick, and the positions of
@@ -167,22 +162,44 @@ class Axis:
         if self.log:
             return self._log_ticks()
         values, labels = _linear_ticks(self.low, self.high, integer)
-        return list(zip(self.at(values).tolist(), labels)), []
+        return [(self._page(value), label) for value, label in zip(values, labels)], []
+
+    def _page(self, measured: float) -> float:
+        """Where a value the axis measures (log10 of it, on a log scale) lies."""
+        return self.start + (measured - self.low) / (self.high - self.low) * (self.end - self.start)
 
     def _log_ticks(self):
         decades = list(range(math.ceil(self.low - 1e-9), math.floor(self.high + 1e-9) + 1))
         every = max(1, math.ceil(len(decades) / (TICKS + 2)))
         shown = [d for d in decades if d % every == 0]
-        major = [(self.start + (d - self.low) / (self.high - self.low) * (self.end - self.start), _power(d))
-                 for d in shown]
+        major = [(self._page(d), _power(d)) for d in shown]
         minor = []
         if every == 1:
             for decade in range(math.floor(self.low), math.ceil(self.high) + 1):
                 for m in range(2, 10):
                     at = decade + math.log10(m)
                     if self.low <= at <= self.high:
-                        minor.append(self.start + (at - self.low) / (self.high - self.low) * (self.end - self.start))
+                        minor.append(self._page(at))
         return major, minor
+
+
+NARROWEST = 1e-290  # a range narrower than this is one value: its ticks' steps would underflow
+WIDEST = 1e300  # on a linear scale a value past ± this is a break, as inf is: its range would overflow
+
+
+def _shown(values, log: bool) -> np.ndarray:
+    """`values` as the axis measures them, log10 of them on a log scale;
+    NaN where it cannot show one: not finite, not positive on a log scale,
+    past ±WIDEST on a linear one (a loop that diverged).
+
+    >>> _shown([100.0, 0.0, 1e301], log=True).tolist(), _shown([1.0, 1e301, -np.inf], log=False).tolist()
+    ([2.0, nan, 301.0], [1.0, nan, nan])
+    """
+    values = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if log:
+            return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
+        return np.where(np.abs(values) <= WIDEST, values, np.nan)
 
 
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
