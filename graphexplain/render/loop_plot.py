@@ -215,24 +215,27 @@ def _power(decade: int) -> str:
 
 
 def _linear_ticks(low: float, high: float, integer: bool = False) -> Tuple[List[float], List[str]]:
-    """Round values between `low` and `high`, about TICKS of them, a step of
-    1, 2, 2.5 or 5 times a power of ten (no 2.5 for call numbers), each
-    written with the decimals its step needs and no more.
+    """Round values between `low` and `high`, the most that are at most
+    TICKS + 1, a step of 1, 2, 2.5 or 5 times a power of ten (no 2.5 for call
+    numbers, and no step under 1), each written with the decimals its step
+    needs and no more.
 
     >>> _linear_ticks(-0.05, 1.05)
     ([0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0], ['0.0', '0.2', '0.4', '0.6', '0.8', '1.0'])
     >>> _linear_ticks(0.05, 20.95, integer=True)[1]
     ['5', '10', '15', '20']
     """
-    raw = (high - low) / TICKS
-    power = math.floor(math.log10(raw))
-    factors = (1, 2, 5, 10) if integer else (1, 2, 2.5, 5, 10)
-    factor = next(f for f in factors if f * 10.0 ** power >= raw * (1 - 1e-9))
-    if factor == 10:
-        factor, power = 1, power + 1
+    factors = (1, 2, 5) if integer else (1, 2, 2.5, 5)
+    power = math.floor(math.log10((high - low) / TICKS)) - 1
+    while True:  # a step ten times the first's is always few enough: at most TICKS / 10 + 2 ticks
+        fits = [f for f in factors if (not integer or f * 10.0 ** power >= 1)
+                and math.floor(high / (f * 10.0 ** power) + 1e-9) - math.ceil(low / (f * 10.0 ** power) - 1e-9)
+                < TICKS + 1]
+        if fits:
+            factor = fits[0]
+            break
+        power += 1
     step = factor * 10.0 ** power
-    if integer and step < 1:
-        factor, power, step = 1, 0, 1.0
     first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
     values = [k * step for k in range(first, last + 1)]
     decimals = max(0, -power + (1 if factor == 2.5 else 0))
