@@ -1,4 +1,4 @@
-"""Many backward calls: the loop plot (`--out/loop.png`, render/loop_plot.py),
+"""Many backward calls: the loop plot (`--out/loop.dot`, `.png`, render/loop_plot.py),
 `--call all` folding the walkthroughs of a loop's repeated verified calls
 into the loop table (Note [a loop's walkthroughs folded] in report.py), and
 many pictures drawn by one `dot` (Note [one dot for many pictures])."""
