@@ -311,24 +311,28 @@ class Recorder(TorchFunctionMode):
 
     # --- the mode itself ----------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        # stepping_aside() first: Dynamo would guard on the watch's state (Note [the recorder steps aside]).
+        # Asked once an op, not once a stage: every op of the script comes through here.
+        if stepping_aside():
+            return func(*args, **kwargs)
         before = self._before_view_write(func, args)
-        # stepping_aside() first: Dynamo would guard on the watch's state (Note [the recorder steps aside])
-        watched = None if stepping_aside() or self.watch is None else self.watch.before_op(func, args, kwargs or {})
-        result = func(*args, **(kwargs or {}))
+        watched = None if self.watch is None else self.watch.before_op(func, args, kwargs)
+        result = func(*args, **kwargs)
         if watched is not None:
             self.watch.after_op(watched, result)
-        if stepping_aside() or self.paused:
+        if self.paused:
             return result
         try:
-            self._record(func, args, kwargs or {}, result)
+            self._record(func, args, kwargs, result)
         except Exception:  # provenance is a nicety; the script's run is not
             pass
-        self._note_view_write(func, args, kwargs or {}, result, before)
+        self._note_view_write(func, args, kwargs, result, before)
         return result
 
     # --- writes into views (Note [a write into a view] in capture/view_writes.py) ---
     def _before_view_write(self, func, args):
-        if stepping_aside() or self.paused:
+        if self.paused:  # (stepping_aside() asked by the caller)
             return None
         try:
             return view_writes.before_write(func, args)
