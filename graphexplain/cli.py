@@ -454,10 +454,13 @@ def _trace(options, out, err, collecting) -> int:
         gc.freeze()
     from .blas import one_thread_from_now
     one_thread_from_now()  # the script is done: what follows is ours (Note [one BLAS thread] in blas.py)
+    from .memory import return_big_blocks_from_now
+    return_big_blocks_from_now()  # Note [big blocks returned at once] in memory.py
     if options.no_cache:  # (imported here, after the script, as the derivation would import it)
         from .derive import disk_cache
         disk_cache.switch_off()
-    report = Report.of(run, View(options.depth, tuple(options.expand), options.full))
+    whole = options.json_full or markdown or html_path  # reports that read big arrays whole
+    report = Report.of(run, View(options.depth, tuple(options.expand), options.full), lean=not whole)
     out.rule("graphexplain", characters="═")
     for part in report_parts(report, out.width, options.quiet):
         out.print(part)

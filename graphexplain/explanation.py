@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -23,8 +23,70 @@ from .blas import one_thread
 from .derive import complete, derive, derive_node, jacobians
 from .model import Graph, Node
 from .observed import NOTHING, Observed
-from .results import Derivation, NodeDerivation, NodeVerification, Verification
-from .verify import verify
+from .digest import LIMIT, Digest, digested, numbers
+from .results import Derivation, LeafDerivation, NodeDerivation, NodeVerification, Verification
+from .verify import Walk, verify
+
+
+# Note [a value let go after its last node]
+# A node's values (its operands' and its outputs') are read by that node's
+# derivation and check alone, and a tensor's value is shared by the node
+# that made it and the nodes that use it: once the last of those nodes is
+# derived and verified, the command line needs no more of a big value than
+# what the reports show of it. The graph is frozen data, but this copy of it
+# is the command line's own (Explanation.of with `lean`), so each such
+# Value's array is swapped for its Digest there, in place, and the 32 MB of
+# a 2000×2000 value go before the next node's arrays are made.
+def _last_uses(graph: Graph) -> Dict[int, list]:
+    """node id → the big Values whose arrays no node after it reads."""
+    last: Dict[int, tuple] = {}  # id(array) → (last node, the Values that hold it)
+    def note(value, node_id):
+        if value is None or not isinstance(value.data, np.ndarray) or value.data.size <= LIMIT:
+            return
+        at, holders = last.get(id(value.data), (node_id, []))
+        holders.append(value)
+        last[id(value.data)] = (max(at, node_id), holders)
+    for node in graph.nodes:
+        for value in node.outputs:
+            note(value, node.id)
+        for operand in node.operands:
+            note(operand.value, node.id)
+    for leaf in graph.leaves:
+        note(leaf.value, leaf.node)
+    for root in graph.roots:
+        note(root.value, root.node)
+    release: Dict[int, list] = {}
+    for at, holders in last.values():
+        release.setdefault(at, []).append(holders)
+    return release
+
+
+def _let_go(groups) -> None:
+    for holders in groups:  # the Values that share one array
+        digest = Digest.of(holders[0].data)
+        for value in holders:
+            object.__setattr__(value, "data", digest)  # Note [a value let go after its last node]
+
+
+def _shown(data):
+    """torch's number as the API gives every number: float64 (kept float32, Note [torch's numbers in their
+    own dtype] in capture/snapshot.py)."""
+    return data if data is None or isinstance(data, Digest) else numbers(data)
+
+
+def lightened(result):
+    """A NodeDerivation or LeafDerivation with each big array (and those of
+    its steps and local gradients) kept as a Digest (Note [a big array's last use])."""
+    changes = {}
+    for item in fields(result):
+        value = getattr(result, item.name)
+        if isinstance(value, tuple) and value and hasattr(value[0], "__dataclass_fields__"):
+            lighter = tuple(lightened(part) for part in value)
+        else:
+            lighter = digested(value)
+        if lighter is not value:
+            changes[item.name] = lighter
+    return replace(result, **changes) if changes else result
 
 
 @dataclass(frozen=True)
@@ -65,15 +127,38 @@ class Explanation:
     observed: Observed = NOTHING  # torch's numbers, as verification read them
 
     @classmethod
-    def of(cls, graph: Graph, observed: Optional[Observed] = None, index: int = 1) -> "Explanation":
+    def of(cls, graph: Graph, observed: Optional[Observed] = None, index: int = 1,
+           lean: bool = False) -> "Explanation":
         """Derive from the graph alone, then verify against torch's numbers
-        (Note [independence of the derived side] in observed.py)."""
+        (Note [independence of the derived side] in observed.py). `lean`:
+        each node is verified as soon as it is derived, and what it holds of
+        more than digest.LIMIT elements is kept as a `Digest`, the numbers
+        the reports show of it (Note [a big array's last use] in digest.py)."""
         observed = observed if observed is not None else NOTHING
         with one_thread():  # Note [one BLAS thread] in blas.py
             graph = complete(graph)
-            derivation = derive(graph)
+            if not lean:
+                derivation = derive(graph)
+                found = jacobians(graph)
+                verification = verify(graph, derivation, observed, local_step=derive_node, jacobians=found)
+                return cls(graph, derivation, verification, index, found, observed)
             found = jacobians(graph)
-            verification = verify(graph, derivation, observed, local_step=derive_node, jacobians=found)
+            walk = Walk(graph, observed, derive_node, found)
+            release = _last_uses(graph)
+
+            def keep(derived: NodeDerivation, leaves: Dict[int, LeafDerivation]):
+                # the derivation is complete before torch's numbers are read, and goes on unchanged by them
+                verified = walk.visit(graph.nodes[derived.node], derived)
+                for position, leaf in leaves.items():
+                    walk.leaf(position, leaf)
+                if verified.local is not None:
+                    walk.nodes[derived.node] = replace(verified, local=lightened(verified.local))
+                walk.derived[derived.node] = kept = lightened(derived)  # (the walk reads only its words later)
+                _let_go(release.pop(derived.node, ()))
+                return kept, {position: lightened(leaf) for position, leaf in leaves.items()}
+
+            derivation = derive(graph, keep=keep)
+            verification = walk.verification()
         return cls(graph, derivation, verification, index, found, observed)
 
     @property
@@ -88,7 +173,8 @@ class Explanation:
     @property
     def leaves(self) -> List[LeafResult]:
         return [
-            LeafResult(leaf.name, derived.grad, self.observed.leaf(position).grad, derived.symbolic, verified.status)
+            LeafResult(leaf.name, derived.grad, _shown(self.observed.leaf(position).grad), derived.symbolic,
+                       verified.status)
             for position, (leaf, derived, verified) in enumerate(zip(self.graph.leaves, self.derivation.leaves,
                                                                      self.verification.leaves))
         ]

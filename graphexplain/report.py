@@ -50,16 +50,18 @@ class Report:
     updates: Dict[int, tuple] = field(default_factory=dict)  # call index → verify_updates.UpdateResult, per update
 
     @classmethod
-    def of(cls, run: ScriptRun, view: Optional[View] = None) -> "Report":
+    def of(cls, run: ScriptRun, view: Optional[View] = None, lean: bool = False) -> "Report":
+        """`lean`: no report asks for whole big arrays, so the explanations
+        keep digests of them (Note [a big array's last use] in digest.py)."""
         if not any(record.graph is not None for record in run.calls) and run.target is None:
             return cls(run, {}, None, view or View())
         from .explanation import Explanation
 
         explanations = {
-            record.index: Explanation.of(record.graph, record.observed, record.index)
+            record.index: Explanation.of(record.graph, record.observed, record.index, lean)
             for record in run.calls if record.graph is not None
         }
-        target = Explanation.of(run.target.graph, run.target.observed, 0) if run.target is not None else None
+        target = Explanation.of(run.target.graph, run.target.observed, 0, lean) if run.target is not None else None
         from .verify_updates import explain_updates
 
         updates = {record.index: explain_updates(record.updates)

@@ -74,7 +74,9 @@ def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Option
     """
     if derived is None or torch_number is None:
         return None
-    derived, torch_number = numbers(derived), numbers(torch_number)
+    # torch's float32 numbers are converted block by block where the check passes in blocks
+    # (Note [torch's numbers in their own dtype] in capture/snapshot.py), else whole below
+    derived, torch_number = numbers(derived), np.asarray(torch_number)
     if derived.size != torch_number.size:
         return Check(what, MISMATCH, float("inf"), f"shape {derived.shape} vs {torch_number.shape}")
     derived = derived.reshape(torch_number.shape)
@@ -87,6 +89,7 @@ def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Option
         worst_error, at, allowed_at = agreed
         return Check(what, VERIFIED, worst_error, f"what rounding in {dtype.replace('torch.', '')} can explain",
                      allowed_at, None, None, None)
+    torch_number = numbers(torch_number)
     allowed = np.broadcast_to(allowed_difference(derived, budget, dtype), derived.shape)
     with np.errstate(invalid="ignore"):  # inf - inf: an infinity on both sides compares equal below
         error = np.abs(derived - torch_number)
@@ -147,7 +150,7 @@ def _agreed_in_blocks(derived, torch_number, budget, dtype: str):
             return None
         allowed = np.broadcast_to(allowed_difference(piece, piece_budget, dtype), piece.shape)
         with np.errstate(invalid="ignore", over="ignore"):
-            error = np.abs(piece - torch_number[part])
+            error = np.abs(piece - numbers(torch_number[part]))
         if not (np.all(np.isfinite(error)) and np.all(error <= allowed)):
             return None
         worst_error = max(worst_error, float(np.max(error, initial=0.0)))
@@ -289,13 +292,16 @@ def _upstream_check(node: Node, derived: NodeDerivation, observed: Observed) -> 
 
 def _local_step(node: Node, observed: Observed, local_step: Optional[LocalStep]) -> Optional[NodeDerivation]:
     """The node's row applied to torch's upstream (Note [the local step on torch's upstream])."""
-    upstreams = observed.upstreams(node.id)
+    upstreams = tuple(None if u is None else numbers(u) for u in observed.upstreams(node.id))
     if local_step is None or not upstreams or upstreams[0] is None:
         return None
     each = None
     if len(upstreams) > 1 and len(node.outputs) == len(upstreams) and None not in node.outputs:
         each = tuple(np.zeros(o.shape) if u is None else u for u, o in zip(upstreams, node.outputs))
-    local = local_step(node, upstreams[0], each)
+    # torch's upstream is taken as exact: a budget of 0, one number broadcast (Note [broadcast views held
+    # once] in derive/chain.py), not a full array of zeros and each of its budgets' temporaries after it
+    exact = np.broadcast_to(0.0, np.shape(upstreams[0]))
+    local = local_step(node, upstreams[0], each, exact)
     return local if local.status == DERIVED else None
 
 
@@ -352,11 +358,19 @@ def _consumers(graph: Graph) -> Dict[int, List[Tuple[int, int]]]:
     return found
 
 
-class _Walk:
-    """verify()'s state while it goes down the graph in backward order."""
+class Walk:
+    """verify()'s state while it goes down the graph in backward order: each
+    node is `visit`ed with its derivation, each leaf's gradient `leaf`
+    checked once its node was, and `verification()` is the result. The
+    command line visits each node as soon as it is derived (Note [a big
+    array's last use] in digest.py)."""
 
-    def __init__(self, graph: Graph, derivation: Derivation, observed: Observed, local_step):
-        self.graph, self.derivation, self.observed, self.local_step = graph, derivation, observed, local_step
+    def __init__(self, graph: Graph, observed: Observed = NOTHING, local_step=None, jacobians=None):
+        self.graph, self.observed, self.local_step = graph, observed, local_step
+        self.jacobians = jacobians or {}
+        self.derived: Dict[int, NodeDerivation] = {}  # node → its derivation, as visited
+        self.nodes: Dict[int, NodeVerification] = {}
+        self.leaves: Dict[int, LeafVerification] = {}  # by position in graph.leaves
         self.status: Dict[int, str] = {}
         self.broken_at: Dict[int, Tuple[int, ...]] = {}  # node → the nodes that broke the chain above it
         self.started_at: Dict[int, int] = {}  # a mismatching node → where its mismatch started
@@ -381,8 +395,15 @@ class _Walk:
             self.first_mismatch = node_id
         return inherited
 
+    def visit(self, node: Node, derived: NodeDerivation) -> NodeVerification:
+        self.derived[node.id] = derived
+        verified = self.node(node)
+        self.status[node.id] = verified.status
+        self.nodes[node.id] = verified
+        return verified
+
     def node(self, node: Node) -> NodeVerification:
-        derived = self.derivation.nodes[node.id]
+        derived = self.derived[node.id]
         broken_at = self.breaks_above(node.id)
         if broken_at:
             return self._unchecked(node, broken_at)
@@ -426,10 +447,10 @@ class _Walk:
     def _unchecked(self, node: Node, broken_at: Tuple[int, ...]) -> NodeVerification:
         self.broken_at[node.id] = broken_at
         first = self.graph.nodes[broken_at[0]]
-        reason = "below " + _break_words(first, self.derivation.nodes[first.id], self.status[first.id]) + \
+        reason = "below " + _break_words(first, self.derived[first.id], self.status[first.id]) + \
             ("" if len(broken_at) == 1 else f" (and {len(broken_at) - 1} more)") + \
             ": only torch's numbers reach here"
-        derived = self.derivation.nodes[node.id]
+        derived = self.derived[node.id]
         if derived.status in BREAKS:  # no rule here either: its own status says more than "unchecked"
             return NodeVerification(node.id, derived.status, (), None, reason, broken_at)
         local = _local_step(node, self.observed, self.local_step)
@@ -438,6 +459,48 @@ class _Walk:
             return NodeVerification(node.id, MISMATCH, tuple(checks), self.mismatch(node.id, checks), reason,
                                     broken_at, local)
         return NodeVerification(node.id, UNCHECKED, tuple(checks), None, reason, broken_at, local)
+
+
+    def leaf(self, position: int, derived) -> LeafVerification:
+        """Check leaf number `position`'s derived gradient, once its node was visited."""
+        self.leaves[position] = verified = self._leaf(self.graph.leaves[position], derived,
+                                                      self.observed.leaf(position))
+        return verified
+
+    def _leaf(self, leaf, derived, torch_side) -> LeafVerification:
+        node, verified = self.graph.nodes[leaf.node], self.nodes[leaf.node]
+        if self.status.get(leaf.node) == HOOK_CHANGED:
+            return LeafVerification(leaf.node, leaf.name, HOOK_CHANGED, verified.checks, verified.reason)
+        broken_at = self.broken_at.get(leaf.node, ()) or \
+            ((leaf.node,) if self.status.get(leaf.node) in CHAIN_BREAKERS else ())
+        if derived.grad is None or broken_at:
+            check = _derived_part_check(self.graph, leaf, derived, torch_side.grad, self.observed)
+            status = MISMATCH if check is not None and check.status == MISMATCH else UNCHECKED
+            return LeafVerification(leaf.node, leaf.name, status, (check,) if check else (), verified.reason,
+                                    broken_at)
+        dtype = leaf.value.dtype
+        checks = [compare("gradient", derived.grad, torch_side.grad, dtype, derived.budget),
+                  _jacobian_check(self.graph, leaf, self.jacobians.get(leaf.node), torch_side.grad, derived.budget)]
+        if leaf.accumulates:
+            checks.append(compare(".grad after the call", derived.accumulated, torch_side.grad_after, dtype,
+                                  derived.accumulated_budget))
+        checks = [check for check in checks if check is not None]
+        status = VERIFIED if checks else NOT_CHECKED
+        reason = ""
+        if any(check.status == MISMATCH for check in checks):
+            status = MISMATCH
+            if node.hooks:
+                status, reason = HOOK_CHANGED, _hook_reason(node, derived.grad, torch_side.grad)
+        return LeafVerification(leaf.node, leaf.name, status, tuple(checks), reason)
+
+    def verification(self) -> Verification:
+        nodes = [self.nodes[node.id] for node in self.graph.nodes]
+        leaves = [self.leaves[position] for position in range(len(self.graph.leaves))]
+        overall = worst([v.status for v in nodes] + [v.status for v in leaves])
+        first_mismatch = self.first_mismatch
+        if overall == MISMATCH and first_mismatch is None:
+            first_mismatch = next((v.node for v in leaves if v.status == MISMATCH), None)
+        return Verification(overall, tuple(nodes), tuple(leaves), first_mismatch)
 
 
 def _jacobian_check(graph: Graph, leaf, jacobian, torch_grad, chain_budget=None) -> Optional[Check]:
@@ -470,10 +533,11 @@ def _derived_part_check(graph: Graph, leaf, derived, torch_grad, observed: Obser
                 part = observed.downstream(node, operand.name)
                 if part is None:
                     return None
-                through.append(np.asarray(part))
+                through.append(numbers(part))
     if not through:
         return None
-    rest = np.asarray(torch_grad) - sum(through)
+    torch_grad = numbers(torch_grad)
+    rest = torch_grad - sum(through)
     eps = epsilon(leaf.value.dtype)
     budget = (derived.partial_budget if derived.partial_budget is not None else 0) + \
         eps * (np.abs(torch_grad) + sum(np.abs(p) for p in through))
@@ -489,47 +553,10 @@ def verify(graph: Graph, derivation: Derivation, observed: Observed = NOTHING,
     one); tests/test_verify.py and tests/test_faults.py feed whole graphs
     with wrong gradients.
     """
-    walk = _Walk(graph, derivation, observed, local_step)
-    nodes: List[NodeVerification] = []
+    walk = Walk(graph, observed, local_step, jacobians)
     for node in graph.nodes:
-        verified = walk.node(node)
-        walk.status[node.id] = verified.status
-        nodes.append(verified)
-
-    leaves = []
-    for position, (leaf, derived) in enumerate(zip(graph.leaves, derivation.leaves)):
-        torch_side = observed.leaf(position)
-        node = graph.nodes[leaf.node]
-        if walk.status.get(leaf.node) == HOOK_CHANGED:
-            leaves.append(LeafVerification(leaf.node, leaf.name, HOOK_CHANGED, nodes[leaf.node].checks,
-                                           nodes[leaf.node].reason))
-            continue
-        broken_at = walk.broken_at.get(leaf.node, ()) or \
-            ((leaf.node,) if walk.status.get(leaf.node) in CHAIN_BREAKERS else ())
-        if derived.grad is None or broken_at:
-            check = _derived_part_check(graph, leaf, derived, torch_side.grad, observed)
-            status = MISMATCH if check is not None and check.status == MISMATCH else UNCHECKED
-            leaves.append(LeafVerification(leaf.node, leaf.name, status, (check,) if check else (),
-                                           nodes[leaf.node].reason, broken_at))
-            continue
-        dtype = leaf.value.dtype
-        checks = [compare("gradient", derived.grad, torch_side.grad, dtype, derived.budget),
-                  _jacobian_check(graph, leaf, (jacobians or {}).get(leaf.node), torch_side.grad, derived.budget)]
-        if leaf.accumulates:
-            checks.append(compare(".grad after the call", derived.accumulated, torch_side.grad_after, dtype,
-                                  derived.accumulated_budget))
-        checks = [check for check in checks if check is not None]
-        status = VERIFIED if checks else NOT_CHECKED
-        reason = ""
-        if any(check.status == MISMATCH for check in checks):
-            status = MISMATCH
-            if node.hooks:
-                status, reason = HOOK_CHANGED, _hook_reason(node, derived.grad, torch_side.grad)
-        leaves.append(LeafVerification(leaf.node, leaf.name, status, tuple(checks), reason))
-
-    overall = worst([v.status for v in nodes] + [v.status for v in leaves])
-    first_mismatch = walk.first_mismatch
-    if overall == MISMATCH and first_mismatch is None:
-        first_mismatch = next((v.node for v in leaves if v.status == MISMATCH), None)
-    return Verification(overall, tuple(nodes), tuple(leaves), first_mismatch)
+        walk.visit(node, derivation.nodes[node.id])
+    for position, derived in enumerate(derivation.leaves):
+        walk.leaf(position, derived)
+    return walk.verification()
 

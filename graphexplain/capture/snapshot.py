@@ -55,11 +55,12 @@ class _Copies:
     def __init__(self):
         self._seen: Dict[int, Tuple[Any, int, Optional[np.ndarray]]] = {}
 
-    def __call__(self, tensor, convert) -> Optional[np.ndarray]:
+    def __call__(self, tensor, convert, any_dtype: bool = False) -> Optional[np.ndarray]:
         try:
             version = tensor._version
             entry = self._seen.get(id(tensor))
-            if entry is not None and entry[0]() is tensor and entry[1] == version:
+            if entry is not None and entry[0]() is tensor and entry[1] == version and \
+                    (any_dtype or entry[2] is None or entry[2].dtype.kind != "f" or entry[2].dtype == np.float64):
                 return entry[2]
             reference = weakref.ref(tensor)
         except Exception:  # inference tensors keep no version
@@ -141,8 +142,31 @@ def _expanded_dims(tensor) -> Tuple[int, ...]:
 def torch_number(tensor) -> Optional[np.ndarray]:
     """A gradient torch computed, as verification will read it. Every number
     of torch's backward passes through here (tests/test_independence.py
-    scales them all, and no derived number may move)."""
-    return to_numpy(tensor)
+    scales them all, and no derived number may move). A float32 gradient
+    is kept in float32 (Note [torch's numbers in their own dtype])."""
+    if not isinstance(tensor, torch.Tensor):
+        return None
+    if tensor.dtype != torch.float32:
+        return to_numpy(tensor)
+    copies = _COPIES.get()
+    return copies(tensor, _own_dtype, any_dtype=True) if copies is not None else _own_dtype(tensor)
+
+
+# Note [torch's numbers in their own dtype]
+# Torch's gradients are read by verification alone, which compares them
+# with float64 derived numbers; a float32 number converts to float64
+# exactly, so it is kept as torch made it, half the memory, and converted
+# where it is compared (block by block, Note [a big check, block by block])
+# or shown (model.numbers). Values the derivation computes with stay
+# float64: a tensor copied as a value first is not copied again.
+def _own_dtype(tensor) -> Optional[np.ndarray]:
+    try:
+        tensor = tensor.detach()
+        if tensor._is_zerotensor() or tensor.layout != torch.strided:
+            return _to_numpy(tensor)
+        return _frozen_copy(tensor, torch.float32)
+    except Exception:  # meta tensors, freed storage
+        return None
 
 
 def index_or_numbers(tensor) -> Optional[np.ndarray]:

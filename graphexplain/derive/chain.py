@@ -129,14 +129,27 @@ def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float,
     return magnitude, steps
 
 
+def _plus_scaled(first, second, k):
+    """first + k·second, adding into the product where the shapes allow:
+    the same numbers (a sum does not depend on its order of operands), one
+    array of the tensor's size fewer at once (on a 2000×2000 ReLU the peak
+    of the whole run was here)."""
+    total = np.multiply(second, k)
+    if total.shape == np.broadcast_shapes(total.shape, np.shape(first)) and total.dtype == np.result_type(total, first):
+        total += first
+        return total
+    return total + first
+
+
 def _elementwise_budget(local, local_terms, steps, upstream, upstream_budget, shape):
     """The budget of sum_to(upstream·local) (Note [error budget])."""
     full_shape = np.broadcast_shapes(np.shape(upstream), np.shape(local))
     magnitude = _lean(lambda u, t: np.abs(u) * t, np.broadcast_to(upstream, full_shape), local_terms)
-    each = _lean(lambda l, b, m: np.abs(l) * b + (steps + 1) * m, local, upstream_budget, magnitude)
+    each = _lean(lambda l, b, m: _plus_scaled(np.abs(l) * b, m, steps + 1), local, upstream_budget, magnitude)
     count = int(np.prod(full_shape, dtype=np.int64)) // max(1, int(np.prod(shape, dtype=np.int64)))
     rounds = budget.summation(count)
-    return _lean(lambda e, m: e + rounds * m, broadcast.sum_to(each, shape), broadcast.sum_to(magnitude, shape))
+    return _lean(lambda e, m: _plus_scaled(e, m, rounds), broadcast.sum_to(each, shape),
+                 broadcast.sum_to(magnitude, shape))
 
 
 def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float):
@@ -360,7 +373,8 @@ def _matrix_steps(rule: Matrix, node: Node, upstream: np.ndarray, upstream_budge
         shape = _shape_of(operand)
         full = formula.over_stack(function, call.stack, call.inputs, matrix_shape, call.ranks)
         full = formula.from_last(formula.laid_back(full, kind, formula.moved_shape(shape, call.along)), call.along)
-        error = _matrix_budget(rule, operand, call, matrix_shape, kind, shape, full, budgets, rounding)
+        error = _matrix_budget(rule, operand, call, matrix_shape, kind, shape, full, budgets, rounding,
+                               {str(symbol) for symbol in expr.free_symbols})
         if full.size == int(np.prod(shape, dtype=np.int64)):
             downstream = full.reshape(shape)
             summed = None
@@ -378,22 +392,25 @@ def _matrix_steps(rule: Matrix, node: Node, upstream: np.ndarray, upstream_budge
 
 
 def _matrix_budget(rule: Matrix, operand: Operand, call: "_MatrixCall", matrix_shape, kind, shape, full,
-                   budgets, rounding: float) -> np.ndarray:
+                   budgets, rounding: float, used=None) -> np.ndarray:
     """|J|ᵀ·(budget + rounding·|G|) by the formula's term magnitude at the
     operands' absolute values; for an inverse or a determinant, the result's
     size times the condition number squared (Note [error budget]): torch's
     inverse is off by κ·eps relative, and the formula multiplies two."""
     count = len(budgets)
-    gradients = [np.asarray(b, dtype=np.float64).reshape(g.shape) + rounding * np.abs(g)
+    gradients = [_plus_scaled(np.asarray(b, dtype=np.float64).reshape(g.shape), rounding, g)
                  for b, g in zip(budgets, call.inputs[:count])]
-    rest = [np.abs(a) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in call.inputs[count:]]
+    # an operand the formula does not read is passed as it is (Note [a big matrix node's temporaries])
+    unread = {k for k, name in enumerate(rule.inputs) if used is not None and name not in used}
+    rest = [np.abs(a) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and k not in unread else a
+            for k, a in enumerate(call.inputs[count:])]
     magnitude = formula.vector_jacobian_terms(rule, operand.name, call.matrix_shapes, call.choices)
     if magnitude is not None:
         try:
             terms = formula.over_stack(magnitude, call.stack, gradients + rest, matrix_shape, call.ranks)
             terms = formula.from_last(formula.laid_back(terms, kind, formula.moved_shape(shape, call.along)),
                                       call.along)
-            return np.broadcast_to(np.abs(terms), full.shape)
+            return np.broadcast_to(_magnitude(terms, call.inputs), full.shape)
         except (ValueError, TypeError, IndexError, NotImplementedError):
             pass
     kappa = budget.condition(call.inputs[count:])
@@ -435,10 +452,61 @@ def _require_forward(rule: Matrix, matrix_shapes, choices, stack, result, argume
         return
     forward = formula.matrix_forward_function(rule, matrix_shapes, choices)
     ours = formula.over_stack(lambda *a: forward(*a)[0], stack, arguments_, result.shape[len(stack):], ranks)
-    scale = max(1.0, float(np.max(np.abs(result), initial=0.0)))
+    scale = max(1.0, _largest_magnitude(result))
     loose = 1e-6 if dtype == "float64" else 1e-2
-    if not np.allclose(ours, result, rtol=loose, atol=loose * scale, equal_nan=True):
+    if not _all_close(ours, result, rtol=loose, atol=loose * scale):
         raise CannotApply(f"torch's result is not {rule.forward} of these operands")
+
+
+# Note [a big matrix node's temporaries]
+# On a 2000×2000 product each temporary is a 32 MB array, and the node's
+# own results (two gradients, two budgets) are already four of them: a
+# temporary made of a temporary (rounding·|G|, then budget + that; the
+# allclose of torch's result, five arrays) set the whole run's peak memory.
+# The helpers below compute the same numbers, in the same order of
+# operations, in one array each, or block by block.
+BLOCK = 1 << 18  # elements per block
+
+
+def _plus_scaled(base: np.ndarray, factor: float, array) -> np.ndarray:
+    """base + factor·|array|, one new array (Note [a big matrix node's temporaries])."""
+    total = np.abs(array)
+    if total.dtype != np.float64 or total.shape != np.broadcast_shapes(total.shape, np.shape(base)):
+        return base + factor * total
+    total *= factor
+    total += base
+    return total
+
+
+def _magnitude(terms, inputs) -> np.ndarray:
+    """|terms|, in place where `terms` is an array of its own (not one of the `inputs`), or a
+    read-only view of one the same shape (formula.over_stack's broadcast_to)."""
+    own = terms
+    if isinstance(terms, np.ndarray) and not terms.flags.writeable and isinstance(terms.base, np.ndarray) and \
+            terms.base.shape == terms.shape and terms.base.strides == terms.strides:
+        own = terms.base
+    if isinstance(own, np.ndarray) and own.dtype == np.float64 and own.flags.writeable and \
+            not any(isinstance(a, np.ndarray) and np.may_share_memory(own, a) for a in inputs):
+        return np.abs(own, out=own)
+    return np.abs(terms)
+
+
+def _largest_magnitude(array) -> float:
+    """max |element|, without an array of magnitudes for real numbers (0 for none)."""
+    array = np.asarray(array)
+    if array.dtype.kind != "f" or not array.size:
+        return float(np.max(np.abs(array), initial=0.0))
+    return float(np.maximum(np.max(array), -np.min(array)))
+
+
+def _all_close(ours, theirs, rtol: float, atol: float) -> bool:
+    """np.allclose(ours, theirs, equal_nan=True), block by block of the flat arrays."""
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    if ours.shape != theirs.shape or ours.size <= BLOCK:
+        return bool(np.allclose(ours, theirs, rtol=rtol, atol=atol, equal_nan=True))
+    ours, theirs = ours.reshape(-1), theirs.reshape(-1)
+    return all(np.allclose(ours[i:i + BLOCK], theirs[i:i + BLOCK], rtol=rtol, atol=atol, equal_nan=True)
+               for i in range(0, ours.size, BLOCK))
 
 
 def _require_full_rank(rule: Matrix, values: Dict[str, object]) -> None:
@@ -793,11 +861,14 @@ def _arrived(node: Node, upstream_of) -> Tuple[Optional[np.ndarray], Optional[Tu
     return each[0], each
 
 
-def derive(graph: Graph, symbolic: bool = True, root_budgets=None) -> Derivation:
+def derive(graph: Graph, symbolic: bool = True, root_budgets=None, keep=None) -> Derivation:
     """Run the chain rule over the whole graph, from the graph alone.
     `root_budgets` (one per root) are the seeds' error budgets where the
     seeds are themselves derived numbers (a Function's forward graph,
-    derive/function.py); by default the seeds are exact.
+    derive/function.py); by default the seeds are exact. `keep`, given,
+    is handed each node's derivation and its leaves' ({position: leaf}) as
+    soon as they are complete, and returns what the Derivation keeps of
+    them (Note [a big array's last use] in digest.py); by default, all.
 
     >>> from graphexplain.model import Graph, Node, Operand, Root, Value, Leaf
     >>> x = Value.of([1.0, 2.0])
@@ -820,6 +891,12 @@ def derive(graph: Graph, symbolic: bool = True, root_budgets=None) -> Derivation
         seed_budget = np.zeros(seed.shape) if root_budgets is None else np.broadcast_to(root_budgets[position], seed.shape)
         budgets[key] = budgets.get(key, 0) + seed_budget  # the seed is exact, unless derived
 
+    complex_graph = any(_is_complex(node) for node in graph.nodes)
+    formulas = leaf_formulas(graph) if symbolic and not complex_graph else {}
+    leaves_at: Dict[int, List[int]] = {}  # node → the leaves it stands for, each derived with its node
+    for position, leaf in enumerate(graph.leaves):
+        leaves_at.setdefault(leaf.node, []).append(position)
+    leaves: List[Optional[LeafDerivation]] = [None] * len(graph.leaves)
     derived: List[NodeDerivation] = []
     for node in graph.nodes:
         outputs = range(max(1, len(node.outputs)))
@@ -849,10 +926,17 @@ def derive(graph: Graph, symbolic: bool = True, root_budgets=None) -> Derivation
                 eps = epsilon(operand.value.dtype if operand.value is not None else "float32")
                 added = added + eps * (np.abs(previous) + np.abs(step.downstream))
             budgets[key] = added if previous is None else budgets[key] + added
-
-    complex_graph = any(_is_complex(node) for node in graph.nodes)
-    formulas = leaf_formulas(graph) if symbolic and not complex_graph else {}
-    leaves = [_leaf(leaf, derived[leaf.node], upstreams, budgets, missing, formulas) for leaf in graph.leaves]
+        done = {position: _leaf(graph.leaves[position], result, upstreams, budgets, missing, formulas)
+                for position in leaves_at.get(node.id, ())}
+        if keep is not None:
+            derived[-1], done = keep(result, done)
+        for position, leaf in done.items():
+            leaves[position] = leaf
+        for nr in outputs:  # every consumer has sent its part: no later node reads this node's upstream
+            upstreams.pop((node.id, nr), None)
+            budgets.pop((node.id, nr), None)
+        # from here on only `derived` and the two dicts hold this node's arrays (`keep` may have let them go)
+        result = done = step = previous = added = upstream = upstream_budget = each_output = each_budget = None
     return Derivation(tuple(derived), tuple(leaves))
 
 

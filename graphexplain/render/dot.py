@@ -21,7 +21,7 @@ import numpy as np
 from ..notation import LABEL_WIDTH, shorten, stands_in
 from ..results import HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .collapse import Cluster, View, collapse
-from .formatting import array, number, plural, shape
+from .formatting import array, norm, number, plural, shape
 
 FORMATS = ("png", "svg", "pdf", "dot")
 
@@ -114,7 +114,7 @@ def _edge_label(gradient) -> str:
     if gradient is None:
         return ""
     if np.size(gradient) > SMALL:
-        return _literal(f"‖grad‖={number(np.linalg.norm(gradient))}")
+        return _literal(f"‖grad‖={number(norm(gradient))}")
     return _literal(array(gradient, small=SMALL))
 
 

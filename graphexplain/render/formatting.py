@@ -16,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..digest import Digest
 from ..model import numbers
 from ..notation import label, shorten
 
@@ -41,6 +42,9 @@ def number(value) -> str:
 def array(data: Optional[np.ndarray], small: int = SMALL) -> str:
     if data is None:
         return "?"
+    if isinstance(data, Digest):  # a big array's shown numbers (Note [a big array's last use] in digest.py)
+        head = ", ".join(number(v) for v in data.head[:3])
+        return f"{tuple(data.shape)} [{head}, … {number(data.last)}] ‖·‖={number(data.norm)}"
     data = numbers(data)
     if data.ndim == 0 or data.size == 1 and data.ndim == 0:
         return number(data.reshape(()))
@@ -49,6 +53,11 @@ def array(data: Optional[np.ndarray], small: int = SMALL) -> str:
     flat = data.reshape(-1)
     head = ", ".join(number(v) for v in flat[:3])
     return f"{tuple(data.shape)} [{head}, … {number(flat[-1])}] ‖·‖={number(np.linalg.norm(flat))}"
+
+
+def norm(data) -> float:
+    """The L2 norm of an array or a Digest."""
+    return data.norm if isinstance(data, Digest) else np.linalg.norm(data)
 
 
 def _nested(data: np.ndarray) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
+from ..digest import Digest, numbers as as_shown
 from ..notation import shorten
 
 SCHEMA = "graphexplain/1"
@@ -41,9 +42,13 @@ class Arrays:
         self.arrays: Optional[Dict[str, np.ndarray]] = {} if full else None
 
     def __call__(self, data, key: str) -> Any:
+        if isinstance(data, Digest):  # summarised already (Note [a big array's last use] in digest.py)
+            if self.arrays is not None:
+                raise ValueError(f"{key}: --json-full needs the whole array, and only its digest was kept")
+            return dict(data.summary)
         if data is None or np.size(data) <= self.limit:
             return numbers(data)
-        array = np.asarray(data)
+        array = as_shown(data)  # torch's float32 numbers, summarised and written as float64 like the rest
         if self.arrays is not None:
             self.arrays[key] = array
         return summary(array, key if self.arrays is not None else None)

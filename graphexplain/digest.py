@@ -1,0 +1,73 @@
+"""What the reports show of a big array, kept in place of the array once no
+later stage needs its elements (Note [a big array's last use]).
+
+    >>> import numpy as np
+    >>> d = Digest.of(np.arange(2000.0))
+    >>> d.shape, d.size, d.last, d.summary["max"]
+    ((2000,), 2000, 1999.0, 1999.0)
+
+Note [a big array's last use]
+On a 2000×2000 matmul every derived gradient, its error budget and each
+local gradient is a 32 MB float64 array, and the explanation held them all
+until the reports were written: three times the script's own peak memory.
+Yet a report shows a tensor of more than LIMIT elements only as a summary:
+its first values, last value, norms, min and max (the JSON's `summary`, the
+walkthrough's and the picture's one line). So where nothing asks for the
+whole arrays (the command line without --json-full, --html or --markdown),
+each node is verified as soon as it is derived, and its big arrays are then
+kept as a `Digest` of exactly those numbers; the arrays a later node still
+needs (the gradient sent down, until its producer is derived and verified)
+live on in the derivation until then. The library API keeps whole arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Tuple
+
+import numpy as np
+
+LIMIT = 1000  # elements; render.json.SUMMARY_LIMIT, the smallest tensor any report summarises
+HEAD = 6  # first values kept: the JSON shows 6, the walkthrough 3
+
+
+def numbers(data) -> np.ndarray:
+    """float64 (complex128 for complex data), as every stage computes and shows numbers."""
+    array = np.asarray(data)
+    return array.astype(np.complex128 if np.iscomplexobj(array) else np.float64, copy=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Digest:
+    """A big array's shape, first and last values, norms, min and max, in
+    float64 as the array is shown (model.numbers): what renderers read in
+    place of the array. `summary` is the JSON's (render/json.summary)."""
+
+    shape: Tuple[int, ...]
+    head: np.ndarray  # the first HEAD elements, row-major
+    last: Any  # the last element
+    norm: Any  # L2 norm over every element (inf or nan where one is): the walkthrough's ‖·‖
+    summary: Dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def of(cls, data) -> "Digest":
+        from .render.json import summary  # (numpy only: no heavy import)
+
+        array = numbers(data)
+        flat = array.reshape(-1)
+        return cls(tuple(array.shape), flat[:HEAD].copy(), flat[-1].item(), np.linalg.norm(flat), summary(array))
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def digested(data):
+    """`data` as a Digest when it is a big array, else as it is."""
+    if isinstance(data, np.ndarray) and data.size > LIMIT and data.dtype.kind in "fc":
+        return Digest.of(data)
+    return data
