@@ -256,7 +256,7 @@ def _routing(rule: Routing, node: Node, upstream: np.ndarray, upstream_budget: n
     found = routing.routes(rule.forward, shapes, saved, numbers)
     if len(found.output_shapes) != len(upstreams):
         raise CannotApply(f"the forward makes {len(found.output_shapes)} outputs, torch's node {len(upstreams)}")
-    flat = np.concatenate([np.broadcast_to(u, s).reshape(-1) for u, s in zip(upstreams, found.output_shapes)])
+    flat = _flat(upstreams, found.output_shapes, lambda u: u)
     shown = upstream if each_output is None else flat
     sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in shapes]
     grads = routing.gradients(found, flat, sizes)
@@ -283,17 +283,20 @@ def _routing_budget(found: routing.Routes, upstreams, budgets, sizes):
     interpolation): |J| is the map with |weights|, and the rounding steps
     are the additions into the element that collects the most."""
     absolute = replace(found, weights=None if found.weights is None else np.abs(found.weights))
-
-    def flat(arrays):
-        return np.concatenate([np.broadcast_to(np.abs(a), s).reshape(-1) for a, s in zip(arrays, found.output_shapes)])
-
-    collected = np.bincount(found.inputs, minlength=int(np.sum(sizes))) if len(found.inputs) else np.zeros(1)
-    steps = budget.summation(int(np.max(collected, initial=1))) + (1 if found.weights is not None else 0)
-    found_budget = routing.gradients(absolute, flat(budgets) + steps * flat(upstreams), sizes)
+    steps = budget.summation(routing.most_collected(found, sizes)) + (1 if found.weights is not None else 0)
+    seeds = [_lean(lambda b, u: np.abs(b) + steps * np.abs(u), b, u) for b, u in zip(budgets, upstreams)]
+    found_budget = routing.gradients(absolute, _flat(seeds, found.output_shapes, lambda a: a), sizes)
     if found.slack is None:
         return found_budget
-    slack = routing.gradients(replace(found, weights=found.slack), flat(upstreams), sizes)
+    slack = routing.gradients(replace(found, weights=found.slack), _flat(upstreams, found.output_shapes, np.abs), sizes)
     return [b + s for b, s in zip(found_budget, slack)]
+
+
+def _flat(arrays, shapes, function):
+    """`function` of each output's array, flat, one output after another (one output: no copy where none is needed)."""
+    if len(arrays) == 1 and len(shapes) == 1:
+        return np.broadcast_to(function(arrays[0]), shapes[0]).reshape(-1)
+    return np.concatenate([np.broadcast_to(function(a), s).reshape(-1) for a, s in zip(arrays, shapes)])
 
 
 def _matrix(rule: Matrix, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float,
@@ -659,7 +662,7 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
         with np.errstate(all="ignore"):  # a budget at a pole (0**-1) is inf: verify handles it, no warning
             locals_, steps = family(rule, node, upstream, _lean(lambda b: b / eps, upstream_budget), eps, **several)
         steps = [replace(step, budget=None if step.budget is None else
-                         _stored(step, _lean(lambda b: b * eps, np.asarray(step.budget)), node))
+                         _stored(step, np.asarray(step.budget), node, eps))
                  for step in steps]
     except (CannotApply, ValueError, IndexError, TypeError, KeyError, ArithmeticError) as problem:
         reason = f"{type(problem).__name__}: {problem}" if not isinstance(problem, CannotApply) else str(problem)
@@ -673,14 +676,15 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     )
 
 
-def _stored(step: ChainStep, error: np.ndarray, node: Node) -> np.ndarray:
-    """The budget once torch stores the gradient in its operand's dtype (a
-    float64 gradient sent to a float32 tensor rounds once more)."""
+def _stored(step: ChainStep, error: np.ndarray, node: Node, unit: float) -> np.ndarray:
+    """The budget (`error`, in units of `unit`, the node's eps) once torch
+    stores the gradient in its operand's dtype (a float64 gradient sent to a
+    float32 tensor rounds once more)."""
     operand = next((o for o in node.operands if o.name == step.input), None)
     if operand is None or operand.value is None or step.downstream is None:
-        return error
+        return _lean(lambda e: e * unit, error)
     eps = epsilon(operand.value.dtype)
-    return _lean(lambda e, d: e + eps * np.abs(d) / 2, error, step.downstream)
+    return _lean(lambda e, d: e * unit + eps * np.abs(d) / 2, error, step.downstream)
 
 
 def computing_dtype(node: Node) -> str:

@@ -744,6 +744,22 @@ class Routes:
     planes: int = 1
     input_plane: int = 0
     output_plane: int = 0
+    # The map read as strides, where it is one (Note [routes read as strides]).
+    strided: Optional["Strided"] = None
+
+
+@dataclass(frozen=True)
+class Strided:
+    """result[k] = input[offset + Σ_a k_a·strides[a]] for every output element
+    k of `shape`, each input element taken from one k once the dims of
+    stride 0 (`summed`) are set aside (Note [routes read as strides])."""
+
+    offset: int
+    shape: Shape
+    strides: Tuple[int, ...]
+    summed: Tuple[int, ...]  # dims of stride 0: broadcast copies, added up going back
+    covers: bool  # every input element is taken
+    identity: bool  # the map is the positions in order: the gradient is the upstream, reshaped
 
 
 _MISSING = object()
@@ -900,10 +916,87 @@ def complete_shapes(forward: str, shapes: Sequence[Tuple[str, Optional[Shape]]],
     return [(word, shape if shape is not None else (worked_out(word) or ())) for word, shape in shapes]
 
 
+# Note [routes read as strides]
+# The map of a view, a reshape, a transpose, a permute, an expand, a select
+# or a slice, found by running the forward on positions, takes input element
+# offset + Σ_a k_a·s_a into output element k: an affine map, which numpy can
+# state as strides. Read that way (`read_as_strides`, checked element by
+# element against the map itself, and against two output elements taking one
+# input element outside the dims of stride 0), sending the upstream back
+# along the edges is one strided copy of it into the input's place, after
+# adding it up over the dims of stride 0 (an expand's copies), instead of a
+# bincount over every edge: the same sums, the same map, from the same
+# forward. A reshape's map is the positions in order, and its gradient is the
+# upstream itself, reshaped. Maps that are not affine (an index, a cat, a
+# pad's reflections) keep the bincount.
+def read_as_strides(found: Routes, sizes: Sequence[int]) -> Routes:
+    """`found` with its map read as strides where it is one (Note [routes
+    read as strides]); `found` unchanged otherwise.
+
+    >>> r = read_as_strides(routes("swapaxes(self, dim0, dim1)", [("self", (2, 3))], {"dim0": 0, "dim1": 1}), [6])
+    >>> r.strided.strides, [g.tolist() for g in gradients(r, np.arange(6.0), [6])]
+    ((1, 3), [[0.0, 2.0, 4.0, 1.0, 3.0, 5.0]])
+    """
+    if found.weights is not None or found.slack is not None or _by_plane(found) or len(found.output_shapes) != 1 \
+            or len(sizes) != 1 or not sizes[0]:
+        return found
+    shape, size = tuple(found.output_shapes[0]), int(sizes[0])
+    count = int(np.prod(shape, dtype=np.int64))
+    if count == 0 or len(found.outputs) != count or not np.array_equal(found.outputs, np.arange(count)):
+        return found  # an output element from no input (a pad, tril's zeros)
+    source = found.inputs.reshape(shape)
+    offset = int(source.flat[0])
+    strides = tuple(int(source[tuple(1 if d == axis else 0 for d in range(len(shape)))]) - offset if n > 1 else 0
+                    for axis, n in enumerate(shape))
+    low = offset + sum(min(0, (n - 1) * stride) for n, stride in zip(shape, strides))
+    high = offset + sum(max(0, (n - 1) * stride) for n, stride in zip(shape, strides))
+    if low < 0 or high >= size:
+        return found
+    affine = np.full(shape, offset, dtype=np.int64)
+    for axis, (n, stride) in enumerate(zip(shape, strides)):
+        if stride:
+            affine += (np.arange(n, dtype=np.int64) * stride).reshape((-1,) + (1,) * (len(shape) - axis - 1))
+    if not np.array_equal(affine, source):
+        return found
+    summed = tuple(axis for axis, (n, stride) in enumerate(zip(shape, strides)) if stride == 0 and n > 1)
+    kept = source[tuple(0 if axis in summed else slice(None) for axis in range(len(shape)))]
+    if kept.size and int(np.bincount(kept.reshape(-1), minlength=size).max()) > 1:
+        return found  # two output elements take one input element: not a copy, the bincount adds them
+    identity = not summed and count == size and np.array_equal(found.inputs, np.arange(size))
+    return replace(found, strided=Strided(offset, shape, strides, summed, kept.size == size, identity))
+
+
+def most_collected(found: Routes, sizes: Sequence[int]) -> int:
+    """The most edges that reach one input element (how many numbers torch
+    adds into it)."""
+    if found.strided is not None:
+        return max(1, int(np.prod([found.strided.shape[axis] for axis in found.strided.summed], dtype=np.int64)))
+    if not len(found.inputs):
+        return 1
+    return int(np.max(np.bincount(found.inputs, minlength=int(np.sum(sizes))), initial=1))
+
+
+def _strided_gradient(strided: Strided, upstream: np.ndarray, size: int) -> np.ndarray:
+    """The upstream sent back along a map read as strides (Note [routes read as strides])."""
+    upstream = np.asarray(upstream, dtype=np.float64).reshape(strided.shape)
+    if strided.identity:
+        return upstream.reshape(-1)
+    if strided.summed:
+        upstream = upstream.sum(axis=strided.summed)
+    strides = [stride for axis, stride in enumerate(strided.strides) if axis not in strided.summed]
+    gradient = np.empty(size) if strided.covers else np.zeros(size)
+    place = np.lib.stride_tricks.as_strided(gradient[strided.offset:], upstream.shape,
+                                            [stride * gradient.itemsize for stride in strides])
+    place[...] = upstream  # in bounds and one input element per output element: read_as_strides checked both
+    return gradient
+
+
 def gradients(found: Routes, upstream: np.ndarray, sizes: Sequence[int]) -> List[np.ndarray]:
     """Each input's gradient, flat: every upstream element (all outputs',
     flat, one after another) sent back along its edges, and added up where
     several edges reach one input element."""
+    if found.strided is not None and found.weights is None:
+        return [_strided_gradient(found.strided, upstream, int(sizes[0]))]
     if _by_plane(found):
         return [_plane_gradient(found, upstream)]
     contributions = np.asarray(upstream, dtype=np.float64).reshape(-1)[found.outputs]
@@ -1501,5 +1594,78 @@ def routes(forward: str, shapes: Sequence[Tuple[str, Shape]], arguments: Dict[st
         return convention(found, arguments) if convention is not None else found
     made_whole = ROUTES_MADE_WHOLE.get(function_name(forward))
     if made_whole is None:
-        return _routes_element_by_element(forward, shapes, arguments, numbers)
+        key = _routes_key(forward, shapes, arguments)
+        if key is None:
+            return _routes_element_by_element(forward, shapes, arguments, numbers)
+        return _positions_routes(key, forward, shapes, arguments)
     return made_whole(shapes, arguments, list(numbers) + [None] * (len(shapes) - len(numbers)))
+
+
+# Note [routes kept per shape]
+# A forward run on positions depends on nothing but the operands' shapes
+# and the arguments its call names: every layer of a model, and the local
+# step verify.py runs again on torch's upstream, asks for the same map.
+# Those maps are made once per (forward, shapes, arguments) and kept, read
+# as strides (Note [routes read as strides]), their arrays read-only. Not
+# kept: forwards that read the operands' numbers (ties, `numbers`), traced
+# or made-whole ones, and arguments that are big arrays (an index).
+_KEPT_ELEMENTS = 1 << 12  # an index array up to this size is part of a key; a bigger one is not kept
+
+
+@functools.lru_cache(maxsize=None)
+def _call_words(forward: str) -> Tuple[str, Tuple[str, ...], bool]:
+    call = ast.parse(forward, mode="eval").body
+    takes_numbers = "numbers" in inspect.signature(FUNCTIONS[call.func.id]).parameters
+    return call.func.id, tuple(arg.id for arg in call.args), takes_numbers
+
+
+def _key_part(value):
+    if isinstance(value, np.ndarray):
+        return None if value.size > _KEPT_ELEMENTS or value.dtype == object else \
+            ("array", value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, (list, tuple)):
+        parts = [_key_part(v) for v in value]
+        return None if any(part is None and v is not None for part, v in zip(parts, value)) else \
+            (type(value).__name__, tuple(parts))
+    if value is None or isinstance(value, (bool, int, float, str, np.integer, np.floating, np.bool_)):
+        return (type(value).__name__, value)
+    return None
+
+
+def _routes_key(forward: str, shapes, arguments: Dict[str, Any]):
+    """The key of a map kept per shape, or None where it is not kept (Note [routes kept per shape])."""
+    name, words, takes_numbers = _call_words(forward)
+    if name in SUMMING or takes_numbers or any(shape is None for _, shape in shapes):
+        return None
+    operands = {word for word, _ in shapes} | {VARIADIC}
+    parts = []
+    for word in words:
+        if word in operands:
+            continue
+        value = arguments.get(word, _MISSING)
+        part = ("missing",) if value is _MISSING else _key_part(value)
+        if part is None:
+            return None
+        parts.append((word, part))
+    return forward, tuple((word, tuple(shape)) for word, shape in shapes), tuple(parts)
+
+
+_KEPT_MAPS = 256  # distinct maps kept; the oldest goes first
+_KEPT: Dict[tuple, Routes] = {}
+
+
+def _positions_routes(key, forward: str, shapes, arguments: Dict[str, Any]) -> Routes:
+    """The map of a forward run on positions, made once per key (Note [routes kept per shape])."""
+    found = _KEPT.get(key)
+    if found is not None:
+        return found
+    found = _routes_element_by_element(forward, list(shapes), arguments)
+    if found.weights is not None:  # traced after a collision: not a map of positions alone
+        return found
+    found = read_as_strides(found, [int(np.prod(shape, dtype=np.int64)) for _, shape in shapes])
+    for array in (found.outputs, found.inputs):
+        array.setflags(write=False)
+    if len(_KEPT) >= _KEPT_MAPS:
+        _KEPT.pop(next(iter(_KEPT)))
+    _KEPT[key] = found
+    return found
