@@ -32,11 +32,14 @@ from ..precision import epsilon
 from ..rules.optimizers import INITIAL_STATE, UpdateRule, rule_for
 from ..updates import Assignment, ParamBefore
 from .budget import steps, terms
+from .functions import lambdify
 
 SYMBOL = re.compile(r"\b[A-Za-z_][A-Za-z_0-9]*\b")
 FUNCTIONS = {"sqrt", "Max", "Abs"}
 PARAMETER = "p"
-NUMPY = [{"Max": np.maximum, "Heaviside": lambda x, h=0.5: np.heaviside(x, h)}, "numpy"]  # elementwise, as torch.maximum
+# elementwise, as torch.maximum; numpy's namespace as the rows' lambdify gives it (derive/functions.py),
+# not sympy's "numpy", whose `from numpy import *` was a tenth of a small script's traced run
+ELEMENTWISE = ({"Max": np.maximum, "Heaviside": lambda x, h=0.5: np.heaviside(x, h)},)
 
 
 def numbers_of(hyper: Dict[str, Any]) -> Dict[str, float]:
@@ -62,9 +65,9 @@ def _compiled(text: str, names: Tuple[str, ...]):
     """The formula, its term magnitude, and its sensitivity to each input, as numpy functions."""
     expr = _parsed(text)
     symbols = [sp.Symbol(name, real=True) for name in names]
-    value = sp.lambdify(symbols, expr, NUMPY)
-    magnitude = sp.lambdify(symbols, terms(expr), NUMPY)
-    sensitivities = {name: sp.lambdify(symbols, sp.Abs(sp.diff(expr, symbol)), NUMPY)
+    value = lambdify(symbols, expr, ELEMENTWISE)
+    magnitude = lambdify(symbols, terms(expr), ELEMENTWISE)
+    sensitivities = {name: lambdify(symbols, sp.Abs(sp.diff(expr, symbol)), ELEMENTWISE)
                      for name, symbol in zip(names, symbols)}
     return expr, value, magnitude, sensitivities
 
