@@ -23,7 +23,7 @@ from .blas import one_thread
 from .derive import complete, derive, derive_node, jacobians
 from .model import Graph, Node
 from .observed import NOTHING, Observed
-from .digest import LIMIT, Digest, digested, numbers
+from .digest import RELEASED_FROM, Digest, digested, numbers
 from .results import Derivation, LeafDerivation, NodeDerivation, NodeVerification, Verification
 from .verify import Walk, verify
 
@@ -41,7 +41,7 @@ def _last_uses(graph: Graph) -> Dict[int, list]:
     """node id → the big Values whose arrays no node after it reads."""
     last: Dict[int, tuple] = {}  # id(array) → (last node, the Values that hold it)
     def note(value, node_id):
-        if value is None or not isinstance(value.data, np.ndarray) or value.data.size <= LIMIT:
+        if value is None or not isinstance(value.data, np.ndarray) or value.data.size < RELEASED_FROM:
             return
         at, holders = last.get(id(value.data), (node_id, []))
         holders.append(value)
@@ -132,7 +132,7 @@ class Explanation:
         """Derive from the graph alone, then verify against torch's numbers
         (Note [independence of the derived side] in observed.py). `lean`:
         each node is verified as soon as it is derived, and what it holds of
-        more than digest.LIMIT elements is kept as a `Digest`, the numbers
+        digest.RELEASED_FROM elements or more is kept as a `Digest`, the numbers
         the reports show of it (Note [a big array's last use] in digest.py)."""
         observed = observed if observed is not None else NOTHING
         with one_thread():  # Note [one BLAS thread] in blas.py

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from graphexplain import cli
-from graphexplain.digest import LIMIT, Digest
+from graphexplain.digest import LIMIT, RELEASED_FROM, Digest, digested
 
 BIG = """\
 import torch
@@ -29,9 +29,9 @@ class Square(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         return {backward}
 
-a = torch.randn(40, 30, requires_grad=True)   # 1200 elements: over the limit
-b = torch.randn(30, 50, requires_grad=True)
-h = (a @ b).tanh()
+a = torch.randn(160, 120, requires_grad=True)   # each over digest.RELEASED_FROM elements
+b = torch.randn(120, 150, requires_grad=True)
+h = (a @ b * 0.05).tanh()  # not saturated: every element passes a gradient on
 loss = (Square.apply(h) * 3 + h.exp()).mean()
 loss.backward()
 print(f"loss {{loss.item():.6f}}")
@@ -94,3 +94,8 @@ def test_a_digest_keeps_what_the_reports_show():
     assert digest.shape == data.shape and digest.size == data.size
     assert digest.last == data.reshape(-1)[-1]
     assert digest.summary["max"] == 5.0 and digest.summary["min"] == -3.0
+
+
+def test_only_arrays_from_the_release_size_are_digested():
+    assert digested(np.ones(RELEASED_FROM - 1)).shape == (RELEASED_FROM - 1,)  # kept whole
+    assert isinstance(digested(np.ones(RELEASED_FROM)), Digest)
