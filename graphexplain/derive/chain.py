@@ -129,26 +129,15 @@ def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float,
     return magnitude, steps
 
 
-def _plus_scaled(first, second, k):
-    """first + k·second, adding into the product where the shapes allow:
-    the same numbers (a sum does not depend on its order of operands), one
-    array of the tensor's size fewer at once (on a 2000×2000 ReLU the peak
-    of the whole run was here)."""
-    total = np.multiply(second, k)
-    if total.shape == np.broadcast_shapes(total.shape, np.shape(first)) and total.dtype == np.result_type(total, first):
-        total += first
-        return total
-    return total + first
-
-
 def _elementwise_budget(local, local_terms, steps, upstream, upstream_budget, shape):
     """The budget of sum_to(upstream·local) (Note [error budget])."""
     full_shape = np.broadcast_shapes(np.shape(upstream), np.shape(local))
     magnitude = _lean(lambda u, t: np.abs(u) * t, np.broadcast_to(upstream, full_shape), local_terms)
-    each = _lean(lambda l, b, m: _plus_scaled(np.abs(l) * b, m, steps + 1), local, upstream_budget, magnitude)
+    # magnitude ≥ 0 is its own |·|: _plus_scaled adds into one new array (Note [a big matrix node's temporaries])
+    each = _lean(lambda l, b, m: _plus_scaled(np.abs(l) * b, steps + 1, m), local, upstream_budget, magnitude)
     count = int(np.prod(full_shape, dtype=np.int64)) // max(1, int(np.prod(shape, dtype=np.int64)))
     rounds = budget.summation(count)
-    return _lean(lambda e, m: _plus_scaled(e, m, rounds), broadcast.sum_to(each, shape),
+    return _lean(lambda e, m: _plus_scaled(e, rounds, m), broadcast.sum_to(each, shape),
                  broadcast.sum_to(magnitude, shape))
 
 
