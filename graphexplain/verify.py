@@ -151,10 +151,12 @@ def _agreed_in_blocks(derived, torch_number, budget, dtype: str):
         allowed = np.broadcast_to(allowed_difference(piece, piece_budget, dtype), piece.shape)
         with np.errstate(invalid="ignore", over="ignore"):
             error = np.abs(piece - numbers(torch_number[part]))
-        if not (np.all(np.isfinite(error)) and np.all(error <= allowed)):
+            excess = error - allowed
+        # one test for both "finite" and "within": an inf or nan error makes its excess inf or nan,
+        # which is not <= 0 (inf - inf is nan too); the pass over the block once, not three times
+        if not np.all(excess <= 0):
             return None
         worst_error = max(worst_error, float(np.max(error, initial=0.0)))
-        excess = error - allowed
         position = int(np.argmax(excess))
         if best is None or excess.flat[position] > best:
             best = excess.flat[position]

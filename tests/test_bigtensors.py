@@ -48,6 +48,22 @@ def test_a_nan_in_a_big_gradient_is_left_to_the_whole_check():
     assert verify.compare("x", derived, torch_number, "float32").status == verify.MISMATCH
 
 
+@pytest.mark.parametrize("side", ["torch", "derived", "both"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_an_inf_or_nan_in_a_block_is_left_to_the_whole_check(monkeypatch, side, value):
+    """The blocks' one test (excess <= 0) must refuse every non-finite error,
+    an infinity on both sides included: the whole check decides those."""
+    derived = np.ones((700, 900))
+    torch_number = derived.copy()
+    for array in {"torch": [torch_number], "derived": [derived], "both": [torch_number, derived]}[side]:
+        array[350, 451] = value
+    assert verify._agreed_in_blocks(derived, torch_number, None, "float32") is None
+    check, whole = verify.compare("x", derived, torch_number, "float32"), _whole(monkeypatch, "x", derived,
+                                                                                  torch_number, "float32")
+    # a nan's Check holds a nan, unequal to itself: the status and the place are what must agree
+    assert (check.status, check.worst_index) == (whole.status, whole.worst_index)
+
+
 def test_lean_holds_a_broadcast_number_once_and_gives_the_same_numbers():
     spread = np.broadcast_to(np.array([[0.25]]), (2000, 3000))
     product = _lean(np.multiply, spread, 1 / 7)
