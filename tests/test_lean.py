@@ -14,28 +14,22 @@ import pytest
 from graphexplain import cli
 from graphexplain.digest import LIMIT, RELEASED_FROM, Digest, digested
 
-BIG = """\
-import torch
-torch.manual_seed(0)
+from test_faults import SQUARE
 
-class Square(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x * x
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return {backward}
-
+REST = """
 a = torch.randn(160, 120, requires_grad=True)   # each over digest.RELEASED_FROM elements
 b = torch.randn(120, 150, requires_grad=True)
 h = (a @ b * 0.05).tanh()  # not saturated: every element passes a gradient on
 loss = (Square.apply(h) * 3 + h.exp()).mean()
 loss.backward()
-print(f"loss {{loss.item():.6f}}")
+print(f"loss {loss.item():.6f}")
 """
+
+
+def big_script(backward: str) -> str:
+    """A script whose Function (test_faults' Square) has the given backward, on big tensors."""
+    return "import torch\ntorch.manual_seed(0)\n" + SQUARE.format(backward_body=f"return {backward}") + REST
+
 
 RIGHT = "grad * 2 * x"
 WRONG = {
@@ -46,7 +40,7 @@ WRONG = {
 
 def _trace(tmp_path, backward, *options):
     script = tmp_path / "big.py"
-    script.write_text(BIG.format(backward=backward), encoding="utf-8")
+    script.write_text(big_script(backward), encoding="utf-8")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(tmp_path)
         code = cli.main(["trace", "--quiet", "--format", "dot", "--json", "result.json", *options, str(script)])
