@@ -49,6 +49,8 @@ class Value:
     dtype: str
     data: Optional[np.ndarray] = field(default=None, compare=False)
     device: str = "cpu"
+    # computed by the row's forward in float64 (derive/replay.py), not torch's own rounded number
+    replayed: bool = field(default=False, compare=False)
 
     @classmethod
     def of(cls, data, dtype: str = "float64", device: str = "cpu") -> "Value":

@@ -5,6 +5,7 @@ of ops outside every module is drawn as one box."""
 
 import numpy as np
 import pytest
+import torch
 
 from graphexplain import verify
 from graphexplain.capture.snapshot import _same_numbers
@@ -121,3 +122,27 @@ def test_a_chain_shorter_than_fold_stays_node_by_node():
     graph = _elementwise_chain(FOLD - 1)
     collapsed = collapse(graph, _statuses(graph), View(threshold=5))
     assert all(item.box is None for item in collapsed.items())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_big_budget_is_stored_in_its_gradients_dtype_and_still_catches_a_wrong_element(dtype):
+    """Note [a big budget in float32] in derive/chain.py: half the memory
+    for a float32 gradient, the same verdicts; a float64 one keeps float64."""
+    import graphexplain
+    from graphexplain.verify import verify as verify_all
+    from test_verify import with_node
+    torch.manual_seed(0)
+    a = torch.randn(600, 600, dtype=dtype, requires_grad=True)
+    b = torch.randn(600, 600, dtype=dtype, requires_grad=True)
+    explanation = graphexplain.explain((a @ b).tanh().sum())
+    assert explanation.status == "verified"
+    mm = next(n for n in explanation.graph.nodes if n.op == "MmBackward0")
+    budgets = [step.budget for step in explanation.derivation.nodes[mm.id].steps]
+    assert {np.asarray(b).dtype for b in budgets} == {np.dtype(np.float32 if dtype == torch.float32 else np.float64)}
+    observed = explanation.observed
+    downstream = [np.array(d, dtype=np.float64) for d in observed.node(mm.id).downstream]
+    downstream[0][123, 456] += 0.05  # ~ a hundred budgets there in float32
+    wrong = with_node(observed, mm.id, downstream=tuple(downstream))
+    verification = verify_all(explanation.graph, explanation.derivation, wrong)
+    assert verification.nodes[mm.id].status == MISMATCH
+    assert verification.nodes[mm.id].checks[1].worst_index == (123, 456)

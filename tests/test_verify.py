@@ -45,10 +45,13 @@ def failing(checks):
     return [check.what for check in checks if check.status == "mismatch"]
 
 
-def off_from(graph, observed, start):
+def off_from(graph, observed, start, factor=OFF):
     """Torch's numbers as torch would have left them had node `start`'s
-    backward been off by OFF: its downstream, and every number torch passed
-    on from there to the nodes and leaves that feed it."""
+    backward been off by `factor`: its downstream, and every number torch
+    passed on from there to the nodes and leaves that feed it."""
+    def scaled(data):
+        return None if data is None else frozen_array(np.asarray(data) * factor)
+
     wrong = with_node(observed, start, downstream=tuple(map(scaled, observed.node(start).downstream)))
     feeding, todo = set(), [start]
     while todo:
@@ -214,3 +217,37 @@ def test_shapes_that_differ_never_match():
 def test_missing_numbers_are_not_checks():
     assert compare("x", None, np.ones(2), "float64") is None
     assert compare("x", np.ones(2), None, "float64") is None
+
+
+# Note [a chain's budget that has grown] in verify.py: sin(1000·x) in float32
+# puts the rounding of 1000·x (about 1e4) into cos(), so the gradient
+# arriving at the × 1000 carries a budget of thousands of eps.
+@pytest.fixture(scope="module")
+def grown():
+    torch.manual_seed(0)
+    x = (torch.rand(50) * 10 + 5).requires_grad_()
+    explanation = graphexplain.explain(torch.sin(x * 1000).sum())
+    assert [node.op for node in explanation.graph.nodes] == [
+        "SumBackward0", "SinBackward0", "MulBackward0", "AccumulateGrad"]
+    return explanation
+
+
+def test_a_step_below_a_grown_budget_that_agrees_is_not_re_run(grown):
+    from graphexplain.derive.chain import derive_node
+    verification = verify(grown.graph, grown.derivation, grown.observed, local_step=derive_node)
+    assert verification.status == "verified"
+    assert [check.what for check in verification.nodes[2].checks] == ["upstream", "downstream self"]
+
+
+@pytest.mark.parametrize("factor", [1 + 1e-3, 1 + 1e-4])
+def test_a_wrong_step_hidden_in_a_grown_budget_is_found_by_its_local_check(grown, factor):
+    """Off by 0.1 % or by about 840 eps: both within the chain's budget at
+    the × 1000, both over LOOSE eps of its size, so its own step is checked."""
+    from graphexplain.derive.chain import derive_node
+    wrong = off_from(grown.graph, grown.observed, 2, factor)
+    verification = verify(grown.graph, grown.derivation, wrong, local_step=derive_node)
+    node = verification.nodes[2]
+    assert node.status == "mismatch"
+    assert failing(node.checks) == ["from torch's upstream: downstream self"]  # the chain's own check passed
+    assert verification.first_mismatch == 2
+

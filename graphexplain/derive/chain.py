@@ -141,17 +141,35 @@ def _elementwise_budget(local, local_terms, steps, upstream, upstream_budget, sh
                  broadcast.sum_to(magnitude, shape))
 
 
+# Note [torch's result before a replayed operand]
+# An operand torch did not save is filled in by its producer's forward, in
+# float64 (derive/replay.py): the exact value, not the one torch rounded.
+# tanh's backward reads its saved result, 1 - tanh(x)^2 from torch's own
+# tanh(x); our 1 - tanh(x)^2 at the exact a @ b of a float32 product moved
+# by that product's rounding (2e-5 on a 600-term dot product), which no
+# budget of the tanh step covers, and a right gradient was called wrong.
+# Where a one-input row's derivative can be told from the result torch
+# kept, it is computed from that result, as torch computes it; the
+# replayed operand is used only where the result cannot tell.
 def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstream_budget: np.ndarray, eps: float):
     values = _operand_values(rule, node)
+    by_result = _result_first(rule, node, values)
     locals_, steps = [], []
     for operand in node.operands:
         if not operand.requires_grad:
             continue
         expr = formula.local_gradient(rule, operand.name)
         try:
-            local = formula.evaluate(expr, values)
+            if by_result is None:
+                local = formula.evaluate(expr, values)
+            else:
+                values = by_result
+                expr, local = _in_result(rule, operand.name, values, operand.name)
         except KeyError as missing:
             expr, local = _in_result(rule, operand.name, values, missing.args[0])
+        except CannotApply:  # the result does not tell: the replayed operand after all
+            values = _operand_values(rule, node)
+            local = formula.evaluate(expr, values)
         # x·1 is x to the bit (nan and -0.0 included): an identity's step (AccumulateGrad) passes its upstream on
         identity = expr == 1 and np.broadcast_shapes(upstream.shape, np.shape(local)) == upstream.shape
         full = upstream if identity else _lean(np.multiply, upstream, local)
@@ -172,6 +190,18 @@ def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstream_budge
             broadcast.describe_sum(full.shape, shape), budget=error,
         ))
     return locals_, steps
+
+
+def _result_first(rule: Pointwise, node: Node, values) -> Optional[Dict[str, object]]:
+    """The values without the one operand, where it was replayed and torch's
+    own result is known (Note [torch's result before a replayed operand]); else None."""
+    if len(rule.inputs) != 1 or formula.RESULT not in values or node.output is None or node.output.replayed:
+        return None
+    operand = next((o for o in node.operands if o.name == rule.inputs[0]), None)
+    if operand is None or operand.value is None or not operand.value.replayed or \
+            formula.local_gradient_in_result(rule, operand.name, operand.name) is None:
+        return None
+    return {name: value for name, value in values.items() if name != operand.name}
 
 
 def _in_result(rule: Pointwise, input_name: str, values, missing: str):
@@ -650,9 +680,9 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     try:
         with np.errstate(all="ignore"):  # a budget at a pole (0**-1) is inf: verify handles it, no warning
             locals_, steps = family(rule, node, upstream, _lean(lambda b: b / eps, upstream_budget), eps, **several)
-        steps = [replace(step, budget=None if step.budget is None else
-                         _stored(step, np.asarray(step.budget), node, eps))
-                 for step in steps]
+        for k in range(len(steps)):  # one at a time: each step's unstored budget goes as its stored one comes
+            if steps[k].budget is not None:
+                steps[k] = replace(steps[k], budget=_stored(steps[k], np.asarray(steps[k].budget), node, eps))
     except (CannotApply, ValueError, IndexError, TypeError, KeyError, ArithmeticError) as problem:
         reason = f"{type(problem).__name__}: {problem}" if not isinstance(problem, CannotApply) else str(problem)
         return _not_derived(node, upstream, rule.title, RULE_ERROR, f"the rule could not be applied: {reason}",
@@ -665,6 +695,18 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     )
 
 
+# Note [a big budget in float32]
+# A budget is a bound on rounding, used once multiplied by SAFETY = 2: its
+# own last bits do not matter, and float32's 2**-24 of it is nothing next
+# to that factor. For a big float32 gradient it is stored in float32, half
+# the memory: on a 2000×2000 product the two operands' budgets, and the
+# budget passed to the next node, were 32 MB each at the run's peak. A
+# float32 budget that overflows is inf, which bounds nothing and is
+# treated so (verify.allowed_difference); a float64 gradient's budget stays
+# float64, whose range it needs.
+_FLOAT32_EPS = epsilon("float32")
+
+
 def _stored(step: ChainStep, error: np.ndarray, node: Node, unit: float) -> np.ndarray:
     """The budget (`error`, in units of `unit`, the node's eps) once torch
     stores the gradient in its operand's dtype (a float64 gradient sent to a
@@ -673,7 +715,21 @@ def _stored(step: ChainStep, error: np.ndarray, node: Node, unit: float) -> np.n
     if operand is None or operand.value is None or step.downstream is None:
         return _lean(lambda e: e * unit, error)
     eps = epsilon(operand.value.dtype)
-    return _lean(lambda e, d: e * unit + eps * np.abs(d) / 2, error, step.downstream)
+    stored = lambda e, d: e * unit + eps * np.abs(d) / 2  # noqa: E731
+    downstream = step.downstream
+    if isinstance(downstream, np.ndarray) and error.shape == downstream.shape and error.size > BLOCK and \
+            0 not in error.strides and 0 not in downstream.strides:
+        # block by block: one new array, not four (Note [a big matrix node's temporaries]), and in
+        # float32 for a float32 gradient (Note [a big budget in float32])
+        single = eps >= _FLOAT32_EPS and unit >= _FLOAT32_EPS
+        # by rows, not flat: a reshape of a transposed result (selfᵀ·G) would copy it whole
+        out = np.empty(error.shape, dtype=np.float32 if single else np.float64)
+        rows = max(1, BLOCK // max(1, error.size // max(1, error.shape[0]))) if error.ndim else 1
+        for start in range(0, max(1, error.shape[0] if error.ndim else 1), rows):
+            part = slice(start, start + rows) if error.ndim else ()
+            out[part] = stored(error[part], downstream[part])
+        return out
+    return _lean(stored, error, step.downstream)
 
 
 def computing_dtype(node: Node) -> str:

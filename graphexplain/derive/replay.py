@@ -112,10 +112,10 @@ def complete(graph: Graph) -> Graph:
             computed = forward_value(node)
             if isinstance(computed, tuple):  # a routing node's several outputs
                 node = replace(node, outputs=tuple(
-                    output if output is None or output.known else replace(output, data=frozen_array(made))
+                    output if output is None or output.known else replace(output, data=frozen_array(made), replayed=True)
                     for output, made in zip(node.outputs, computed)))
             elif computed is not None:
-                output = replace(node.output, data=frozen_array(computed))
+                output = replace(node.output, data=frozen_array(computed), replayed=True)
                 node = replace(node, outputs=(output,) + tuple(node.outputs[1:]))
         for nr, output in enumerate(node.outputs):
             if _known(output):
