@@ -251,3 +251,18 @@ def test_a_wrong_step_hidden_in_a_grown_budget_is_found_by_its_local_check(grown
     assert failing(node.checks) == ["from torch's upstream: downstream self"]  # the chain's own check passed
     assert verification.first_mismatch == 2
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_step_after_a_replayed_operand_reads_torchs_result(dtype):
+    """Note [torch's result before a replayed operand] in derive/chain.py:
+    explained after the fact, tanh's input (a @ b) is replayed exactly in
+    float64, while torch's tanh backward reads its own rounded result."""
+    torch.manual_seed(0)
+    a = torch.randn(100, 600, dtype=dtype, requires_grad=True)
+    b = torch.randn(600, 100, dtype=dtype, requires_grad=True)
+    explanation = graphexplain.explain((a @ b).tanh().sum())
+    tanh = next(node for node in explanation.graph.nodes if node.op == "TanhBackward0")
+    assert tanh.operands[0].value.replayed and not tanh.output.replayed
+    assert explanation.status == "verified"
+    assert "result" in explanation.derivation.nodes[tanh.id].local_gradients[0].expr
