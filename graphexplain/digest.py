@@ -36,6 +36,26 @@ HEAD = 6  # first values kept: the JSON shows 6, the walkthrough 3
 RELEASED_FROM = 1 << 14
 
 
+def l2_norm(array) -> float:
+    """The L2 norm, without overflow or underflow in the squares: numpy's
+    is sqrt(x·x), inf (with a warning on the user's terminal) once an
+    element passes 1e154, where the norm itself may still be finite.
+
+    >>> [float(f"{l2_norm(np.array(x)):.12g}") for x in ([3e200, 4e200], [3e-200, 4e-200], [])]
+    [5e+200, 5e-200, 0.0]
+    """
+    array = np.asarray(array).reshape(-1)
+    if not array.size:
+        return 0.0
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        norm = float(np.linalg.norm(array))
+        if norm == 0.0 or not np.isfinite(norm) or norm < 1e-140:
+            scale = float(np.max(np.abs(array)))
+            if scale > 0 and np.isfinite(scale):
+                norm = scale * float(np.linalg.norm(array / scale))
+    return norm
+
+
 def numbers(data) -> np.ndarray:
     """float64 (complex128 for complex data), as every stage computes and shows numbers."""
     array = np.asarray(data)
@@ -60,7 +80,7 @@ class Digest:
 
         array = numbers(data)
         flat = array.reshape(-1)
-        return cls(tuple(array.shape), flat[:HEAD].copy(), flat[-1].item(), np.linalg.norm(flat), summary(array))
+        return cls(tuple(array.shape), flat[:HEAD].copy(), flat[-1].item(), l2_norm(flat), summary(array))
 
     @property
     def size(self) -> int:

@@ -132,3 +132,17 @@ def test_json_full_leaves_a_strangers_npz_alone(tmp_path, capsys):
         code = cli.main(["trace", "--quiet", "--json", "result.json", "--json-full", str(script)])
     assert code == 2 and "result.npz" in capsys.readouterr().err
     assert (tmp_path / "result.npz").read_bytes() == b"not ours"
+
+
+def test_the_norm_of_huge_or_tiny_numbers_is_finite_and_quiet():
+    """numpy's norm squares first: 1e200 overflowed to inf, with a RuntimeWarning
+    on the user's terminal (a float64 budget grown through a 1000-step LSTM)."""
+    import warnings
+    from graphexplain.render.formatting import array as shown
+    from graphexplain.render.json import summary
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for scale in (1e200, 1e-200):
+            data = np.full(2000, 3.0 * scale)
+            assert summary(data)["l2_norm"] == pytest.approx(3.0 * scale * np.sqrt(2000), rel=1e-9)
+            assert "inf" not in shown(data)

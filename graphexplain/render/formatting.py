@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..digest import Digest
+from ..digest import Digest, l2_norm
 from ..model import numbers
 from ..notation import label, shorten
 
@@ -52,12 +52,12 @@ def array(data: Optional[np.ndarray], small: int = SMALL) -> str:
         return _nested(data)
     flat = data.reshape(-1)
     head = ", ".join(number(v) for v in flat[:3])
-    return f"{tuple(data.shape)} [{head}, … {number(flat[-1])}] ‖·‖={number(np.linalg.norm(flat))}"
+    return f"{tuple(data.shape)} [{head}, … {number(flat[-1])}] ‖·‖={number(l2_norm(flat))}"
 
 
 def norm(data) -> float:
     """The L2 norm of an array or a Digest."""
-    return data.norm if isinstance(data, Digest) else np.linalg.norm(data)
+    return data.norm if isinstance(data, Digest) else l2_norm(data)
 
 
 def _nested(data: np.ndarray) -> str:

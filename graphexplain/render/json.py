@@ -17,7 +17,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ..digest import Digest, numbers as as_shown
+from ..digest import Digest, l2_norm, numbers as as_shown
 from ..notation import shorten
 
 SCHEMA = "graphexplain/1"
@@ -65,12 +65,12 @@ def summary(array: np.ndarray, key: Optional[str] = None) -> Dict[str, Any]:
     real = not np.iscomplexobj(array)
     low, high = (float(np.min(flat)), float(np.max(flat))) if real and flat.size else (np.nan, np.nan)
     if np.isfinite(low) and np.isfinite(high):  # then every element is finite: three passes, no temporaries
-        count, largest, norm = flat.size, max(abs(low), abs(high)), np.linalg.norm(flat)
+        count, largest, norm = flat.size, max(abs(low), abs(high)), l2_norm(flat)
     else:
         finite = np.isfinite(flat)
         count = int(np.count_nonzero(finite))
         magnitude = np.abs(flat[finite])
-        largest, norm = np.max(magnitude, initial=0.0), np.linalg.norm(magnitude)
+        largest, norm = np.max(magnitude, initial=0.0), l2_norm(magnitude)
         if real and count:
             low, high = np.min(flat[finite]), np.max(flat[finite])
     data = {
