@@ -324,3 +324,19 @@ def test_final_numbers_are_identical_under_trace(side_by_side):
 def test_every_example_is_compared():
     assert len(EXAMPLE_SCRIPTS) >= 9
     assert {AUTOGRAD_MEAN.name, BACKPROP_BY_HAND.name, *EXAMPLE_ARGS} <= set(EXAMPLE_SCRIPTS)
+
+
+@pytest.mark.parametrize("call, modes", [("first", [1, 1, 1, 1]), ("last", [1, 1, 2, 2])])
+def test_the_recorder_steps_off_once_nothing_later_is_explained(call, modes, capsys):
+    """Note [the recorder steps off] in capture/provenance.py: under --call
+    first it leaves torch's mode stack at the second call, once the first
+    call's optimizer watch is disarmed (at step 2 the script's own mode is
+    the only one); a mode the script pushed keeps seeing ops (under --call last
+    there is no call after which nothing is explained)."""
+    run = run_script(str(SCRIPTS / "mode_stack_loop.py"), [], Selection.parse(call))
+    assert run.outcome == COMPLETED
+    printed = capsys.readouterr().out
+    assert [int(line.split()[-1]) for line in printed.splitlines() if line.startswith("step")] == modes
+    assert "own mode saw ops: True grad [8.0, 16.0]" in printed
+    assert _get_current_function_mode_stack() == [], "the recorder is still active"
+    assert len(run.calls) == 4

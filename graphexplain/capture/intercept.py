@@ -10,6 +10,7 @@ raised again, unchanged, for the script to see.
 
 from __future__ import annotations
 
+import bisect
 import inspect
 import sys
 import threading
@@ -194,6 +195,7 @@ class Interceptor:
         self.recorder = recorder
         self.selection = selection
         self.finder = recorder.finder if recorder is not None else SourceFinder()
+        self._last_kept: Optional[CallRecord] = None  # under --call last: the one call whose graph is kept
         self.calls: List[CallRecord] = []
         # Note [backward calls from threads]: each thread may be inside one of
         # our wrappers (Tensor.backward calls autograd.backward) on its own, so
@@ -276,6 +278,8 @@ class Interceptor:
             self._pause()
         if self.watch is not None:
             self.watch.disarm()  # the updates after the previous call end here
+        if self._done_recording and self.recorder is not None:
+            self.recorder.step_off()  # Note [the recorder steps off] in provenance.py
         frame = self.finder.user_frame(sys._getframe(2))
         source = self.finder.source(frame)
         call = (source.expr or source.code) if source is not None else f"{kind}()"
@@ -339,13 +343,19 @@ class Interceptor:
         """Keep the call, in call order whatever thread finishes first."""
         with self._lock:
             if self.selection.which == "last" and record.graph is not None:
-                for earlier in self.calls:
-                    if earlier.index < record.index:
-                        earlier.graph = earlier.observed = None  # only the last one is kept
-                if any(later.index > record.index and later.graph is not None for later in self.calls):
-                    record.graph = record.observed = None
-            self.calls.append(record)
-            self.calls.sort(key=lambda r: r.index)
+                kept = self._last_kept
+                if kept is not None and kept.index > record.index:
+                    record.graph = record.observed = None  # a later call finished first: it is the last
+                else:
+                    if kept is not None:
+                        kept.graph = kept.observed = None  # only the last one is kept
+                    self._last_kept = record
+            # in call order whatever thread finishes first; nearly always it goes at the end, and
+            # sorting the whole list at every call made a 50000-step loop quadratic (1.25e9 keys)
+            if not self.calls or self.calls[-1].index < record.index:
+                self.calls.append(record)
+            else:
+                bisect.insort(self.calls, record, key=lambda r: r.index)
 
     @staticmethod
     def _mark_origins(index: int, request: "Request", result, leaf_tensors, names: Names, before) -> None:
