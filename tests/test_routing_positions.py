@@ -196,3 +196,16 @@ def test_a_replayed_pad_holds_its_value():
     assert routing.replay(rule.forward, [("self", np.array([1.0, 2.0]))], params)[0].tolist() == [3.5, 1.0, 2.0, 3.5]
     with pytest.raises(KeyError):
         routing.replay(rule.forward, [("self", np.array([1.0, 2.0]))], dict(params, value=None))
+
+
+def test_a_zero_dim_index_stays_zero_dim():
+    """nanmedian(x, dim=-1) of a 1-d x saves a 0-d index; numpy's
+    ascontiguousarray made it 1-d and torch's gather refused it (op_db's
+    nanmedian sample of shape (2,): a rule-error where it verified before)."""
+    found = positions.position_map("take_along(self, indices, dim, keepdim)",
+                         {"indices": np.array(1), "dim": -1, "keepdim": False}, [(2,)], [()])
+    assert found.inputs.tolist() == [1] and found.outputs.tolist() == [0]
+    x = torch.tensor([3.0, 1.0], dtype=torch.float64, requires_grad=True)
+    with graphexplain.recording():
+        value, _ = torch.nanmedian(x, dim=-1)
+    assert graphexplain.explain(value).status == "verified"

@@ -164,8 +164,8 @@ def _listed(value):
 def _argument(value):
     """A saved argument as torch's forward takes it: an index array back
     as an int64 (or bool) tensor."""
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.ndarray):  # (ascontiguousarray makes a 0-d index 1-d: the shape is put back)
+        return torch.from_numpy(np.ascontiguousarray(value).reshape(value.shape))
     if isinstance(value, (tuple, list)) and any(isinstance(v, np.ndarray) for v in value):  # index's `indices`
         return [_argument(v) for v in value]
     return value
