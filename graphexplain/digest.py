@@ -49,7 +49,7 @@ def l2_norm(array) -> float:
         return 0.0
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         norm = float(np.linalg.norm(array))
-        if norm == 0.0 or not np.isfinite(norm) or norm < 1e-140:
+        if not 1e-140 <= norm < np.inf:  # 0, underflowed, overflowed or nan: scaled (nan stays nan)
             scale = float(np.max(np.abs(array)))
             if scale > 0 and np.isfinite(scale):
                 norm = scale * float(np.linalg.norm(array / scale))

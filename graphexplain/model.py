@@ -29,6 +29,27 @@ def numbers(data) -> np.ndarray:
     return array.astype(np.complex128 if np.iscomplexobj(array) else np.float64, copy=False)
 
 
+def largest_magnitude(array) -> float:
+    """max |element|, without an array of magnitudes for real numbers (a big
+    gradient's copy, at the run's peak); 0 for none.
+
+    >>> largest_magnitude(np.array([-3.0, 2.0])), largest_magnitude(np.array([]))
+    (3.0, 0.0)
+    """
+    array = np.asarray(array)
+    if array.dtype.kind != "f" or not array.size:
+        return float(np.max(np.abs(array), initial=0.0))
+    return float(np.maximum(np.max(array), -np.min(array)))
+
+
+def row_blocks(shape: Tuple[int, ...], block: int):
+    """Slices along the first dim of an array of `shape`, about `block`
+    elements each: a big array handled piece by piece, each piece a view
+    whatever the strides (a flat reshape of a transposed array copies it)."""
+    rows = max(1, block // max(1, int(np.prod(shape[1:], dtype=np.int64))))
+    return [slice(start, start + rows) for start in range(0, shape[0], rows)]
+
+
 def frozen_array(data) -> np.ndarray:
     """A float64 (complex128 for complex data) copy of `data` that cannot be
     written to."""

@@ -34,7 +34,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 import numpy as np
 
-from .model import Graph, Node, numbers
+from .model import Graph, Node, largest_magnitude, numbers, row_blocks
 from .observed import NOTHING, Observed
 from .precision import epsilon, tiny
 from .results import (
@@ -140,10 +140,9 @@ def _agreed_in_blocks(derived, torch_number, budget, dtype: str):
     passes with every number finite; None where the whole check must run."""
     if derived.size <= BLOCK or derived.ndim == 0 or derived.shape[0] < 2:
         return None
-    rows = max(1, BLOCK // max(1, derived.size // derived.shape[0]))
     worst_error, best, at, allowed_at = 0.0, None, None, 0.0
-    for start in range(0, derived.shape[0], rows):
-        part = slice(start, start + rows)
+    for part in row_blocks(derived.shape, BLOCK):
+        start = part.start
         piece = derived[part]
         piece_budget = None if budget is None else budget[part]
         if piece_budget is not None and not np.all(np.isfinite(piece_budget)):
@@ -335,26 +334,17 @@ def _loose(node: Node, derived: NodeDerivation) -> bool:
     if budget is None or upstream is None or np.size(upstream) == 0:
         return False
     largest = float(np.max(budget))
-    return not np.isfinite(largest) or largest > LOOSE * epsilon(_dtype(node)) * _largest(upstream)
-
-
-def _largest(array) -> float:
-    """The largest |element|, without an array of |elements| (a big gradient's copy, at the run's peak)."""
-    array = np.asarray(array)
-    if array.dtype.kind == "f":
-        return float(np.maximum(np.max(array), -np.min(array)))
-    return float(np.max(np.abs(array)))
+    return not np.isfinite(largest) or largest > LOOSE * epsilon(_dtype(node)) * largest_magnitude(upstream)
 
 
 def _differs_beyond_loose(node: Node, derived: NodeDerivation, checks: List[Check]) -> bool:
     """Whether a downstream check saw a difference over LOOSE eps of the downstream's size."""
-    sizes = {f"downstream {step.input}": step.downstream for step in derived.steps if step.downstream is not None}
-    for check in checks:
-        downstream = sizes.get(check.what)
-        if downstream is None or np.size(downstream) == 0:
+    by_what = {check.what: check for check in checks}
+    for step in derived.steps:
+        check = by_what.get(f"downstream {step.input}")
+        if check is None or step.downstream is None or np.size(step.downstream) == 0:
             continue
-        allowed = LOOSE * epsilon(_operand_dtype(node, check.what.split("downstream ", 1)[-1])) * \
-            _largest(numbers(downstream))
+        allowed = LOOSE * epsilon(_operand_dtype(node, step.input)) * largest_magnitude(step.downstream)
         if not check.max_abs_error <= allowed:  # nan: the whole check ran and said why; look closer anyway
             return True
     return False

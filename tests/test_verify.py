@@ -49,10 +49,10 @@ def off_from(graph, observed, start, factor=OFF):
     """Torch's numbers as torch would have left them had node `start`'s
     backward been off by `factor`: its downstream, and every number torch
     passed on from there to the nodes and leaves that feed it."""
-    def scaled(data):
-        return None if data is None else frozen_array(np.asarray(data) * factor)
+    def off(data):
+        return scaled(data, factor)
 
-    wrong = with_node(observed, start, downstream=tuple(map(scaled, observed.node(start).downstream)))
+    wrong = with_node(observed, start, downstream=tuple(map(off, observed.node(start).downstream)))
     feeding, todo = set(), [start]
     while todo:
         for operand in graph.nodes[todo.pop()].operands:
@@ -61,12 +61,12 @@ def off_from(graph, observed, start, factor=OFF):
                 todo.append(operand.producer)
     for node_id in feeding:
         gradients = observed.node(node_id)
-        wrong = with_node(wrong, node_id, upstream=tuple(map(scaled, gradients.upstream)),
-                          downstream=tuple(map(scaled, gradients.downstream)))
+        wrong = with_node(wrong, node_id, upstream=tuple(map(off, gradients.upstream)),
+                          downstream=tuple(map(off, gradients.downstream)))
     for position, leaf in enumerate(graph.leaves):
         if leaf.node in feeding:
             torch_side = observed.leaf(position)
-            wrong = with_leaf(wrong, position, grad=scaled(torch_side.grad), grad_after=scaled(torch_side.grad_after))
+            wrong = with_leaf(wrong, position, grad=off(torch_side.grad), grad_after=off(torch_side.grad_after))
     return wrong
 
 

@@ -19,7 +19,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 import sympy as sp
 
-from ..model import Graph, Node, Operand, frozen_array, numbers
+from ..model import Graph, Node, Operand, frozen_array, largest_magnitude, numbers, row_blocks
 from ..results import (
     DERIVED, NO_RULE, NOT_DERIVED, RULE_ERROR, UNREACHED, ChainStep, Derivation, LeafDerivation, LocalGradient,
     NodeDerivation,
@@ -159,17 +159,14 @@ def _pointwise(rule: Pointwise, node: Node, upstream: np.ndarray, upstream_budge
         if not operand.requires_grad:
             continue
         expr = formula.local_gradient(rule, operand.name)
-        try:
-            if by_result is None:
+        told = _told_by_result(rule, operand.name, by_result)
+        if told is not None:
+            (expr, local), values = told, by_result
+        else:
+            try:
                 local = formula.evaluate(expr, values)
-            else:
-                values = by_result
-                expr, local = _in_result(rule, operand.name, values, operand.name)
-        except KeyError as missing:
-            expr, local = _in_result(rule, operand.name, values, missing.args[0])
-        except CannotApply:  # the result does not tell: the replayed operand after all
-            values = _operand_values(rule, node)
-            local = formula.evaluate(expr, values)
+            except KeyError as missing:
+                expr, local = _in_result(rule, operand.name, values, missing.args[0])
         # x·1 is x to the bit (nan and -0.0 included): an identity's step (AccumulateGrad) passes its upstream on
         identity = expr == 1 and np.broadcast_shapes(upstream.shape, np.shape(local)) == upstream.shape
         full = upstream if identity else _lean(np.multiply, upstream, local)
@@ -202,6 +199,17 @@ def _result_first(rule: Pointwise, node: Node, values) -> Optional[Dict[str, obj
             formula.local_gradient_in_result(rule, operand.name, operand.name) is None:
         return None
     return {name: value for name, value in values.items() if name != operand.name}
+
+
+def _told_by_result(rule: Pointwise, input_name: str, by_result):
+    """(expr, local) from torch's result, where `_result_first` gave values
+    for it and the result tells; None where the replayed operand is used."""
+    if by_result is None:
+        return None
+    try:
+        return _in_result(rule, input_name, by_result, input_name)
+    except CannotApply:  # the result does not tell which piece made an element
+        return None
 
 
 def _in_result(rule: Pointwise, input_name: str, values, missing: str):
@@ -474,7 +482,7 @@ def _require_forward(rule: Matrix, matrix_shapes, choices, stack, result, argume
         return
     forward = formula.matrix_forward_function(rule, matrix_shapes, choices)
     ours = formula.over_stack(lambda *a: forward(*a)[0], stack, arguments_, result.shape[len(stack):], ranks)
-    scale = max(1.0, _largest_magnitude(result))
+    scale = max(1.0, largest_magnitude(result))
     loose = 1e-6 if dtype == "float64" else 1e-2
     if not _all_close(ours, result, rtol=loose, atol=loose * scale):
         raise CannotApply(f"torch's result is not {rule.forward} of these operands")
@@ -511,14 +519,6 @@ def _magnitude(terms, inputs) -> np.ndarray:
             not any(isinstance(a, np.ndarray) and np.may_share_memory(own, a) for a in inputs):
         return np.abs(own, out=own)
     return np.abs(terms)
-
-
-def _largest_magnitude(array) -> float:
-    """max |element|, without an array of magnitudes for real numbers (0 for none)."""
-    array = np.asarray(array)
-    if array.dtype.kind != "f" or not array.size:
-        return float(np.max(np.abs(array), initial=0.0))
-    return float(np.maximum(np.max(array), -np.min(array)))
 
 
 def _all_close(ours, theirs, rtol: float, atol: float) -> bool:
@@ -722,11 +722,8 @@ def _stored(step: ChainStep, error: np.ndarray, node: Node, unit: float) -> np.n
         # block by block: one new array, not four (Note [a big matrix node's temporaries]), and in
         # float32 for a float32 gradient (Note [a big budget in float32])
         single = eps >= _FLOAT32_EPS and unit >= _FLOAT32_EPS
-        # by rows, not flat: a reshape of a transposed result (selfᵀ·G) would copy it whole
         out = np.empty(error.shape, dtype=np.float32 if single else np.float64)
-        rows = max(1, BLOCK // max(1, error.size // max(1, error.shape[0]))) if error.ndim else 1
-        for start in range(0, max(1, error.shape[0] if error.ndim else 1), rows):
-            part = slice(start, start + rows) if error.ndim else ()
+        for part in row_blocks(error.shape, BLOCK):  # by rows: selfᵀ·G reshaped flat would be copied whole
             out[part] = stored(error[part], downstream[part])
         return out
     return _lean(stored, error, step.downstream)
