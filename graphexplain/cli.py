@@ -100,7 +100,7 @@ def _depth(text: str):
 
 
 def parser() -> argparse.ArgumentParser:
-    from .render.collapse import THRESHOLD
+    from .render.collapse import TALL, THRESHOLD
     from .render.json import SUMMARY_LIMIT
 
     main = argparse.ArgumentParser(prog="graphexplain", description=DESCRIPTION, epilog=EXIT_CODES,
@@ -133,7 +133,8 @@ def parser() -> argparse.ArgumentParser:
     trace.add_argument("--no-color", action="store_true", help="plain text, no colour")
     trace.add_argument("--quiet", action="store_true", help="print only the summary, not the walkthrough")
     trace.add_argument("--depth", type=_depth, default=None, metavar="N",
-                       help=f"for a graph of more than {THRESHOLD} nodes (or any graph, given a number): draw "
+                       help=f"for a graph of more than {THRESHOLD} nodes or of modules more than {TALL} ops deep (or "
+                            "any graph, given a number): draw "
                             "modules nested deeper than N as one box each; 'all' draws every node "
                             "(default: as deep as keeps the picture readable)")
     trace.add_argument("--expand", action="append", default=[], metavar="MODULE",

@@ -146,3 +146,34 @@ def test_a_big_budget_is_stored_in_its_gradients_dtype_and_still_catches_a_wrong
     verification = verify_all(explanation.graph, explanation.derivation, wrong)
     assert verification.nodes[mm.id].status == MISMATCH
     assert verification.nodes[mm.id].checks[1].worst_index == (123, 456)
+
+
+def _mm_budgets(explanation):
+    mm = next(n for n in explanation.graph.nodes if n.op == "MmBackward0")
+    return [np.asarray(step.budget, dtype=np.float64) for step in explanation.derivation.nodes[mm.id].steps]
+
+
+def test_a_big_float32_matrix_budget_computed_in_float32_is_the_float64_one(monkeypatch):
+    """Note [a big matrix budget in float32] in derive/chain.py: the same
+    bound to float32's rounding of it, well inside SAFETY's factor of two."""
+    import graphexplain
+    from graphexplain.derive import chain
+    torch.manual_seed(0)
+    a = torch.randn(600, 600, requires_grad=True)
+    b = torch.randn(600, 600, requires_grad=True)
+    single = _mm_budgets(graphexplain.explain((a @ b).tanh().sum()))
+    monkeypatch.setattr(chain, "_budget_in_float32", lambda *_: False)
+    double = _mm_budgets(graphexplain.explain((a @ b).tanh().sum()))
+    for ours, exact in zip(single, double):
+        assert np.all(exact > 0)
+        assert np.max(np.abs(ours - exact) / exact) < 1e-4
+
+
+def test_a_matrix_budget_past_float32s_range_is_computed_in_float64():
+    # |G|·|b|ᵀ times 600 rounding steps is 4e39, past float32's 3.4e38; the gradient itself is not
+    import graphexplain
+    a = torch.full((600, 600), 1e-3, requires_grad=True)
+    b = torch.full((600, 600), 1e34, requires_grad=True)
+    explanation = graphexplain.explain((a @ b).sum())
+    assert explanation.status == "verified"
+    assert all(np.isfinite(budget).all() for budget in _mm_budgets(explanation))

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from graphexplain.model import Graph, Leaf, Node, Operand, Root, Value
-from graphexplain.render.collapse import ALL, BUDGET, THRESHOLD, Cluster, View, collapse, parse_depth
+from graphexplain.render.collapse import (ALL, BUDGET, TALL, THRESHOLD, Cluster, View, collapse, height,
+                                         parse_depth)
 from graphexplain.results import MISMATCH, VERIFIED, NodeVerification, Verification
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -94,6 +95,22 @@ def test_a_small_graph_is_left_as_it_is():
     assert collapse(graph, verification(graph)) is None
     assert collapse(graph, verification(graph), View(depth=ALL)) is None
     assert collapse(graph, verification(graph), View(depth=2)) is not None  # asked for
+
+
+def test_a_tall_graph_of_modules_is_drawn_by_module():
+    graph = chain_graph(30)  # 92 nodes, under the threshold, but 63 deep: the sum, 30 × (add, mul), exp, x
+    assert len(graph.nodes) <= THRESHOLD and height(graph) == 63 > TALL
+    assert height(chain_graph(10)) == 23
+    assert collapse(graph, verification(graph)) is not None
+    assert collapse(graph, verification(graph), View(depth=ALL)) is None
+
+
+def test_a_tall_graph_without_modules_stays_node_by_node():
+    # no module to box: only runs of ops would fold, hiding a hand-written loop's every op
+    graph = chain_graph(30)
+    graph = dataclasses.replace(graph, nodes=tuple(dataclasses.replace(n, module=None) for n in graph.nodes))
+    assert height(graph) > TALL
+    assert collapse(graph, verification(graph)) is None
 
 
 def test_a_big_graph_is_drawn_by_module_and_the_run_of_blocks_once():
@@ -199,6 +216,13 @@ def test_the_encoder_is_big_and_its_six_layers_are_one_box(encoder):
     (layers,) = [item for item in boxes(collapsed) if item.box.kind == "TransformerEncoderLayer"]
     assert layers.count == 6 and layers.box.path == "model.encoder.layers.0–5"
     assert layers.box.ops * 6 + sum(1 for n in layers.nodes if encoder.graph.nodes[n].is_leaf) == len(layers.nodes)
+
+
+def test_a_resnet18_is_drawn_by_module_by_default():
+    resnet = traced(SCRIPTS / "resnet18.py")
+    assert len(resnet.graph.nodes) <= THRESHOLD and height(resnet.graph) > TALL  # 133 nodes, 65 deep
+    collapsed = collapse(resnet.graph, resnet.verification)
+    assert collapsed is not None and len(set(collapsed.item_of.values())) <= BUDGET
 
 
 def test_the_encoder_picture_fits(encoder):

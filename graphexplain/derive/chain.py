@@ -428,21 +428,25 @@ def _matrix_budget(rule: Matrix, operand: Operand, call: "_MatrixCall", matrix_s
     size times the condition number squared (Note [error budget]): torch's
     inverse is off by κ·eps relative, and the formula multiplies two."""
     count = len(budgets)
-    gradients = [_plus_scaled(np.asarray(b, dtype=np.float64).reshape(g.shape), rounding, g)
-                 for b, g in zip(budgets, call.inputs[:count])]
-    # an operand the formula does not read is passed as it is (Note [a big matrix node's temporaries])
-    unread = {k for k, name in enumerate(rule.inputs) if used is not None and name not in used}
-    rest = [np.abs(a) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and k not in unread else a
-            for k, a in enumerate(call.inputs[count:])]
     magnitude = formula.vector_jacobian_terms(rule, operand.name, call.matrix_shapes, call.choices)
     if magnitude is not None:
-        try:
-            terms = formula.over_stack(magnitude, call.stack, gradients + rest, matrix_shape, call.ranks)
-            terms = formula.from_last(formula.laid_back(terms, kind, formula.moved_shape(shape, call.along)),
-                                      call.along)
-            return np.broadcast_to(_magnitude(terms, call.inputs), full.shape)
-        except (ValueError, TypeError, IndexError, NotImplementedError):
-            pass
+        # an operand the formula does not read is passed as it is (Note [a big matrix node's temporaries])
+        unread = {k for k, name in enumerate(rule.inputs) if used is not None and name not in used}
+        single = _budget_in_float32(operand, full, rounding)  # Note [a big matrix budget in float32]
+        for dtype in (np.float32, np.float64) if single else (np.float64,):
+            gradients = [_plus_scaled(np.asarray(b).reshape(g.shape), rounding, g, dtype)
+                         for b, g in zip(budgets, call.inputs[:count])]
+            rest = [np.abs(a, dtype=dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and k not in unread
+                    else a for k, a in enumerate(call.inputs[count:])]
+            try:
+                terms = formula.over_stack(magnitude, call.stack, gradients + rest, matrix_shape, call.ranks)
+                terms = formula.from_last(formula.laid_back(terms, kind, formula.moved_shape(shape, call.along)),
+                                          call.along)
+            except (ValueError, TypeError, IndexError, NotImplementedError):
+                break
+            gradients = rest = None
+            if dtype == np.float64 or np.isfinite(terms).all():  # float32 that overflowed: once more in float64
+                return np.broadcast_to(_magnitude(terms, call.inputs), full.shape)
     kappa = budget.condition(call.inputs[count:])
     relative = max((float(np.max(np.abs(b), initial=0.0)) / max(float(np.max(np.abs(g), initial=0.0)), 1e-300)
                     for b, g in zip(budgets, call.inputs[:count])), default=0.0)
@@ -498,14 +502,30 @@ def _require_forward(rule: Matrix, matrix_shapes, choices, stack, result, argume
 BLOCK = 1 << 18  # elements per block
 
 
-def _plus_scaled(base: np.ndarray, factor: float, array) -> np.ndarray:
-    """base + factor·|array|, one new array (Note [a big matrix node's temporaries])."""
-    total = np.abs(array)
-    if total.dtype != np.float64 or total.shape != np.broadcast_shapes(total.shape, np.shape(base)):
-        return base + factor * total
+def _plus_scaled(base: np.ndarray, factor: float, array, dtype=np.float64) -> np.ndarray:
+    """base + factor·|array|, one new array of `dtype` (Note [a big matrix node's temporaries])."""
+    total = np.abs(array, dtype=dtype) if np.asarray(array).dtype.kind == "f" else np.abs(array)
+    if total.dtype != dtype or total.shape != np.broadcast_shapes(total.shape, np.shape(base)):
+        return (base + factor * total).astype(dtype, copy=False)
     total *= factor
     total += base
     return total
+
+
+# Note [a big matrix budget in float32]
+# The budget of a 2000×2000 product is a product too, |G|·|B|ᵀ, and in
+# float64 it took as long as the gradient itself and three 32 MB
+# temporaries (|G| + budget, |B|, the product) at the run's peak. It is a
+# bound (Note [a big budget in float32]), and a float32 product of numbers
+# ≥ 0 is off by at most n·2**-24 of itself over n terms, nothing next to
+# SAFETY's factor of two while n stays under 2**20; what would be under
+# float32's range is under verify.tiny's floor as well. So a big float32
+# gradient's budget is computed in float32, where it stays, and once more
+# in float64 should it overflow. A float64 gradient, or a formula that is
+# no polynomial (an inverse, a determinant), keeps float64.
+def _budget_in_float32(operand: Operand, full, rounding: float) -> bool:
+    return operand.value is not None and operand.value.dtype == "float32" and np.size(full) > BLOCK and \
+        rounding * _FLOAT32_EPS < 1 / 16
 
 
 def _magnitude(terms, inputs) -> np.ndarray:
@@ -515,7 +535,7 @@ def _magnitude(terms, inputs) -> np.ndarray:
     if isinstance(terms, np.ndarray) and not terms.flags.writeable and isinstance(terms.base, np.ndarray) and \
             terms.base.shape == terms.shape and terms.base.strides == terms.strides:
         own = terms.base
-    if isinstance(own, np.ndarray) and own.dtype == np.float64 and own.flags.writeable and \
+    if isinstance(own, np.ndarray) and own.dtype.kind == "f" and own.flags.writeable and \
             not any(isinstance(a, np.ndarray) and np.may_share_memory(own, a) for a in inputs):
         return np.abs(own, out=own)
     return np.abs(terms)

@@ -1,8 +1,9 @@
 """Big graphs, made readable: module calls folded into boxes.
 
-A graph of more than `THRESHOLD` nodes (a ConvNet, a ResNet, a transformer)
-is drawn and summarised by module call rather than by node: every call of
-an ``nn.Module`` becomes one box (its path, type, op count and the worst
+A graph of more than `THRESHOLD` nodes (a ConvNet, a transformer), or one
+made in modules and more than `TALL` ops deep (a ResNet-18), is drawn and
+summarised by module call rather than by node: every call of an
+``nn.Module`` becomes one box (its path, type, op count and the worst
 status of its nodes), and a run of calls with the same structure (the six
 layers of an encoder, the steps of an unrolled loop) becomes one box with a
 count. `View` says how far to open: `--depth N`, `--expand MODULE`,
@@ -24,7 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from ..results import MISMATCH, worst
 
-THRESHOLD = 150  # nodes; a graph this size or smaller is drawn node by node
+THRESHOLD = 150  # nodes; a graph this size or smaller is drawn node by node, unless TALL
+TALL = 50  # ops one after another: a graph of modules this deep or less is drawn node by node
 BUDGET = 40  # drawn items the automatic depth aims to stay within
 RANKS = 12  # and rows of items, from the leaves to the root: what fits a screen's height
 FOLD = 16  # ops outside every module, one after another, drawn as one box from this many on
@@ -44,10 +46,31 @@ class View:
     threshold: int = THRESHOLD
 
     def applies(self, graph) -> bool:
-        """Whether `graph` is drawn by module: big, or a depth asked for."""
+        """Whether `graph` is drawn by module: big, tall (Note [a tall graph of
+        modules]), or a depth asked for."""
         if self.depth == ALL:
             return False
-        return isinstance(self.depth, int) or len(graph.nodes) > self.threshold
+        return isinstance(self.depth, int) or len(graph.nodes) > self.threshold or \
+            (any(node.module for node in graph.nodes) and height(graph) > TALL)
+
+
+# Note [a tall graph of modules]
+# A ResNet-18 is 133 nodes, under THRESHOLD, but 65 ops deep: node by node
+# its picture was 3120 × 10065 pixels, no screen's worth, and cairo took a
+# second to paint it. Depth, not the count, is what makes a picture too
+# tall to read, so a graph of modules deeper than TALL is drawn by module
+# too (a 12-step RNNCell loop, 40 deep, stays node by node). A graph with no
+# module has no boxes to draw but the folded runs of FOLD ops, which would
+# hide a hand-written loop's every op: it is left to the node count.
+def height(graph) -> int:
+    """The longest chain of nodes from a leaf to a root: the node-by-node
+    picture's height in rows. (Nodes come in backward order, each before
+    its producers, so one pass from the end sees every producer first.)"""
+    below: Dict[int, int] = {}
+    for node in reversed(graph.nodes):
+        below[node.id] = 1 + max((below.get(operand.producer, 0) for operand in node.operands
+                                  if operand.producer is not None), default=0)
+    return max(below.values(), default=0)
 
 
 def parse_depth(text: str) -> Union[int, str]:
