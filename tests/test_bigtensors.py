@@ -177,3 +177,115 @@ def test_a_matrix_budget_past_float32s_range_is_computed_in_float64():
     explanation = graphexplain.explain((a @ b).sum())
     assert explanation.status == "verified"
     assert all(np.isfinite(budget).all() for budget in _mm_budgets(explanation))
+
+
+# --- the 2000² peak: copies found by storage, elementwise steps by rows, float32 digests -----------------
+
+
+def test_a_big_tensor_read_through_two_objects_is_copied_once():
+    """Note [the same numbers, read twice] in capture/snapshot.py: torch
+    wraps one gradient in two Python objects (a hook's argument, the leaf's
+    .grad); the second read finds the first copy by storage."""
+    from graphexplain.capture.snapshot import _Copies, _own_dtype, _to_numpy
+    copies = _Copies()
+    gradient = torch.randn(300, 400)
+    for convert, any_dtype in ((_own_dtype, True), (_to_numpy, False)):
+        first = copies(gradient, convert, any_dtype)
+        again = copies(gradient.detach(), convert, any_dtype)  # another object, the same storage
+        assert again is first
+        assert np.array_equal(first, gradient.numpy().astype(first.dtype))
+
+
+def test_a_storage_holding_other_numbers_gets_a_copy_of_its_own():
+    """The same place, other numbers (memory a freed gradient left, reused):
+    the kept copy is not taken. Without the comparison this test fails."""
+    from graphexplain.capture.snapshot import _Copies, _own_dtype
+    copies = _Copies()
+    gradient = torch.randn(300, 400)
+    first = copies(gradient, _own_dtype, True)
+    other = gradient.detach()
+    with torch.no_grad():
+        other[123, 45] += 1.0  # one element, one bit pattern changed
+    second = copies(other, _own_dtype, True)
+    assert second is not first
+    assert second[123, 45] == pytest.approx(first[123, 45] + 1.0)
+    assert np.array_equal(second, other.numpy())
+
+
+def test_a_small_tensor_is_not_looked_up_by_storage():
+    from graphexplain.capture.snapshot import _place
+    assert _place(torch.randn(10, 10)) is None
+    assert _place(torch.randn(300, 400).t()) is None  # not contiguous: a strided read copies anyway
+    assert _place(torch.randn(300, 400)) is not None
+
+
+def test_the_listings_gradient_norm_in_blocks_is_torchs_norm():
+    from graphexplain.capture.intercept import _norm
+    torch.manual_seed(0)
+    big = torch.randn(1000, 700)  # three blocks
+    assert _norm(big) == pytest.approx(float(big.double().norm()), rel=1e-12)  # summed in another order
+    small = torch.randn(5, 3)
+    assert _norm(small) == float(small.double().norm())  # one block: the norm itself
+    assert _norm(torch.tensor([float("inf"), 1.0])) == float("inf")
+
+
+@pytest.mark.parametrize("shapes", [[(900, 700), (900, 700)], [(900, 700), (1, 700)], [(900, 1), (1, 700)],
+                                    [(3, 300, 400), (300, 400)], [(900, 700), ()]])
+def test_an_elementwise_function_by_rows_is_the_whole_computation_to_the_bit(shapes):
+    """Note [an elementwise step's temporaries] in derive/chain.py."""
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(shape) for shape in shapes]
+
+    def function(a, b):
+        return np.abs(a) * 3.0 + np.abs(b) * a
+
+    expected = function(*arrays)
+    got = _lean(function, *arrays)
+    assert got.shape == expected.shape and np.array_equal(got, expected)
+
+
+def test_an_elementwise_budget_in_one_pass_is_the_three_step_one_to_the_bit(monkeypatch):
+    from graphexplain.derive import chain
+    rng = np.random.default_rng(2)
+    shape = (800, 600)
+    local, terms = rng.standard_normal(shape), np.abs(rng.standard_normal(shape))
+    upstream = np.broadcast_to(np.array(0.25), shape)  # a mean's upstream, one number
+    upstream_budget = np.broadcast_to(np.array(3.0), shape)
+    one_pass = chain._elementwise_budget(local, terms, 5.0, upstream, upstream_budget, shape)
+    magnitude = np.abs(upstream) * terms  # the lines the one pass stands for
+    each = chain._plus_scaled(np.abs(local) * upstream_budget, 6.0, magnitude)
+    three_steps = chain._plus_scaled(each, chain.budget.summation(1), magnitude)
+    assert np.array_equal(one_pass, three_steps)
+
+
+def test_a_float32_array_is_digested_as_its_float64_copy_would_be():
+    """Note [a float32 array digested as it is] in digest.py."""
+    from graphexplain.digest import Digest
+    rng = np.random.default_rng(3)
+    single = rng.standard_normal((700, 900)).astype(np.float32)
+    ours, exact = Digest.of(single), Digest.of(single.astype(np.float64))
+    assert ours.shape == exact.shape and np.array_equal(ours.head, exact.head) and ours.last == exact.last
+    assert ours.head.dtype == np.float64
+    assert ours.norm == pytest.approx(exact.norm, rel=1e-13)
+    for key in ("min", "max", "max_abs", "dtype", "size", "nonfinite"):
+        assert ours.summary[key] == exact.summary[key], key
+    assert ours.summary["l2_norm"] == pytest.approx(exact.summary["l2_norm"], rel=1e-13)
+    single[5, 5] = np.inf
+    assert Digest.of(single).summary["nonfinite"] == 1 and Digest.of(single).norm == float("inf")
+
+
+def test_a_budget_near_float32s_range_stays_finite_in_eps_units():
+    """Note [a budget past float32's range] in derive/chain.py: a ResNet-18
+    on a batch of 256 compounded its budget past 1e31; stored in float32 and
+    divided by eps it overflowed to inf, which bounds nothing, and right
+    gradients at the stem were called wrong. Fails without the float64 fallback."""
+    import graphexplain
+    from graphexplain.derive.chain import derive
+    torch.manual_seed(0)
+    a = torch.randn(700, 600, requires_grad=True)
+    explanation = graphexplain.explain((a * 3.0).tanh().sum())
+    derivation = derive(explanation.graph, root_budgets=[np.array(1e32)])
+    budgets = [np.asarray(step.budget) for node in derivation.nodes for step in node.steps
+               if step.budget is not None and np.size(step.budget) > 1]
+    assert budgets and all(np.isfinite(b).all() for b in budgets)
+    assert any(b.dtype == np.float64 for b in budgets)  # kept where float32 cannot hold it in eps units

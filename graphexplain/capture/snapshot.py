@@ -50,22 +50,31 @@ class _Copies:
     copy is kept by the tensor's identity and version (an in-place write
     makes a new copy), through a weak reference, so no tensor lives longer
     (AccumulateGrad still steals an unshared gradient) and an id reused by
-    a new tensor finds its entry dead."""
+    a new tensor finds its entry dead.
+
+    A big tensor read through two Python objects (a hook's argument, then
+    the leaf's .grad: torch wraps the one gradient twice) is found by its
+    storage (Note [the same numbers, read twice])."""
 
     def __init__(self):
         self._seen: Dict[int, Tuple[Any, int, Optional[np.ndarray]]] = {}
+        self._stored: Dict[Tuple, np.ndarray] = {}  # big tensors by where their numbers lie
 
     def __call__(self, tensor, convert, any_dtype: bool = False) -> Optional[np.ndarray]:
         try:
             version = tensor._version
             entry = self._seen.get(id(tensor))
-            if entry is not None and entry[0]() is tensor and entry[1] == version and \
-                    (any_dtype or entry[2] is None or entry[2].dtype.kind != "f" or entry[2].dtype == np.float64):
+            if entry is not None and entry[0]() is tensor and entry[1] == version and _wanted(entry[2], any_dtype):
                 return entry[2]
             reference = weakref.ref(tensor)
         except Exception:  # inference tensors keep no version
             return convert(tensor)
-        array = convert(tensor)
+        place = _place(tensor)
+        array = self._stored.get(place) if place is not None else None
+        if array is None or not _wanted(array, any_dtype) or not _holds_numbers(tensor, array):
+            array = convert(tensor)
+            if place is not None and isinstance(array, np.ndarray):
+                self._stored[place] = array
         self._seen[id(tensor)] = (reference, version, array)
         return array
 
@@ -79,6 +88,52 @@ class _Copies:
 
 
 _COPIES: ContextVar[Optional[_Copies]] = ContextVar("graphexplain_copies", default=None)
+
+
+def _wanted(array: Optional[np.ndarray], any_dtype: bool) -> bool:
+    """Whether a kept copy serves the read: a value needs float64 numbers, torch's number any dtype."""
+    return any_dtype or array is None or array.dtype.kind != "f" or array.dtype == np.float64
+
+
+# Note [the same numbers, read twice]
+# On a 2000×2000 product torch hands each operand's gradient to the node's
+# hook, then keeps it as the leaf's .grad, and Python sees two objects:
+# the copy kept by identity was made again, 16 MB each, at the run's peak.
+# A big tensor's copy is also kept by where its numbers lie (data pointer,
+# shape, strides, dtype); found there, it is taken only if it holds the
+# tensor's numbers bit for bit, compared block by block. A freed gradient
+# whose memory a new one reuses then holds other numbers and gets its own
+# copy; one that holds the same numbers has, to the bit, the copy it would
+# have got. Small tensors are not worth the comparison.
+_BIG = 1 << 16  # elements
+
+
+def _place(tensor) -> Optional[Tuple]:
+    """Where a big, plain, contiguous CPU or device tensor keeps its numbers; None for any other."""
+    try:
+        if tensor.numel() < _BIG or tensor.layout != torch.strided or tensor.is_complex() or \
+                not tensor.is_contiguous() or tensor._is_zerotensor() or tensor.device.type == "meta":
+            return None
+        return tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()), tensor.dtype, str(tensor.device)
+    except Exception:  # functorch wrappers, freed storage
+        return None
+
+
+def _holds_numbers(tensor, array: np.ndarray) -> bool:
+    """Whether `array` is, bit for bit, `tensor` converted to its dtype."""
+    if not isinstance(array, np.ndarray) or array.shape != tuple(tensor.shape) or not array.flags.c_contiguous:
+        return False
+    flat, kept = tensor.detach().reshape(-1), array.reshape(-1)
+    bits = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}.get(kept.dtype.itemsize)
+    if bits is None:
+        return False
+    step = 1 << 18
+    for start in range(0, kept.size, step):
+        ours = kept[start:start + step]
+        theirs = flat[start:start + step].to("cpu").numpy().astype(kept.dtype, copy=False)
+        if not np.array_equal(ours.view(bits), theirs.view(bits)):
+            return False
+    return True
 
 
 def to_numpy(tensor) -> Optional[np.ndarray]:

@@ -97,10 +97,38 @@ def _compact(array):
 
 def _lean(function, *arrays):
     """`function(*arrays)`, elementwise, computed on the arrays' distinct
-    elements only (Note [broadcast views held once])."""
+    elements only (Note [broadcast views held once]), and a big result
+    block by block (Note [an elementwise step's temporaries])."""
     shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
-    result = np.asarray(function(*(_compact(a) for a in arrays)))
+    compact = [_compact(a) for a in arrays]
+    result = _by_rows(function, compact)
+    if result is None:
+        result = np.asarray(function(*compact))
     return result if result.shape == shape else np.broadcast_to(result, shape)
+
+
+# Note [an elementwise step's temporaries]
+# |l|·b + (steps + 1)·|u|·t is five 2000×2000 arrays before it is one: on a
+# matrix product's relu each was 32 MB, and those temporaries set the run's
+# peak. An elementwise function of big arrays is computed a block of rows
+# at a time into the one array it returns. Each element goes through the
+# same operations in the same order, so the numbers are the same to the bit.
+def _by_rows(function, arrays) -> Optional[np.ndarray]:
+    """`function(*arrays)` by blocks of rows into one new array; None when the
+    arrays are too small to be worth it (or the function's blocks do not fit)."""
+    shape = np.broadcast_shapes(*(np.shape(a) for a in arrays))
+    if len(shape) == 0 or shape[0] < 2 or int(np.prod(shape, dtype=np.int64)) <= BLOCK:
+        return None
+    along = [isinstance(a, np.ndarray) and a.ndim == len(shape) and a.shape[0] == shape[0] for a in arrays]
+    out = None
+    for rows in row_blocks(shape, BLOCK):
+        part = np.asarray(function(*(a[rows] if cut else a for a, cut in zip(arrays, along))))
+        if out is None:
+            if part.shape != (len(range(*rows.indices(shape[0]))),) + shape[1:]:
+                return None
+            out = np.empty(shape, dtype=part.dtype)
+        out[rows] = part
+    return out
 
 
 # --- one function per family of rows ------------------------------------------
@@ -114,29 +142,50 @@ def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float,
     with sixteen steps more."""
     steps = budget.steps(expr, eps)
     try:
-        magnitude = np.abs(formula.evaluate(budget.terms(expr), {k: _finite_values(v) for k, v in values.items()}))
+        magnitude = _absolute(formula.evaluate(budget.terms(expr), {k: _finite_values(v) for k, v in values.items()}),
+                              values)
     except (KeyError, ValueError, TypeError, ArithmeticError):
         return np.abs(local), steps + 16
     if isinstance(rule, Pointwise) and len(rule.inputs) == 1 and formula.RESULT in values:
         in_result = formula.local_gradient_in_result(rule, input_name, input_name)
         if in_result is not None:
             try:
-                other = np.abs(formula.evaluate(budget.terms(in_result), values))
-                magnitude = np.fmax(magnitude, other)
+                other = _absolute(formula.evaluate(budget.terms(in_result), values), values)
+                mine = _own(magnitude, values, np.shape(other))
+                magnitude = np.fmax(magnitude, other, out=magnitude if mine else None)
                 steps = max(steps, budget.steps(in_result, eps))
             except (KeyError, ValueError, TypeError):
                 pass
     return magnitude, steps
 
 
+def _own(array, values, shape=None) -> bool:
+    """Whether `array` is a float array just computed, none of the node's `values`, so that it
+    may be written over; of `shape`, or at least as big as it broadcasts to, when given."""
+    return isinstance(array, np.ndarray) and array.dtype.kind == "f" and array.flags.writeable and \
+        array.base is None and array.ndim > 0 and \
+        (shape is None or np.broadcast_shapes(array.shape, shape) == array.shape) and \
+        not any(isinstance(v, np.ndarray) and np.may_share_memory(array, v) for v in values.values())
+
+
+def _absolute(array, values):
+    """|array|, in place where the array is one just computed (Note [an elementwise step's temporaries])."""
+    return np.abs(array, out=array) if _own(array, values) else np.abs(array)
+
+
 def _elementwise_budget(local, local_terms, steps, upstream, upstream_budget, shape):
     """The budget of sum_to(upstream·local) (Note [error budget])."""
     full_shape = np.broadcast_shapes(np.shape(upstream), np.shape(local))
+    count = int(np.prod(full_shape, dtype=np.int64)) // max(1, int(np.prod(shape, dtype=np.int64)))
+    rounds = budget.summation(count)
+    if full_shape == tuple(shape):  # nothing summed: the lines below in one pass (Note [an elementwise step's
+        def bound(u, t, l, b):      # temporaries]), each element's operations the same
+            m = np.abs(u) * t
+            return _plus_scaled(_plus_scaled(np.abs(l) * b, steps + 1, m), rounds, m)
+        return _lean(bound, upstream, local_terms, local, upstream_budget)
     magnitude = _lean(lambda u, t: np.abs(u) * t, np.broadcast_to(upstream, full_shape), local_terms)
     # magnitude ≥ 0 is its own |·|: _plus_scaled adds into one new array (Note [a big matrix node's temporaries])
     each = _lean(lambda l, b, m: _plus_scaled(np.abs(l) * b, steps + 1, m), local, upstream_budget, magnitude)
-    count = int(np.prod(full_shape, dtype=np.int64)) // max(1, int(np.prod(shape, dtype=np.int64)))
-    rounds = budget.summation(count)
     return _lean(lambda e, m: _plus_scaled(e, rounds, m), broadcast.sum_to(each, shape),
                  broadcast.sum_to(magnitude, shape))
 
@@ -401,10 +450,14 @@ def _matrix_steps(rule: Matrix, node: Node, upstream: np.ndarray, upstream_budge
         if any(call.known.get(str(symbol), 0) is None for symbol in expr.free_symbols):
             raise CannotApply(f"a value needed by ∂L/∂{operand.name} = {expr} is unknown")
         shape = _shape_of(operand)
+        # the budget's terms before the gradient, so that the product's temporaries and the gradient
+        # are not held at once (Note [a big matrix node's temporaries])
+        terms = _terms_budget(rule, operand, call, matrix_shape, kind, shape, budgets, rounding,
+                              {str(symbol) for symbol in expr.free_symbols})
         full = formula.over_stack(function, call.stack, call.inputs, matrix_shape, call.ranks)
         full = formula.from_last(formula.laid_back(full, kind, formula.moved_shape(shape, call.along)), call.along)
-        error = _matrix_budget(rule, operand, call, matrix_shape, kind, shape, full, budgets, rounding,
-                               {str(symbol) for symbol in expr.free_symbols})
+        error = np.broadcast_to(terms, full.shape) if terms is not None else \
+            _conditioned_budget(call, budgets, rounding, full)
         if full.size == int(np.prod(shape, dtype=np.int64)):
             downstream = full.reshape(shape)
             summed = None
@@ -421,32 +474,41 @@ def _matrix_steps(rule: Matrix, node: Node, upstream: np.ndarray, upstream_budge
     return locals_, steps
 
 
-def _matrix_budget(rule: Matrix, operand: Operand, call: "_MatrixCall", matrix_shape, kind, shape, full,
-                   budgets, rounding: float, used=None) -> np.ndarray:
-    """|J|ᵀ·(budget + rounding·|G|) by the formula's term magnitude at the
-    operands' absolute values; for an inverse or a determinant, the result's
-    size times the condition number squared (Note [error budget]): torch's
-    inverse is off by κ·eps relative, and the formula multiplies two."""
+def _terms_budget(rule: Matrix, operand: Operand, call: "_MatrixCall", matrix_shape, kind, shape,
+                  budgets, rounding: float, used=None) -> Optional[np.ndarray]:
+    """|J|ᵀ·(budget + rounding·|G|), by the formula's term magnitude at the
+    operands' absolute values (Note [error budget]); None for a formula
+    with no term magnitude (an inverse, a determinant)."""
     count = len(budgets)
     magnitude = formula.vector_jacobian_terms(rule, operand.name, call.matrix_shapes, call.choices)
-    if magnitude is not None:
-        # an operand the formula does not read is passed as it is (Note [a big matrix node's temporaries])
-        unread = {k for k, name in enumerate(rule.inputs) if used is not None and name not in used}
-        single = _budget_in_float32(operand, full, rounding)  # Note [a big matrix budget in float32]
-        for dtype in (np.float32, np.float64) if single else (np.float64,):
-            gradients = [_plus_scaled(np.asarray(b).reshape(g.shape), rounding, g, dtype)
-                         for b, g in zip(budgets, call.inputs[:count])]
-            rest = [np.abs(a, dtype=dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and k not in unread
-                    else a for k, a in enumerate(call.inputs[count:])]
-            try:
-                terms = formula.over_stack(magnitude, call.stack, gradients + rest, matrix_shape, call.ranks)
-                terms = formula.from_last(formula.laid_back(terms, kind, formula.moved_shape(shape, call.along)),
-                                          call.along)
-            except (ValueError, TypeError, IndexError, NotImplementedError):
-                break
-            gradients = rest = None
-            if dtype == np.float64 or np.isfinite(terms).all():  # float32 that overflowed: once more in float64
-                return np.broadcast_to(_magnitude(terms, call.inputs), full.shape)
+    if magnitude is None:
+        return None
+    # an operand the formula does not read is passed as it is (Note [a big matrix node's temporaries])
+    unread = {k for k, name in enumerate(rule.inputs) if used is not None and name not in used}
+    size = int(np.prod(tuple(call.stack) + tuple(matrix_shape), dtype=np.int64))  # the gradient's
+    single = _budget_in_float32(operand, size, rounding)  # Note [a big matrix budget in float32]
+    for dtype in (np.float32, np.float64) if single else (np.float64,):
+        gradients = [_plus_scaled(np.asarray(b).reshape(g.shape), rounding, g, dtype)
+                     for b, g in zip(budgets, call.inputs[:count])]
+        rest = [np.abs(a, dtype=dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" and k not in unread
+                else a for k, a in enumerate(call.inputs[count:])]
+        try:
+            terms = formula.over_stack(magnitude, call.stack, gradients + rest, matrix_shape, call.ranks, dtype)
+            terms = formula.from_last(formula.laid_back(terms, kind, formula.moved_shape(shape, call.along)),
+                                      call.along)
+        except (ValueError, TypeError, IndexError, NotImplementedError):
+            return None
+        gradients = rest = None
+        if dtype == np.float64 or np.isfinite(terms).all():  # float32 that overflowed: once more in float64
+            return _magnitude(terms, call.inputs)
+    return None
+
+
+def _conditioned_budget(call: "_MatrixCall", budgets, rounding: float, full) -> np.ndarray:
+    """For an inverse or a determinant, the result's size times the
+    condition number squared (Note [error budget]): torch's inverse is off
+    by κ·eps relative, and the formula multiplies two."""
+    count = len(budgets)
     kappa = budget.condition(call.inputs[count:])
     relative = max((float(np.max(np.abs(b), initial=0.0)) / max(float(np.max(np.abs(g), initial=0.0)), 1e-300)
                     for b, g in zip(budgets, call.inputs[:count])), default=0.0)
@@ -523,8 +585,8 @@ def _plus_scaled(base: np.ndarray, factor: float, array, dtype=np.float64) -> np
 # gradient's budget is computed in float32, where it stays, and once more
 # in float64 should it overflow. A float64 gradient, or a formula that is
 # no polynomial (an inverse, a determinant), keeps float64.
-def _budget_in_float32(operand: Operand, full, rounding: float) -> bool:
-    return operand.value is not None and operand.value.dtype == "float32" and np.size(full) > BLOCK and \
+def _budget_in_float32(operand: Operand, size: int, rounding: float) -> bool:
+    return operand.value is not None and operand.value.dtype == "float32" and size > BLOCK and \
         rounding * _FLOAT32_EPS < 1 / 16
 
 
@@ -699,7 +761,7 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
     family = _complex_routing if complex_numbers and isinstance(rule, Routing) else family
     try:
         with np.errstate(all="ignore"):  # a budget at a pole (0**-1) is inf: verify handles it, no warning
-            locals_, steps = family(rule, node, upstream, _lean(lambda b: b / eps, upstream_budget), eps, **several)
+            locals_, steps = family(rule, node, upstream, _in_eps(upstream_budget, eps), eps, **several)
         for k in range(len(steps)):  # one at a time: each step's unstored budget goes as its stored one comes
             if steps[k].budget is not None:
                 steps[k] = replace(steps[k], budget=_stored(steps[k], np.asarray(steps[k].budget), node, eps))
@@ -727,6 +789,34 @@ def derive_node(node: Node, upstream: Optional[np.ndarray], each_output=None, up
 _FLOAT32_EPS = epsilon("float32")
 
 
+# Note [a budget past float32's range]
+# Through a deep net the worst-case budget compounds (Note [a chain's budget
+# that has grown] in verify.py): on a ResNet-18 with a batch of 256 it grew
+# ×30 to ×100 a layer and passed 1e31 near the stem. Stored in float32 it
+# was still finite, but in eps units (÷2**-24) it overflowed to inf, and an
+# infinite budget is taken to bound nothing (an input of -inf, a pole;
+# verify.allowed_difference), so the stem's right gradients were called
+# wrong. A big budget is kept in float32 only while it, and it in eps
+# units, stays well inside float32's range; past that it is float64, whose
+# range it needs.
+_FLOAT32_ROOM = float(np.finfo(np.float32).max) / 1024
+
+
+def _fits_float32(budget: np.ndarray, unit: float) -> bool:
+    """Whether `budget`·`unit` (and it over a float32 eps) stays well inside float32's range."""
+    largest = float(np.max(budget, initial=0.0)) if np.size(budget) else 0.0
+    return largest * max(unit, 1.0) / _FLOAT32_EPS < _FLOAT32_ROOM  # nan: not inside, float64
+
+
+def _in_eps(budget, eps: float):
+    """An absolute budget in units of `eps` (Note [error budget]), in float64 where
+    float32 would overflow (Note [a budget past float32's range])."""
+    array = np.asarray(budget)
+    if array.dtype == np.float32 and not _fits_float32(array, 1.0):
+        return _lean(lambda b: np.divide(b, eps, dtype=np.float64), array)
+    return _lean(lambda b: b / eps, array)
+
+
 def _stored(step: ChainStep, error: np.ndarray, node: Node, unit: float) -> np.ndarray:
     """The budget (`error`, in units of `unit`, the node's eps) once torch
     stores the gradient in its operand's dtype (a float64 gradient sent to a
@@ -741,7 +831,7 @@ def _stored(step: ChainStep, error: np.ndarray, node: Node, unit: float) -> np.n
             0 not in error.strides and 0 not in downstream.strides:
         # block by block: one new array, not four (Note [a big matrix node's temporaries]), and in
         # float32 for a float32 gradient (Note [a big budget in float32])
-        single = eps >= _FLOAT32_EPS and unit >= _FLOAT32_EPS
+        single = eps >= _FLOAT32_EPS and unit >= _FLOAT32_EPS and _fits_float32(error, unit)
         out = np.empty(error.shape, dtype=np.float32 if single else np.float64)
         for part in row_blocks(error.shape, BLOCK):  # by rows: selfᵀ·G reshaped flat would be copied whole
             out[part] = stored(error[part], downstream[part])

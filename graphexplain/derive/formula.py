@@ -846,22 +846,22 @@ def laid_back(gradient: np.ndarray, kind: str, operand_shape: Tuple[int, ...]) -
 
 
 def over_stack(function: Callable[..., np.ndarray], stack: Tuple[int, ...], arguments,
-               shape: Tuple[int, ...] = None, ranks=None) -> np.ndarray:
+               shape: Tuple[int, ...] = None, ranks=None, dtype=np.float64) -> np.ndarray:
     """`function` of matrices applied to each matrix of a stack, the results
-    stacked again; one call for (). An argument is stacked when it has more
-    dims than its rank (2 unless `ranks` says otherwise: 0 for the G of a
-    scalar result). Each result is `shape`, when given; an empty stack
-    gives an empty result of that shape."""
+    stacked again, as `dtype`; one call for (). An argument is stacked when
+    it has more dims than its rank (2 unless `ranks` says otherwise: 0 for
+    the G of a scalar result). Each result is `shape`, when given; an empty
+    stack gives an empty result of that shape."""
     ranks = ranks if ranks is not None else [2] * len(arguments)
 
     def one(values):
-        result = np.asarray(function(*values), dtype=np.float64)
+        result = np.asarray(function(*values), dtype=dtype)
         return np.broadcast_to(result, shape) if shape is not None else result
 
     if not stack:
         return one(arguments)
     if shape is not None and 0 in stack:
-        return np.zeros(tuple(stack) + tuple(shape))
+        return np.zeros(tuple(stack) + tuple(shape), dtype=dtype)
 
     def matrix_at(argument, rank, index):
         stacked = isinstance(argument, np.ndarray) and argument.ndim > rank

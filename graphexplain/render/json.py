@@ -76,7 +76,7 @@ def summary(array: np.ndarray, key: Optional[str] = None) -> Dict[str, Any]:
     data = {
         "summary": True,
         "shape": list(array.shape),
-        "dtype": str(array.dtype),
+        "dtype": "float64" if real else "complex128",  # as shown: a float32 array digested as it is says so too
         "size": int(flat.size),
         "head": numbers(flat[:HEAD]),
         "l2_norm": numbers(norm),
