@@ -289,3 +289,24 @@ def test_a_budget_near_float32s_range_stays_finite_in_eps_units():
                if step.budget is not None and np.size(step.budget) > 1]
     assert budgets and all(np.isfinite(b).all() for b in budgets)
     assert any(b.dtype == np.float64 for b in budgets)  # kept where float32 cannot hold it in eps units
+
+
+def test_a_replayed_view_shares_its_operands_numbers_read_only():
+    """Note [a replayed view shares its operand's numbers] in derive/replay.py:
+    a transpose torch kept no output of is replayed as a view of its operand,
+    not a copy, and cannot be written to; a replayed product is its own array."""
+    import graphexplain
+    from graphexplain.derive import complete
+    torch.manual_seed(0)
+    x = torch.randn(30, 40, requires_grad=True)
+    explanation = graphexplain.explain((x.exp().t() * 3).sum())
+    assert explanation.status == "verified"
+    nodes = {node.op: node for node in complete(explanation.graph).nodes}
+    transposed, product = nodes["TBackward0"], nodes["MulBackward0"]
+    assert transposed.output.replayed and product.output.replayed
+    view = transposed.output.data
+    assert np.shares_memory(view, transposed.operands[0].value.data) and not view.flags.writeable
+    assert np.array_equal(view, transposed.operands[0].value.data.T)
+    assert not np.shares_memory(product.output.data, transposed.output.data)
+    with pytest.raises(ValueError):
+        view[0, 0] = 1.0
