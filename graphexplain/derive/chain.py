@@ -124,7 +124,7 @@ def _by_rows(function, arrays) -> Optional[np.ndarray]:
     for rows in row_blocks(shape, BLOCK):
         part = np.asarray(function(*(a[rows] if cut else a for a, cut in zip(arrays, along))))
         if out is None:
-            if part.shape != (len(range(*rows.indices(shape[0]))),) + shape[1:]:
+            if part.shape != (min(rows.stop, shape[0]) - rows.start,) + shape[1:]:
                 return None
             out = np.empty(shape, dtype=part.dtype)
         out[rows] = part
@@ -142,35 +142,24 @@ def _local_terms(rule: Rule, input_name: str, expr: sp.Expr, values, eps: float,
     with sixteen steps more."""
     steps = budget.steps(expr, eps)
     try:
-        magnitude = _absolute(formula.evaluate(budget.terms(expr), {k: _finite_values(v) for k, v in values.items()}),
-                              values)
+        # |·| in place where the array is one just computed (Note [an elementwise step's temporaries])
+        magnitude = _magnitude(formula.evaluate(budget.terms(expr), {k: _finite_values(v) for k, v in values.items()}),
+                               values.values())
     except (KeyError, ValueError, TypeError, ArithmeticError):
         return np.abs(local), steps + 16
     if isinstance(rule, Pointwise) and len(rule.inputs) == 1 and formula.RESULT in values:
         in_result = formula.local_gradient_in_result(rule, input_name, input_name)
         if in_result is not None:
             try:
-                other = _absolute(formula.evaluate(budget.terms(in_result), values), values)
-                mine = _own(magnitude, values, np.shape(other))
-                magnitude = np.fmax(magnitude, other, out=magnitude if mine else None)
+                other = _magnitude(formula.evaluate(budget.terms(in_result), values), values.values())
+                # `magnitude` is this step's own array now: the larger of the two goes into it where it fits
+                fits = isinstance(magnitude, np.ndarray) and magnitude.dtype.kind == "f" and magnitude.ndim > 0 and \
+                    np.broadcast_shapes(magnitude.shape, np.shape(other)) == magnitude.shape
+                magnitude = np.fmax(magnitude, other, out=magnitude if fits else None)
                 steps = max(steps, budget.steps(in_result, eps))
             except (KeyError, ValueError, TypeError):
                 pass
     return magnitude, steps
-
-
-def _own(array, values, shape=None) -> bool:
-    """Whether `array` is a float array just computed, none of the node's `values`, so that it
-    may be written over; of `shape`, or at least as big as it broadcasts to, when given."""
-    return isinstance(array, np.ndarray) and array.dtype.kind == "f" and array.flags.writeable and \
-        array.base is None and array.ndim > 0 and \
-        (shape is None or np.broadcast_shapes(array.shape, shape) == array.shape) and \
-        not any(isinstance(v, np.ndarray) and np.may_share_memory(array, v) for v in values.values())
-
-
-def _absolute(array, values):
-    """|array|, in place where the array is one just computed (Note [an elementwise step's temporaries])."""
-    return np.abs(array, out=array) if _own(array, values) else np.abs(array)
 
 
 def _elementwise_budget(local, local_terms, steps, upstream, upstream_budget, shape):
@@ -802,17 +791,16 @@ _FLOAT32_EPS = epsilon("float32")
 _FLOAT32_ROOM = float(np.finfo(np.float32).max) / 1024
 
 
-def _fits_float32(budget: np.ndarray, unit: float) -> bool:
-    """Whether `budget`·`unit` (and it over a float32 eps) stays well inside float32's range."""
-    largest = float(np.max(budget, initial=0.0)) if np.size(budget) else 0.0
-    return largest * max(unit, 1.0) / _FLOAT32_EPS < _FLOAT32_ROOM  # nan: not inside, float64
+def _fits_float32(budget: np.ndarray, scale: float) -> bool:
+    """Whether `budget`·`scale` stays well inside float32's range."""
+    return float(np.max(budget, initial=0.0)) * scale < _FLOAT32_ROOM  # nan: not inside, float64
 
 
 def _in_eps(budget, eps: float):
     """An absolute budget in units of `eps` (Note [error budget]), in float64 where
     float32 would overflow (Note [a budget past float32's range])."""
     array = np.asarray(budget)
-    if array.dtype == np.float32 and not _fits_float32(array, 1.0):
+    if array.dtype == np.float32 and not _fits_float32(array, 1 / eps):
         return _lean(lambda b: np.divide(b, eps, dtype=np.float64), array)
     return _lean(lambda b: b / eps, array)
 
@@ -831,7 +819,8 @@ def _stored(step: ChainStep, error: np.ndarray, node: Node, unit: float) -> np.n
             0 not in error.strides and 0 not in downstream.strides:
         # block by block: one new array, not four (Note [a big matrix node's temporaries]), and in
         # float32 for a float32 gradient (Note [a big budget in float32])
-        single = eps >= _FLOAT32_EPS and unit >= _FLOAT32_EPS and _fits_float32(error, unit)
+        # stored (error·unit), and in a float32 node's eps units after it (Note [a budget past float32's range])
+        single = eps >= _FLOAT32_EPS and unit >= _FLOAT32_EPS and _fits_float32(error, unit / _FLOAT32_EPS)
         out = np.empty(error.shape, dtype=np.float32 if single else np.float64)
         for part in row_blocks(error.shape, BLOCK):  # by rows: selfᵀ·G reshaped flat would be copied whole
             out[part] = stored(error[part], downstream[part])
