@@ -236,8 +236,9 @@ GEOMETRIES = {
 @pytest.mark.parametrize("name", list(GEOMETRIES))
 def test_the_offsets_give_the_grids_sums(name):
     """Note [the kernel's offsets, one at a time]: offset by offset, the
-    same gradient, magnitudes, carried budget and count of terms as the
-    grid's element-by-element sums, for every operand."""
+    same gradient, count of terms and error budget (Note [a convolution's
+    budget, offset by offset]) as the grid's element-by-element sums, for
+    every operand."""
     function, input_shape, weight_shape, options = GEOMETRIES[name]
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(input_shape, dtype=torch.float64, generator=generator, requires_grad=True)
@@ -251,13 +252,22 @@ def test_the_offsets_give_the_grids_sums(name):
     random = np.random.default_rng(0)
     upstream, upstream_budget = random.normal(size=where.out_shape), random.uniform(size=where.out_shape)
     out = convolution.out_indices(row, where.ndim)
+    rounding = 2.0
     for operand in ("input", "weight", "bias"):
         for term in convolution.derivative_terms(row, where.transposed, where.ndim, operand):
             plan = convolution._plan(row, where.transposed, where.ndim, operand, term)
             assert plan is not None, (operand, term)
-            offsets = convolution._by_offsets(plan, where, operand, upstream, upstream_budget)
-            grid = convolution._on_the_grid(term, out, where, operand, upstream, upstream_budget)
-            for what, by_offsets, on_the_grid in zip(("gradient", "magnitude", "carried", "count"), offsets, grid):
+            offsets = convolution._offsets(plan, where, operand)
+            size = int(np.prod(where.shapes[operand]))
+            count, gradient, error = np.zeros(size), np.zeros(size), np.zeros(size)
+            convolution._count(offsets, count, where.shapes[operand])
+            factor = np.maximum(count, 1) + rounding
+            convolution._by_offsets(plan, offsets, where, operand, upstream, upstream_budget, factor, gradient, error)
+            grid_gradient, magnitude, carried, grid_count = convolution._on_the_grid(
+                term, out, where, operand, upstream, upstream_budget)
+            grid_error = carried + (np.maximum(grid_count, 1) + rounding) * magnitude
+            for what, by_offsets, on_the_grid in (("gradient", gradient, grid_gradient), ("count", count, grid_count),
+                                                  ("error budget", error, grid_error)):
                 assert np.allclose(by_offsets, on_the_grid, rtol=1e-12, atol=1e-12), (operand, what)
 
 

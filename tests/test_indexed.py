@@ -109,3 +109,26 @@ def test_softmax_without_its_input_is_derived_in_its_result(op, function):
     assert derived.status == "derived"
     assert "self" not in derived.local_gradients[0].expr
     assert np.allclose(derived.steps[0].downstream, torch_side.downstream[0])
+
+
+def test_a_formula_read_once_is_evaluated_on_each_nodes_own_numbers():
+    """Note [a formula read once, evaluated per node] (derive/sums.py): the
+    reading of a formula is shared by the evaluations of every node, their
+    numbers never: two evaluations of one formula on other numbers give
+    each its own cumsum, and the second reads the formula from the cache."""
+    import sympy as sp
+
+    from graphexplain.derive import sums
+
+    i, j = sp.symbols("i j", integer=True)
+    x = sp.IndexedBase("x", real=True)
+    formula = sp.Sum(x[i] * x[i], (i, 0, j))
+    first = sums.Evaluation({"x": np.array([[1.0, 2.0, 3.0]])}, {}, rows=(1,), count=3, depth=2)
+    assert first.result(formula, j).tolist() == [[1.0, 5.0, 14.0]]
+    hits = sums._compiled.cache_info().hits
+    second = sums.Evaluation({"x": np.array([[3.0, 0.0, -1.0]])}, {}, rows=(1,), count=3, depth=2)
+    assert second.result(formula, j).tolist() == [[9.0, 9.0, 10.0]]
+    assert sums._compiled.cache_info().hits > hits
+    lacking = sums.Evaluation({}, {}, rows=(1,), count=3, depth=2)
+    with pytest.raises(sums.CannotEvaluate, match="no value for x"):
+        lacking.result(formula, j)

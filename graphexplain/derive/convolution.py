@@ -293,12 +293,10 @@ def _flat(places: List[np.ndarray], shape) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Sums:
-    """What one operand's vector-Jacobian product adds up, element by element."""
+    """One operand's vector-Jacobian product and its error budget."""
 
     gradient: np.ndarray  # Σ G · coefficient
-    magnitude: np.ndarray  # Σ |G| · |coefficient|
-    carried: np.ndarray  # Σ budget(G) · |coefficient|
-    count: np.ndarray  # how many terms
+    error: np.ndarray  # Σ budget(G)·|coefficient| + (terms + rounding)·Σ |G|·|coefficient|, in eps
 
 
 def _blocks(axes: Sequence[np.ndarray]) -> Iterator[List[np.ndarray]]:
@@ -322,31 +320,43 @@ def _blocks(axes: Sequence[np.ndarray]) -> Iterator[List[np.ndarray]]:
 
 
 def sums(rule: Convolution, where: Geometry, operand: str, upstream: np.ndarray,
-         upstream_budget: np.ndarray) -> Sums:
-    """∂L/∂operand (Note [a convolution's local gradient]), and what its
-    error budget is made of: by whole-array products where the terms allow
-    (Note [the kernel's offsets, one at a time]), else over the grid."""
+         upstream_budget: np.ndarray, rounding: float = 2.0) -> Sums:
+    """∂L/∂operand (Note [a convolution's local gradient]) and its error
+    budget in eps, Σ budget(G)·|J| + (terms + `rounding`)·Σ |G|·|J|: by
+    whole-array products where the terms allow (Note [the kernel's offsets,
+    one at a time]), else over the grid. The terms behind each element are
+    counted first, so that each offset adds its share of the budget whole
+    (Note [a convolution's budget, offset by offset])."""
     shape = where.shapes[operand]
-    total = None
+    size = int(np.prod(shape, dtype=np.int64))
     out = out_indices(rule, where.ndim)
+    gradient, count = np.zeros(size), np.zeros(size)
+    laid, magnitude, carried = [], None, None
     for term in derivative_terms(rule, where.transposed, where.ndim, operand):
-        found = None
         plan = _plan(rule, where.transposed, where.ndim, operand, term)
+        offsets = None
         if plan is not None:
             try:
-                found = _by_offsets(plan, where, operand, upstream, upstream_budget)
+                offsets = _offsets(plan, where, operand)
             except _NotWhole:
-                found = None
-        if found is None:
-            found = _on_the_grid(term, out, where, operand, upstream, upstream_budget)
-        if total is None:
-            total = found
-        else:
-            for at in range(4):
-                total[at] += found[at]
-    if total is None:
-        total = [np.zeros(int(np.prod(shape, dtype=np.int64))) for _ in range(4)]
-    return Sums(*(t.reshape(shape) for t in total))
+                offsets = None
+        if offsets is not None:
+            laid.append((plan, offsets))
+            _count(offsets, count, shape)
+            continue
+        found = _on_the_grid(term, out, where, operand, upstream, upstream_budget)
+        gradient += found[0]
+        count += found[3]
+        magnitude = found[1] if magnitude is None else magnitude + found[1]
+        carried = found[2] if carried is None else carried + found[2]
+    factor = np.maximum(count, 1)
+    factor += rounding
+    del count
+    error = np.zeros(size) if magnitude is None else carried + factor * magnitude
+    del magnitude, carried
+    for plan, offsets in laid:
+        _by_offsets(plan, offsets, where, operand, upstream, upstream_budget, factor, gradient, error)
+    return Sums(gradient.reshape(shape), error.reshape(shape))
 
 
 def _on_the_grid(term: Term, out, where: Geometry, operand: str, upstream: np.ndarray,
@@ -693,30 +703,56 @@ def _as_slices(window):
     return window if all(isinstance(part, (int, slice)) for part in index) else None
 
 
-def _by_offsets(plan: Plan, where: Geometry, operand: str, upstream: np.ndarray,
-                upstream_budget: np.ndarray) -> List[np.ndarray]:
-    """One term's sums, one kernel offset at a time
-    (Note [the kernel's offsets, one at a time])."""
-    shape = where.shapes[operand]
-    size = int(np.prod(shape, dtype=np.int64))
+def _offsets(plan: Plan, where: Geometry, operand: str) -> Tuple[Offset, ...]:
+    """The term's offsets at this node's sizes (`_layout`); _NotWhole where
+    the offsets cannot take it."""
     read_name = plan.read[0] if plan.read is not None else None
     if read_name is not None and where.values.get(read_name) is None:
         raise CannotEvaluate(f"the numbers of {read_name} are unknown (torch did not keep them)")
-    read_value = where.values[read_name] if read_name else None
-    offsets = _layout(plan, _numbers(where), tuple(where.out_shape), tuple(shape),
-                      tuple(read_value.shape) if read_name else ())
-    total = [np.zeros(size) for _ in range(4)]
-    abs_upstream, abs_budget = np.abs(upstream), np.abs(upstream_budget)
-    abs_value = np.abs(read_value) if read_name else None
+    read_shape = tuple(where.values[read_name].shape) if read_name else ()
+    return _layout(plan, _numbers(where), tuple(where.out_shape), tuple(where.shapes[operand]), read_shape)
+
+
+def _count(offsets: Tuple[Offset, ...], count: np.ndarray, shape) -> None:
+    """Adds the terms each offset puts behind each element of the operand."""
     for offset in offsets:
         if offset.counted_window is not None:
-            total[3].reshape(shape)[offset.counted_window[0]] += offset.terms
+            count.reshape(shape)[offset.counted_window[0]] += offset.terms
         else:
-            _add(total[3], offset.counted, offset.terms, offset.injective, size)
+            _add(count, offset.counted, offset.terms, offset.injective, count.size)
+
+
+# Note [a convolution's budget, offset by offset]
+# The budget of an element q is Σ budget(G)·|J| + (terms(q) + rounding)·Σ |G|·|J|
+# (Note [error budget] in derive/budget.py), the sums over every offset's
+# terms. terms(q) depends on the sizes alone and is counted before any
+# product, so each offset adds its own share, P_b + (terms + rounding)·P_G,
+# straight into the one budget array: P_b and P_G are one matrix product of
+# the stacked [|G|, budget(G)] with |J|, not two, and the magnitude and the
+# carried budget are never arrays of their own. It is the same sum, added in
+# another order, which moves its last bits only; a budget's last bits do not
+# matter (it is used times SAFETY = 2).
+_STACK = -1  # the label of the stacked [|G|, budget(G)] axis
+
+
+def _by_offsets(plan: Plan, offsets: Tuple[Offset, ...], where: Geometry, operand: str, upstream: np.ndarray,
+                upstream_budget: np.ndarray, factor: np.ndarray, gradient: np.ndarray, error: np.ndarray) -> None:
+    """Adds one term's gradient and budget into `gradient` and `error`, one
+    kernel offset at a time (Note [the kernel's offsets, one at a time],
+    Note [a convolution's budget, offset by offset]); `factor` is each
+    element's terms + rounding."""
+    shape = where.shapes[operand]
+    size = gradient.size
+    read_value = where.values[plan.read[0]] if plan.read is not None else None
+    sizes = np.stack([np.abs(upstream), np.abs(upstream_budget)])
+    abs_value = np.abs(read_value) if read_value is not None else None
+    for offset in offsets:
         if offset.flat is None:
             continue
         g_at, g_labels = offset.given
-        g, size_g, b = upstream[g_at], abs_upstream[g_at], abs_budget[g_at]
+        g = upstream[g_at]
+        stacked = sizes[(slice(None),) + g_at] if all(isinstance(part, (int, slice)) for part in g_at) \
+            else np.stack([sizes[0][g_at], sizes[1][g_at]])
         if offset.read is not None:
             r_at, r_labels = offset.read
             read, abs_read = read_value[r_at], abs_value[r_at]
@@ -724,17 +760,27 @@ def _by_offsets(plan: Plan, where: Geometry, operand: str, upstream: np.ndarray,
             r_labels, read, abs_read = (), np.ones(()), np.ones(())
         local = np.broadcast_to(np.asarray(plan.value_of(read), dtype=np.float64), read.shape)
         local_size = np.broadcast_to(np.abs(np.asarray(plan.size_of(abs_read), dtype=np.float64)), read.shape)
-        for sum_, (left, right) in zip(total, ((g, local), (size_g, local_size), (b, local_size))):
-            product, kept = _contract(left, g_labels, right, r_labels, offset.target)
-            spread = np.broadcast_to(product.reshape([offset.grid[offset.target.index(at)] if at in kept else 1
-                                                      for at in offset.target]), offset.grid)
-            if offset.repeat != 1:
-                spread = spread * offset.repeat
-            if offset.window is not None:
-                _into_window(sum_.reshape(shape), offset.window, spread, offset.target)
-            else:
-                _add(sum_, offset.flat, spread.ravel(), offset.injective, size)
-    return total
+        signed = _spread(offset, *_contract(g, g_labels, local, r_labels, offset.target))
+        both, kept = _contract(stacked, (_STACK,) + tuple(g_labels), local_size, r_labels,
+                               (_STACK,) + offset.target)
+        magnitude, carried = (_spread(offset, part, kept[1:]) for part in both)
+        if offset.window is not None:
+            index, _ = offset.window
+            gradient.reshape(shape)[index] += _window_order(offset, signed)
+            share = _window_order(offset, carried) + factor.reshape(shape)[index] * _window_order(offset, magnitude)
+            error.reshape(shape)[index] += share
+        else:
+            _add(gradient, offset.flat, signed.ravel(), offset.injective, size)
+            share = carried.ravel() + factor[offset.flat] * magnitude.ravel()
+            _add(error, offset.flat, share, offset.injective, size)
+
+
+def _spread(offset: Offset, product: np.ndarray, kept) -> np.ndarray:
+    """A product over the labels it kept, laid over the target's grid (and
+    repeated for labels summed that no tensor reads)."""
+    spread = np.broadcast_to(product.reshape([offset.grid[offset.target.index(at)] if at in kept else 1
+                                              for at in offset.target]), offset.grid)
+    return spread * offset.repeat if offset.repeat != 1 else spread
 
 
 def _window(at, labels) -> Tuple[tuple, Tuple[int, ...]]:
@@ -757,14 +803,15 @@ def _window(at, labels) -> Tuple[tuple, Tuple[int, ...]]:
     return tuple(window), tuple(window_labels)
 
 
-def _into_window(total: np.ndarray, window, values: np.ndarray, labels: Tuple[int, ...]) -> None:
-    """Adds values laid over `labels` into the strided view `window` of
-    total, whose axes are the window's labels (the others have length 1)."""
-    index, window_labels = window
+def _window_order(offset: Offset, values: np.ndarray) -> np.ndarray:
+    """Values laid over the offset's target labels, as the axes of its
+    strided window (the window's labels; the others have length 1)."""
+    _, window_labels = offset.window
+    labels = offset.target
     squeezed = values.reshape([length for label, length in zip(labels, values.shape)
                                if label in window_labels or length != 1])
     present = [label for label, length in zip(labels, values.shape) if label in window_labels or length != 1]
-    total[index] += squeezed.transpose([present.index(label) for label in window_labels])
+    return squeezed.transpose([present.index(label) for label in window_labels])
 
 
 def _add(total: np.ndarray, flat: np.ndarray, weights, injective: bool, size: int) -> None:
@@ -958,8 +1005,8 @@ def steps(rule: Convolution, node: Node, upstream: np.ndarray, upstream_budget: 
             continue
         if operand.name not in where.shapes:
             raise CannotEvaluate(f"the shape of {operand.label} is unknown")
-        found = sums(rule, where, operand.name, upstream, upstream_budget)
-        error = found.carried + (np.maximum(found.count, 1) + 2 + per_term) * found.magnitude
+        found = sums(rule, where, operand.name, upstream, upstream_budget, 2 + per_term)
+        error = found.error
         local = local_gradient(rule, where, operand.name)
         locals_.append(LocalGradient(operand.name, operand.label, cache.printed(local), _words(rule, node, local)))
         formula = _words(rule, node, vector_jacobian_product(rule, where, operand.name))

@@ -478,14 +478,21 @@ def _setting(rule: IndexFormula, node: Node) -> _Setting:
 
 def _with_where(rule: IndexFormula, setting: _Setting, evaluation: Evaluation, expr: sp.Expr) -> None:
     """The value per row of each `where` name the formula uses."""
+    for name, definition in _needed_where(rule, setting.branches, expr):
+        evaluation.numbers[name] = evaluation.result(definition, J)
+
+
+@lru_cache(maxsize=4096)
+def _needed_where(rule: IndexFormula, branches: Branches, expr: sp.Expr) -> Tuple[Tuple[str, sp.Expr], ...]:
+    """The `where` definitions `expr` needs, in the row's order, the branch
+    put in: the same for every node of a row (Note [a formula read once,
+    evaluated per node] in derive/sums.py)."""
     needed = set(expr.free_symbols)
-    definitions = [(name, _put_in(definition, setting.branches)) for name, definition in parsed(rule).where]
+    definitions = [(name, _put_in(definition, branches)) for name, definition in parsed(rule).where]
     for name, definition in reversed(definitions):
         if name in needed:
             needed |= definition.free_symbols
-    for name, definition in definitions:
-        if name in needed:
-            evaluation.numbers[name.name] = evaluation.result(definition, J)
+    return tuple((name.name, definition) for name, definition in definitions if name in needed)
 
 
 def _evaluation(setting: _Setting, expr: sp.Expr, rule: IndexFormula, exact: bool = False) -> Evaluation:
@@ -573,8 +580,12 @@ def gradients(rule: IndexFormula, node: Node, upstreams: Tuple[Optional[np.ndarr
 
 def _missing(expr: sp.Expr, setting: _Setting) -> Optional[str]:
     """An operand the formula needs whose numbers this node lacks, if any."""
-    needed = {str(element.base.label) for element in expr.atoms(sp.Indexed)}
-    return next((name for name in sorted(needed) if name not in setting.tensors), None)
+    return next((name for name in _tensors_read(expr) if name not in setting.tensors), None)
+
+
+@lru_cache(maxsize=4096)
+def _tensors_read(expr: sp.Expr) -> Tuple[str, ...]:
+    return tuple(sorted({str(element.base.label) for element in expr.atoms(sp.Indexed)}))
 
 
 # Note [an operand told by the result]

@@ -101,43 +101,17 @@ class Evaluation:
         return self._along(np.arange(self.count, dtype=np.float64).reshape((1,) * len(self.rows) + (-1,)), axis)
 
     def value(self, expr: sp.Basic, env: Dict[sp.Symbol, int]):
-        key = (expr, tuple(sorted(env.items(), key=str)))
-        if key not in self.cache:
-            self.cache[key] = self._value(expr, env)
-        return self.cache[key]
+        return _compiled(expr, _env_key(env), self.exact)(self)
 
-    def _value(self, expr: sp.Basic, env: Dict[sp.Symbol, int]):
-        if isinstance(expr, sp.Indexed):
-            name, (index,) = str(expr.base.label), expr.indices
-            if index not in env or name not in self.tensors:
-                raise CannotEvaluate(f"no value for {expr}")
-            return self._along(self.tensors[name], env[index])
-        if expr in env:
-            return self._position(env[expr])
-        if isinstance(expr, sp.Symbol):
-            if self.numbers.get(expr.name) is None:
-                raise CannotEvaluate(f"no value for {expr.name}")
-            number = self.numbers[expr.name]
-            return self._along(number, 0) if isinstance(number, np.ndarray) and number.ndim else number
-        if isinstance(expr, REDUCTIONS):
-            return self._reduce(expr, env)
-        if expr.is_number:
-            return _exactly(float(expr)) if self.exact else float(expr)
-        pieces = _pieces(expr)
-        names = tuple(sp.Symbol(f"_piece{n}") for n in range(len(pieces)))
-        body = expr.xreplace(dict(zip(pieces, names))).replace(sp.KroneckerDelta, KRONECKER)
-        return _lambdified(body, names, self.exact)(*(self.value(piece, env) for piece in pieces))
-
-    def _reduce(self, reduction, env: Dict[sp.Symbol, int]):
-        combine, left_out = _REDUCE[type(reduction)]
-        *inner, (index, low, high) = reduction.limits
-        term = reduction.function if not inner else type(reduction)(reduction.function, *inner)
-        axis = len(env)
+    def reduce(self, combine, left_out, axis: int, term, low, high):
+        """One reduction's numbers (Note [evaluating Sums]): `term`'s values
+        along `axis`, the places outside [`low`, `high`] left out."""
         if axis >= self.depth:
             raise CannotEvaluate("sums nested deeper than expected")
-        values = self.value(term, {**env, index: axis})
+        values = term(self)
+        low, high = low(self), high(self)
         position = self._position(axis)
-        inside = np.asarray((position >= self.value(low, env)) & (position <= self.value(high, env)), dtype=bool)
+        inside = np.asarray((position >= low) & (position <= high), dtype=bool)
         shape = np.broadcast_shapes(np.shape(values), inside.shape)
         if int(np.prod(shape, dtype=np.int64)) > (EXACT_LIMIT if self.exact else LIMIT):
             raise CannotEvaluate(f"too many numbers to evaluate in index notation ({shape})")
@@ -152,6 +126,78 @@ class Evaluation:
             if values.ndim else values.reshape((1,) * (len(self.rows) + self.depth))
         values = values.reshape(values.shape[:len(self.rows) + 1])
         return values if self.exact else values.astype(np.float64)
+
+
+# Note [a formula read once, evaluated per node]
+# A formula's reading (which parts are tensors' elements, positions along
+# an axis, named numbers, reductions; the numpy function between them) is
+# the same for every node of a row: a ResNet's 20 batch norms share one.
+# Read at every node it was sympy's tree walked, replaced and printed for
+# sorting again and again, a fifth of explaining the model. It is read once
+# per (formula, axes, mode) into a tree of closures (`_compiled`), which
+# each evaluation runs on its own numbers; a part met twice is one closure,
+# computed once per evaluation as before. The numpy work is unchanged.
+_UNSET = object()
+
+
+def _env_key(env: Dict[sp.Symbol, int]) -> tuple:
+    return tuple(sorted(env.items(), key=str))
+
+
+@lru_cache(maxsize=4096)
+def _compiled(expr: sp.Basic, env_key: tuple, exact: bool):
+    """`expr`'s value under the index axes `env_key`, as a function of an
+    Evaluation, computed once per evaluation (Note [a formula read once,
+    evaluated per node])."""
+    compute = _reading(expr, dict(env_key), exact)
+
+    def run(evaluation: Evaluation):
+        found = evaluation.cache.get(run, _UNSET)
+        if found is _UNSET:
+            found = evaluation.cache[run] = compute(evaluation)
+        return found
+    return run
+
+
+def _reading(expr: sp.Basic, env: Dict[sp.Symbol, int], exact: bool):
+    if isinstance(expr, sp.Indexed):
+        name, (index,) = str(expr.base.label), expr.indices
+        axis = env.get(index)
+
+        def element(evaluation):
+            if axis is None or name not in evaluation.tensors:
+                raise CannotEvaluate(f"no value for {expr}")
+            return evaluation._along(evaluation.tensors[name], axis)
+        return element
+    if expr in env:
+        axis = env[expr]
+        return lambda evaluation: evaluation._position(axis)
+    if isinstance(expr, sp.Symbol):
+        name = expr.name
+
+        def number(evaluation):
+            found = evaluation.numbers.get(name)
+            if found is None:
+                raise CannotEvaluate(f"no value for {name}")
+            return evaluation._along(found, 0) if isinstance(found, np.ndarray) and found.ndim else found
+        return number
+    if isinstance(expr, REDUCTIONS):
+        combine, left_out = _REDUCE[type(expr)]
+        *inner, (index, low, high) = expr.limits
+        term = expr.function if not inner else type(expr)(expr.function, *inner)
+        axis = len(env)
+        values = _compiled(term, _env_key({**env, index: axis}), exact)
+        lowest, highest = _compiled(low, _env_key(env), exact), _compiled(high, _env_key(env), exact)
+        return lambda evaluation: evaluation.reduce(combine, left_out, axis, values, lowest, highest)
+    if expr.is_number:
+        constant = _exactly(float(expr)) if exact else float(expr)
+        return lambda evaluation: constant
+    pieces = _pieces(expr)
+    names = tuple(sp.Symbol(f"_piece{n}") for n in range(len(pieces)))
+    body = expr.xreplace(dict(zip(pieces, names))).replace(sp.KroneckerDelta, KRONECKER)
+    function = _lambdified(body, names, exact)
+    parts = [_compiled(piece, _env_key(env), exact) for piece in pieces]
+    return lambda evaluation: function(*(part(evaluation) for part in parts))
 
 
 def _pieces(expr: sp.Basic) -> List[sp.Basic]:
