@@ -320,7 +320,7 @@ def _blocks(axes: Sequence[np.ndarray]) -> Iterator[List[np.ndarray]]:
 
 
 def sums(rule: Convolution, where: Geometry, operand: str, upstream: np.ndarray,
-         upstream_budget: np.ndarray, rounding: float = 2.0) -> Sums:
+         upstream_budget: np.ndarray, rounding: float) -> Sums:
     """∂L/∂operand (Note [a convolution's local gradient]) and its error
     budget in eps, Σ budget(G)·|J| + (terms + `rounding`)·Σ |G|·|J|: by
     whole-array products where the terms allow (Note [the kernel's offsets,
@@ -1006,12 +1006,11 @@ def steps(rule: Convolution, node: Node, upstream: np.ndarray, upstream_budget: 
         if operand.name not in where.shapes:
             raise CannotEvaluate(f"the shape of {operand.label} is unknown")
         found = sums(rule, where, operand.name, upstream, upstream_budget, 2 + per_term)
-        error = found.error
         local = local_gradient(rule, where, operand.name)
         locals_.append(LocalGradient(operand.name, operand.label, cache.printed(local), _words(rule, node, local)))
         formula = _words(rule, node, vector_jacobian_product(rule, where, operand.name))
         chain.append(ChainStep(operand.name, operand.label, upstream, None, found.gradient, "matrix", None,
-                               formula, error))
+                               formula, found.error))
     return locals_, chain
 
 

@@ -149,7 +149,7 @@ def _compiled(expr: sp.Basic, env_key: tuple, exact: bool):
     """`expr`'s value under the index axes `env_key`, as a function of an
     Evaluation, computed once per evaluation (Note [a formula read once,
     evaluated per node])."""
-    compute = _reading(expr, dict(env_key), exact)
+    compute = _reading(expr, env_key, exact)
 
     def run(evaluation: Evaluation):
         found = evaluation.cache.get(run, _UNSET)
@@ -159,7 +159,8 @@ def _compiled(expr: sp.Basic, env_key: tuple, exact: bool):
     return run
 
 
-def _reading(expr: sp.Basic, env: Dict[sp.Symbol, int], exact: bool):
+def _reading(expr: sp.Basic, env_key: tuple, exact: bool):
+    env = dict(env_key)
     if isinstance(expr, sp.Indexed):
         name, (index,) = str(expr.base.label), expr.indices
         axis = env.get(index)
@@ -187,7 +188,7 @@ def _reading(expr: sp.Basic, env: Dict[sp.Symbol, int], exact: bool):
         term = expr.function if not inner else type(expr)(expr.function, *inner)
         axis = len(env)
         values = _compiled(term, _env_key({**env, index: axis}), exact)
-        lowest, highest = _compiled(low, _env_key(env), exact), _compiled(high, _env_key(env), exact)
+        lowest, highest = _compiled(low, env_key, exact), _compiled(high, env_key, exact)
         return lambda evaluation: evaluation.reduce(combine, left_out, axis, values, lowest, highest)
     if expr.is_number:
         constant = _exactly(float(expr)) if exact else float(expr)
@@ -196,7 +197,7 @@ def _reading(expr: sp.Basic, env: Dict[sp.Symbol, int], exact: bool):
     names = tuple(sp.Symbol(f"_piece{n}") for n in range(len(pieces)))
     body = expr.xreplace(dict(zip(pieces, names))).replace(sp.KroneckerDelta, KRONECKER)
     function = _lambdified(body, names, exact)
-    parts = [_compiled(piece, _env_key(env), exact) for piece in pieces]
+    parts = [_compiled(piece, env_key, exact) for piece in pieces]
     return lambda evaluation: function(*(part(evaluation) for part in parts))
 
 
