@@ -16,7 +16,7 @@ from graphexplain.results import MISMATCH, VERIFIED, NodeVerification, Verificat
 
 
 def _whole(monkeypatch, *args, **kwargs):
-    monkeypatch.setattr(verify, "BLOCK", 1 << 40)  # never in blocks
+    monkeypatch.setattr(verify, "_agreed", lambda *args: None)  # never the passing blocks' path
     return verify.compare(*args, **kwargs)
 
 
@@ -30,6 +30,22 @@ def test_a_passing_check_in_blocks_is_the_whole_check(monkeypatch, budget):
     blocked = verify.compare("x", derived, torch_number, "float32", budgets[budget])
     whole = _whole(monkeypatch, "x", derived, torch_number, "float32", budgets[budget])
     assert blocked == whole and blocked.status == verify.VERIFIED
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (1, 5), (3, 4, 2)])
+@pytest.mark.parametrize("budget", [None, "array", "broadcast"])
+@pytest.mark.parametrize("kind", ["float32", "float64", "complex64"])
+def test_a_small_passing_check_is_the_whole_check(monkeypatch, shape, budget, kind):
+    """Small checks take the blocks' path too (Note [a big check, block by
+    block]): the same verdict, worst error, place and allowance, to the bit."""
+    rng = np.random.default_rng(1)
+    derived = rng.standard_normal(shape) + (1j * rng.standard_normal(shape) if kind.startswith("complex") else 0)
+    torch_number = np.asarray(derived, dtype=kind)  # rounded as torch's own dtype rounds
+    budgets = {None: None, "array": 1e-7 * np.abs(derived) + 1e-9, "broadcast": np.broadcast_to(1e-6, shape)}
+    dtype = "complex64" if kind.startswith("complex") else kind
+    lean = verify.compare("x", derived, torch_number, dtype, budgets[budget])
+    assert lean == _whole(monkeypatch, "x", derived, torch_number, dtype, budgets[budget])
+    assert lean.status == verify.VERIFIED
 
 
 @pytest.mark.parametrize("wrong", [(0, 0), (350, 451), (699, 899)])
@@ -58,7 +74,7 @@ def test_an_inf_or_nan_in_a_block_is_left_to_the_whole_check(monkeypatch, side, 
     torch_number = derived.copy()
     for array in {"torch": [torch_number], "derived": [derived], "both": [torch_number, derived]}[side]:
         array[350, 451] = value
-    assert verify._agreed_in_blocks(derived, torch_number, None, "float32") is None
+    assert verify._agreed(derived, torch_number, None, "float32") is None
     check, whole = verify.compare("x", derived, torch_number, "float32"), _whole(monkeypatch, "x", derived,
                                                                                   torch_number, "float32")
     # a nan's Check holds a nan, unequal to itself: the status and the place are what must agree

@@ -20,6 +20,7 @@ from graphexplain.rules import TABLE
 from conftest import REPO, RUN_TIMEOUT, subprocess_env
 
 SCRIPT = REPO / "examples" / "autograd_mean.py"
+ENCODER = REPO / "tests" / "scripts" / "transformer_encoder.py"
 
 
 @pytest.fixture
@@ -120,12 +121,13 @@ def test_a_changed_row_is_derived_again(folder):
 # --- whole runs ---------------------------------------------------------------
 
 
-def trace(tmp_path: Path, cache_setting: str, *options: str):
-    """`graphexplain trace` on the notes' first script: stdout, the DOT and the JSON."""
+def trace(tmp_path: Path, cache_setting: str, *options: str, script=(SCRIPT,)):
+    """`graphexplain trace` on the notes' first script (or `script`, with its
+    arguments): stdout, the DOT and the JSON."""
     out = tmp_path / "out"
     env = dict(subprocess_env(), GRAPHEXPLAIN_CACHE=cache_setting)
     done = subprocess.run([sys.executable, "-m", "graphexplain", "trace", "--out", str(out), "--format", "dot",
-                           "--json", str(out / "result.json"), *options, str(SCRIPT)],
+                           "--json", str(out / "result.json"), *options, *map(str, script)],
                           cwd=str(tmp_path), env=env, capture_output=True, timeout=RUN_TIMEOUT)
     assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
     return done.stdout, (out / "call-1.dot").read_bytes(), (out / "result.json").read_bytes()
@@ -146,6 +148,31 @@ def test_warm_cold_and_uncached_runs_are_byte_identical(tmp_path):
         entry.write_text("{", encoding="utf-8")
     assert trace(tmp_path, str(where)) == cold
     assert all(json.loads(entry.read_text(encoding="utf-8"))["value"] for entry in written)
+
+
+def test_matrix_and_index_formulas_are_kept_and_read_back_the_same(tmp_path):
+    """A transformer's matrix products and softmax, layer norm and loss are
+    derived by sympy once, kept, and a warm run prints what a cold one did."""
+    where = tmp_path / "cache"
+    cold = trace(tmp_path, str(where), script=(ENCODER, "--layers", "1"))
+    kinds = {json.loads(entry.read_text(encoding="utf-8"))["kind"] for entry in entries(where)}
+    assert {"matrix-vector-jacobian-product", "index-vector-jacobian-product"} <= kinds
+    written = entries(where)
+    assert trace(tmp_path, str(where), script=(ENCODER, "--layers", "1")) == cold
+    assert entries(where) == written
+    assert trace(tmp_path, "off", script=(ENCODER, "--layers", "1")) == cold
+
+
+@pytest.mark.parametrize("op, input_name, shapes", [
+    ("MmBackward0", "self", ((3, 4), (4, 5))), ("MmBackward0", "mat2", ((3, 4), (4, 5))),
+    ("AddmmBackward0", "mat1", ((3, 5), (3, 4), (4, 5))), ("MvBackward0", "vec", ((3, 4), (4, 1))),
+])
+def test_a_matrix_product_reads_back_as_the_same_expression(folder, op, input_name, shapes):
+    rule = TABLE[op]
+    fresh, _ = formula.vector_jacobian_product.__wrapped__(rule, input_name, shapes)  # derived, and kept
+    again = cache.derived("matrix-vector-jacobian-product", cache.row_key(rule, input_name, shapes, ()),
+                          lambda: pytest.fail("derived again"))
+    assert again == fresh and str(again) == str(fresh)
 
 
 def test_a_warm_run_does_not_simplify(tmp_path):

@@ -18,13 +18,15 @@ What sympy derives is also kept on disk between runs (derive/disk_cache.py):
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from functools import lru_cache
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import sympy as sp
+from sympy.core.symbol import Str
 
 from . import disk_cache
-from .naming import rename, show
+from .naming import rename, show, tidied
 
 _SIZE = 4096  # distinct formulas × names; a model has a few hundred
 
@@ -36,29 +38,91 @@ def printed(expr: sp.Basic) -> str:
 
 
 def named_formula(expr: sp.Basic, names: Dict[str, Union[str, sp.Expr, None]]) -> str:
-    """``show(rename(expr, names))``, once per formula and set of the names it uses.
+    """``show(rename(expr, names))``, printed by sympy once per formula and
+    pattern of names (Note [a formula printed once for every layer]).
 
     Only the names of the formula's own symbols make the key: a node's
     result name (its own label) is in every node's names, and keyed by all
     of them no two nodes of a 32000-node LSTM loop shared a printing, a
     third of explaining it."""
-    used = _symbol_names(expr)
+    atoms = _named_atoms(expr)
     try:
-        key = tuple(sorted(((k, v) for k, v in names.items() if k in used), key=lambda item: item[0]))
-        hash(key)
+        chosen = {name: names[name] for name, _ in atoms if names.get(name) is not None}
+        hash(tuple(chosen.values()))
     except TypeError:  # a name that is not hashable: nothing to reuse
         return show(rename(expr, names))
-    return _named(expr, key)
+    words = {name: word for name, word in chosen.items() if isinstance(word, str)}
+    # what rename leaves as it is: a symbol with no name given, and a matrix given a number
+    fixed = {name for name, matrix in atoms if name not in chosen or (matrix and name not in words)}
+    stand_ins = None if _indices(expr) & set(words) else _stand_ins(fixed, set(words.values()))
+    if stand_ins is None:
+        return _printed_with(expr, tuple(sorted(chosen.items(), key=lambda item: item[0])), True)
+    given = dict(chosen, **{name: stand_ins[word] for name, word in words.items()})
+    text = _printed_with(expr, tuple(sorted(given.items(), key=lambda item: item[0])), False)
+    for word, stand_in in stand_ins.items():
+        if stand_in != word:
+            text = text.replace(stand_in, word)
+    return tidied(text)
+
+
+# Note [a formula printed once for every layer]
+# Printing a formula in the user's names is sympy's slowest work on a warm
+# run, and every layer of a ResNet or a transformer has its own names for
+# the same few formulas. So a formula is printed once with stand-ins for
+# the names, and each node's names are put into that text.
+#
+# sympy orders what it prints by comparing names: a symbol's name, and an
+# indexed tensor's whole text (x[k]), so there a name's next character
+# counts too. Where no name in the formula begins another (x and x1), such
+# comparisons are decided inside the names, and a stand-in that compares
+# with every other name as its word does, and begins none of them, gives
+# the same order: the word's first t characters (t: enough to differ from
+# the formula's names on either side of it), a mark and the word's rank.
+# A word that is one of the formula's own names is left as it is, so that
+# sympy merges the two symbols as it would (self*other with both named y
+# is y**2). Anything else (names that begin one another, a name given to
+# an index, control characters, which the marks could meet) is printed
+# directly.
+_MARK, _END = "\x01", "\x02"
+
+
+def _stand_ins(fixed, words) -> Optional[Dict[str, str]]:
+    """Each word's stand-in (Note [a formula printed once for every
+    layer]), or None where the names do not allow them."""
+    ordered = sorted(set(fixed) | set(words))
+    if any(character < " " for name in ordered for character in name) or \
+            any(later.startswith(name) for name, later in zip(ordered, ordered[1:])):
+        return None
+    fixed = sorted(fixed)
+    new = sorted(set(words) - set(fixed))
+    length = 0
+    for word in new:  # the first position where the word differs from its neighbours among the fixed names
+        below = bisect_left(fixed, word)
+        for neighbour in fixed[below - 1:below + 1] if below else fixed[:1]:
+            length = max(length, next(at for at, (a, b) in enumerate(zip(word, neighbour)) if a != b) + 1)
+    found = {word: word for word in words if word in fixed}
+    found.update({word: f"{word[:length]}{_MARK}{rank:06d}{_END}" for rank, word in enumerate(new)})
+    return found
 
 
 @lru_cache(maxsize=_SIZE)
-def _symbol_names(expr: sp.Basic) -> frozenset:
-    return frozenset(atom.name for atom in expr.atoms(sp.Symbol, sp.MatrixSymbol))
+def _named_atoms(expr: sp.Basic) -> Tuple[Tuple[str, bool], ...]:
+    """(name, is a matrix) of every symbol `rename` may replace, sorted."""
+    return tuple(sorted({(atom.name, isinstance(atom, sp.MatrixSymbol))
+                         for atom in expr.atoms(sp.Symbol, sp.MatrixSymbol)}))
 
 
 @lru_cache(maxsize=_SIZE)
-def _named(expr: sp.Basic, names) -> str:
-    return show(rename(expr, dict(names)))
+def _indices(expr: sp.Basic) -> frozenset:
+    """The names of the symbols a formula uses as indices."""
+    return frozenset(symbol.name for indexed in expr.atoms(sp.Indexed) for index in indexed.indices
+                     for symbol in index.free_symbols)
+
+
+@lru_cache(maxsize=_SIZE)
+def _printed_with(expr: sp.Basic, names, tidy: bool) -> str:
+    text = str(rename(expr, dict(names)))
+    return tidied(text) if tidy else text
 
 
 # --- between runs (Note [the derivation cache on disk] in derive/disk_cache.py)
@@ -78,6 +142,7 @@ def _namespace() -> Dict[str, object]:
 
     names = {name: getattr(sp, name) for name in dir(sp) if not name.startswith("_")}
     names.update(NAMES)  # our floor, ndtr, ...: srepr writes them by their names
+    names["Str"] = Str  # a MatrixSymbol's name, which sympy does not export
     names["__builtins__"] = {}
     return names
 

@@ -37,10 +37,10 @@ from sympy.parsing.sympy_parser import parse_expr
 
 from ..model import Node
 from ..rules.kinds import IndexFormula
-from . import arguments
+from . import arguments, cache
 from .formula import tidy
 from .layouts import LAYOUT_WORDS, Layout, layout, tensor_names, texts
-from .naming import _number, display_names, rename, show
+from .naming import _number, display_names
 from .sums import REDUCTIONS, CannotEvaluate, Evaluation, Maximum, Minimum, depth, finite, isnan
 
 COUNT = "N"  # the length of the op's axis
@@ -174,7 +174,14 @@ def vector_jacobian_product(rule: IndexFormula, input_name: str, branches: Branc
     """∂L/∂input[j] = ∂/∂input[j] Σ_outputs Σ_k G[k]·result[k], derived by
     sympy (Note [index notation]), in the row's words: `where` names stand
     for their formulas. `reached` lists the outputs a gradient reached
-    (all of them when None)."""
+    (all of them when None). Kept between runs (Note [the derivation cache
+    on disk] in derive/disk_cache.py)."""
+    return cache.derived("index-vector-jacobian-product", cache.row_key(rule, input_name, branches, reached),
+                         lambda: _vector_jacobian_product(rule, input_name, branches, reached))
+
+
+def _vector_jacobian_product(rule: IndexFormula, input_name: str, branches: Branches,
+                             reached: Optional[Tuple[int, ...]]) -> sp.Expr:
     forms = parsed(rule)
     total = sp.Integer(0)
     for number, output in enumerate(forms.outputs):
@@ -400,21 +407,25 @@ def _node_values(rule: IndexFormula, node: Node) -> Dict[str, object]:
     return values
 
 
-def _defaulted(rule: IndexFormula, node: Node) -> Dict[str, sp.Expr]:
+def _defaulted(rule: IndexFormula, node: Node) -> Tuple[Tuple[str, sp.Expr], ...]:
     """The tensor words that take the row's default on this node (weight 1
-    when layer_norm had none), for the walkthrough to show as numbers."""
+    when layer_norm had none), for the walkthrough to show as numbers: word
+    and value pairs, sorted, a key for `_without_defaulted`."""
     values = _node_values(rule, node)
     defaults = dict(rule.defaults)
-    return {name: sp.sympify(defaults[name]) for name in parsed(rule).tensors
-            if name in defaults and not isinstance(values.get(name), np.ndarray)}
+    return tuple(sorted((name, sp.sympify(defaults[name])) for name in parsed(rule).tensors
+                        if name in defaults and not isinstance(values.get(name), np.ndarray)))
 
 
-def _without_defaulted(expr: sp.Basic, defaulted: Dict[str, sp.Expr]) -> sp.Basic:
-    """weight[k] → 1 for each tensor word that took its default."""
+@lru_cache(maxsize=4096)
+def _without_defaulted(expr: sp.Basic, defaulted: Tuple[Tuple[str, sp.Expr], ...]) -> sp.Basic:
+    """weight[k] → 1 for each tensor word that took its default; once per
+    formula and defaults, not once per layer."""
     if not defaulted:
         return expr
-    return expr.replace(lambda e: isinstance(e, sp.Indexed) and str(e.base.label) in defaulted,
-                        lambda e: defaulted[str(e.base.label)])
+    values = dict(defaulted)
+    return expr.replace(lambda e: isinstance(e, sp.Indexed) and str(e.base.label) in values,
+                        lambda e: values[str(e.base.label)])
 
 
 def named(rule: IndexFormula, node: Node, expr: sp.Expr, count: int) -> str:
@@ -429,7 +440,7 @@ def named(rule: IndexFormula, node: Node, expr: sp.Expr, count: int) -> str:
     except CannotEvaluate:
         known = {}
     names.update({name: _number(value) for name, value in known.items() if np.size(value) == 1})
-    return show(rename(_without_defaulted(expr, _defaulted(rule, node)), names))
+    return cache.named_formula(_without_defaulted(expr, _defaulted(rule, node)), names)
 
 
 def vocabulary(rule: IndexFormula) -> set:

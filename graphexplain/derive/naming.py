@@ -54,7 +54,12 @@ def display_names(rule: Rule, node: Node, count=None) -> Dict[str, Union[str, sp
 def show(expr: sp.Basic) -> str:
     """sympy's string of a renamed formula, without the doubled parentheses
     of a call on a parenthesised name: mean((y * y)) → mean(y * y)."""
-    return re.sub(r"(\w)\(\(([^()]*)\)\)", r"\1(\2)", str(expr))
+    return tidied(str(expr))
+
+
+def tidied(text: str) -> str:
+    """`show`'s text from sympy's string."""
+    return re.sub(r"(\w)\(\(([^()]*)\)\)", r"\1(\2)", text)
 
 
 def rename(expr: sp.Basic, names: Dict[str, Union[str, sp.Expr]]) -> sp.Basic:
