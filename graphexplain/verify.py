@@ -136,10 +136,11 @@ def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Option
 # Small checks take the same path: a model's explanation makes a thousand
 # of them, and the whole computation's dozen passes over each (a float64
 # copy of torch's number, the finite tests, the error and its allowance
-# twice) were a fifth of explaining a transformer. A passing block is four
-# passes and two arrays: the difference (float32 cast as it is read), its
-# magnitude in place, the allowance, and one argmax of the excess that
-# finds the worst element and tests every element at once.
+# twice) were a fifth of explaining a transformer. A passing block makes
+# two arrays, the allowance and the difference (torch's float32 cast as it
+# is read, no copy of it), which becomes its magnitude and then the excess
+# in place; one argmax of the excess finds the worst element and tests
+# every element at once.
 BLOCK = 1 << 18
 
 
