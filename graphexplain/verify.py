@@ -52,14 +52,26 @@ CHAIN_BREAKERS = BREAKS + (HOOK_CHANGED, INTENTIONAL)  # statuses below which on
 def allowed_difference(derived: np.ndarray, budget: Optional[np.ndarray], dtype: str) -> np.ndarray:
     """The largest difference from `derived` that rounding in `dtype` explains, per element."""
     if budget is None:
-        budget = DEFAULT_STEPS * epsilon(dtype) * np.abs(derived)
+        budget = _default_budget(derived, dtype)
     # A budget that came out nan or inf (an input of -inf, a singular matrix)
     # bounds nothing: such elements get the tensor's largest size, in eps.
     finite = np.isfinite(budget)
     if not np.all(finite):
         largest = float(np.max(np.abs(derived[np.isfinite(derived)]), initial=0.0))
         budget = np.where(finite, budget, DEFAULT_STEPS * epsilon(dtype) * largest)
-    return SAFETY * np.asarray(budget, dtype=np.float64) + tiny(dtype)
+    return _allowance(budget, dtype)
+
+
+def _default_budget(derived, dtype: str) -> np.ndarray:
+    """The budget of a number that comes without one: DEFAULT_STEPS roundings of itself."""
+    return DEFAULT_STEPS * epsilon(dtype) * np.abs(derived)
+
+
+def _allowance(budget, dtype: str) -> np.ndarray:
+    """SAFETY × budget + the dtype's floor, as one new float64 array."""
+    allowed = np.multiply(budget, SAFETY, dtype=np.float64)
+    allowed += tiny(dtype)
+    return allowed
 
 
 def compare(what: str, derived, torch_number, dtype: str, budget=None) -> Optional[Check]:
@@ -168,15 +180,9 @@ def _agreed(derived, torch_number, budget, dtype: str):
 
 def _block_agreed(piece, torch_piece, piece_budget, dtype: str):
     """One block's (largest error, largest excess, where, the allowance
-    there), or None; the allowance is `allowed_difference`'s, operation for
-    operation (Note [a big check, block by block])."""
-    if piece_budget is None:
-        allowed = np.abs(piece)
-        allowed *= DEFAULT_STEPS * epsilon(dtype)
-    else:
-        allowed = np.multiply(piece_budget, 1.0, dtype=np.float64)  # a float64 copy, as np.asarray(budget) * 1
-    allowed *= SAFETY
-    allowed += tiny(dtype)
+    there), or None; the allowance is `allowed_difference`'s where every
+    budget is finite (Note [a big check, block by block])."""
+    allowed = _allowance(_default_budget(piece, dtype) if piece_budget is None else piece_budget, dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         error = np.subtract(piece, torch_piece)  # float64 or complex128: `piece` is
         error = np.abs(error, out=error) if error.dtype.kind == "f" else np.abs(error)

@@ -56,9 +56,9 @@ def named_formula(expr: sp.Basic, names: Dict[str, Union[str, sp.Expr, None]]) -
     fixed = {name for name, matrix in atoms if name not in chosen or (matrix and name not in words)}
     stand_ins = None if _indices(expr) & set(words) else _stand_ins(fixed, set(words.values()))
     if stand_ins is None:
-        return _printed_with(expr, tuple(sorted(chosen.items(), key=lambda item: item[0])), True)
+        return tidied(_printed_with(expr, tuple(sorted(chosen.items(), key=lambda item: item[0]))))
     given = dict(chosen, **{name: stand_ins[word] for name, word in words.items()})
-    text = _printed_with(expr, tuple(sorted(given.items(), key=lambda item: item[0])), False)
+    text = _printed_with(expr, tuple(sorted(given.items(), key=lambda item: item[0])))
     for word, stand_in in stand_ins.items():
         if stand_in != word:
             text = text.replace(stand_in, word)
@@ -93,12 +93,12 @@ def _stand_ins(fixed, words) -> Optional[Dict[str, str]]:
     if any(character < " " for name in ordered for character in name) or \
             any(later.startswith(name) for name, later in zip(ordered, ordered[1:])):
         return None
-    fixed = sorted(fixed)
+    sorted_fixed = sorted(fixed)
     new = sorted(set(words) - set(fixed))
     length = 0
     for word in new:  # the first position where the word differs from its neighbours among the fixed names
-        below = bisect_left(fixed, word)
-        for neighbour in fixed[below - 1:below + 1] if below else fixed[:1]:
+        below = bisect_left(sorted_fixed, word)
+        for neighbour in sorted_fixed[below - 1:below + 1] if below else sorted_fixed[:1]:
             length = max(length, next(at for at, (a, b) in enumerate(zip(word, neighbour)) if a != b) + 1)
     found = {word: word for word in words if word in fixed}
     found.update({word: f"{word[:length]}{_MARK}{rank:06d}{_END}" for rank, word in enumerate(new)})
@@ -120,9 +120,8 @@ def _indices(expr: sp.Basic) -> frozenset:
 
 
 @lru_cache(maxsize=_SIZE)
-def _printed_with(expr: sp.Basic, names, tidy: bool) -> str:
-    text = str(rename(expr, dict(names)))
-    return tidied(text) if tidy else text
+def _printed_with(expr: sp.Basic, names) -> str:
+    return str(rename(expr, dict(names)))
 
 
 # --- between runs (Note [the derivation cache on disk] in derive/disk_cache.py)

@@ -639,9 +639,9 @@ def vector_jacobian_product(rule: Matrix, input_name: str, shapes: Tuple[Tuple[i
         return _by_cofactors(total, variable, args, len(upstreams))
     # sympy's matrix calculus is a third of a warm run of a transformer: kept between runs
     # (Note [the derivation cache on disk] in derive/disk_cache.py)
+    by_elements = any(isinstance(output, sp.MatrixBase) for output in outputs)
     expr = cache.derived("matrix-vector-jacobian-product", cache.row_key(rule, input_name, shapes, choices),
-                         lambda: _by_elements(outputs, upstreams, variable)
-                         if any(isinstance(output, sp.MatrixBase) for output in outputs)
+                         lambda: _by_elements(outputs, upstreams, variable) if by_elements
                          else _matrix_derivative(total, variable))
     return expr, functions.lambdify(args, expr, [_MATRIX_FUNCTIONS])
 
