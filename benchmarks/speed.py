@@ -35,6 +35,7 @@ this driver does not.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -78,6 +79,18 @@ class Case:
     group: str = ""
 
 
+@dataclass(frozen=True)
+class Floor:
+    """The least an explanation of a model's call costs (benchmarks/floor.py says why)."""
+    imports: float  # CPU seconds of importing sympy and rich on top of torch
+    float32: float  # the model's backward, torch's kernels
+    float64: float  # the same backward in float64
+
+    @property
+    def seconds(self) -> float:
+        return self.imports + self.float64
+
+
 @dataclass
 class Result:
     case: Case
@@ -86,6 +99,7 @@ class Result:
     cold: List[Sample] = field(default_factory=list)  # the notes' scripts: the same, on an empty cache
     warm: List[Sample] = field(default_factory=list)  # the models: run again on the cache a first run filled
     step_cpu: List[float] = field(default_factory=list)  # the script's own forward+backward, plain runs
+    floor: List["Floor"] = field(default_factory=list)  # the models: the least any explanation costs
 
     @staticmethod
     def _median(samples, what):
@@ -223,7 +237,21 @@ def measure(case: Case, repeat: int, scratch: Path) -> Result:
             if side == "plain" and times.exists():
                 result.step_cpu.append(float(times.read_text()))
                 times.unlink()
+        if case.target == "explain":
+            result.floor.append(floor(case, scratch, env))
     return result
+
+
+def floor(case: Case, scratch: Path, env: Dict[str, str]) -> Floor:
+    """What importing sympy and rich costs (fresh processes, as `graphexplain trace` pays it) and the
+    model's backward in float32 and float64 (benchmarks/floor.py)."""
+    python = sys.executable
+    bare = run_child([python, "-c", "import torch"], scratch, env)
+    loaded = run_child([python, "-c", "import torch, sympy, rich.console"], scratch, env)
+    backward = subprocess.run([python, str(HERE / "floor.py"), str(case.script)], cwd=scratch, env=env,
+                              capture_output=True, text=True, timeout=TIMEOUT, check=True)
+    seconds = json.loads(backward.stdout.strip().splitlines()[-1])
+    return Floor(loaded.cpu - bare.cpu, seconds["float32"], seconds["float64"])
 
 
 def cached(case: Case) -> bool:
@@ -260,6 +288,24 @@ def models_warm(results: List[Result]) -> List[str]:
         ratio = extra / result.step if result.step > 0 else float("nan")
         lines.append(f"| {result.case.name} | {result.plain_():.2f} | {result.traced_():.2f} | {result.warm_():.2f} "
                      f"| {extra:.2f} s | {ratio:.1f}× |")
+    return lines
+
+
+def floors(results: List[Result]) -> List[str]:
+    """The model targets against the least any explanation of the call costs."""
+    rows = [r for r in results if r.floor]
+    if not rows:
+        return []
+    lines = ["| case | fwd+bwd s | 3× leaves s | sympy + rich import s | backward float32 s | "
+             "backward float64 s | floor s | floor / fwd+bwd | explaining now |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for result in rows:
+        median = {what: statistics.median(getattr(f, what) for f in result.floor)
+                  for what in ("imports", "float32", "float64", "seconds")}
+        leaves = result.case.limit * result.step
+        lines.append(f"| {result.case.name} | {result.step:.3f} | {leaves:.3f} | {median['imports']:.3f} "
+                     f"| {median['float32']:.3f} | {median['float64']:.3f} | {median['seconds']:.3f} "
+                     f"| {median['seconds'] / result.step:.1f}× | {result.explain_ratio:.1f}× |")
     return lines
 
 
@@ -373,6 +419,22 @@ def markdown(results: List[Result], repeat: int, quick: bool) -> str:
         "information, not judged).",
         "",
         *models_warm(results),
+        "",
+        "## The floor under the model targets",
+        "",
+        "What any explanation of one call must do, however it is written. It imports sympy, because every "
+        "derivative is derived by sympy, and a first run (the cache off, as these cases are judged) derives "
+        "them all; and rich, for the walkthrough. It computes every gradient again, at a precision above "
+        "float32 and without torch's backward numbers: a ✓ needs numbers of its own, and a ✗ a difference "
+        "beyond what float32 can produce. The *floor* is that import plus torch's own float64 backward of "
+        "the same model and batch (benchmarks/floor.py): compiled kernels, no Python per node, no error "
+        "budgets, no comparisons, no walkthrough, no picture. Where the floor is over 3× the call, no "
+        "explanation of this kind meets the target.",
+        "",
+        *floors(results),
+        "",
+        "The *fwd+bwd* is the script's own first forward+backward, the denominator of the target; the "
+        "backward columns are medians of five after a warm-up.",
         "",
         "## How the cost grows",
         "",

@@ -205,6 +205,12 @@ class Constant:
     reason: str
     used_by: Tuple[int, ...]
 
+    @property
+    def shown_shape(self) -> Tuple[int, ...] | None:
+        """The shape to print after the name: none where the name is the shape
+        already (`constant(8, 64, 128)`, what a tensor no variable names is called)."""
+        return None if self.name.endswith(str(tuple(self.shape))) else self.shape
+
 
 @dataclass(frozen=True)
 class Unused:

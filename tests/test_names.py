@@ -17,6 +17,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import torch
 
 from graphexplain.notation import LABEL_WIDTH, shorten, stands_in
 
@@ -237,3 +238,22 @@ def test_a_few_calls_are_listed_in_full():
     many = listed_positions(LISTED_IN_FULL + 1)
     assert many[0] == 0 and many[-1] == LISTED_IN_FULL and len(many) < LISTED_IN_FULL + 1
     assert listed_positions(1) == [0]
+
+
+def _batch():
+    return (torch.randn(2, 3),)  # made where no variable names it: graphexplain calls it by its shape
+
+
+def test_a_constant_called_by_its_shape_says_the_shape_once():
+    import graphexplain
+    batch, w = _batch(), torch.ones(2, 3, requires_grad=True)
+    with graphexplain.recording():
+        loss = (w * batch[0]).sum()
+    explanation = graphexplain.explain(loss)
+    (constant,) = explanation.graph.constants
+    assert constant.name == "constant(2, 3)" and constant.shown_shape is None
+    assert "constant constant(2, 3): does not require grad" in str(explanation)
+    assert "constant <code>constant(2, 3)</code>: does not require grad" in explanation.to_html()
+    assert "constant(2, 3)\nconstant: does not require grad" in explanation.to_dot()
+    from graphexplain.model import Constant
+    assert Constant("mask", (2, 3), "detached", (0,)).shown_shape == (2, 3)  # a name that is not the shape keeps it

@@ -13,15 +13,24 @@ import time
 import torch
 from torch import nn
 
-torch.manual_seed(0)
-layer = nn.TransformerEncoderLayer(d_model=128, nhead=4, dim_feedforward=256, dropout=0.0, batch_first=True)
-encoder = nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False)
-tokens = torch.randn(8, 64, 128)
-start = time.process_time()
-loss = encoder(tokens).pow(2).mean()
-loss.backward()
-seconds = time.process_time() - start
-if os.environ.get("BENCH_TIMES"):
-    with open(os.environ["BENCH_TIMES"], "w") as handle:
-        handle.write(f"{seconds}\n")
-print(f"loss {loss.item():.4f}")
+def make():
+    """The model and its batch, seeded (benchmarks/floor.py builds them too)."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(d_model=128, nhead=4, dim_feedforward=256, dropout=0.0, batch_first=True)
+    return nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False), (torch.randn(8, 64, 128),)
+
+
+def loss_of(encoder, tokens):
+    return encoder(tokens).pow(2).mean()
+
+
+if __name__ == "__main__":
+    encoder, batch = make()
+    start = time.process_time()
+    loss = loss_of(encoder, *batch)
+    loss.backward()
+    seconds = time.process_time() - start
+    if os.environ.get("BENCH_TIMES"):
+        with open(os.environ["BENCH_TIMES"], "w") as handle:
+            handle.write(f"{seconds}\n")
+    print(f"loss {loss.item():.4f}")

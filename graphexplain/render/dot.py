@@ -186,7 +186,7 @@ def to_dot(explanation, view: Optional[View] = None) -> str:
             picture.edge(f"n{operand.producer}", f"n{step.node.id}", label=label)
     for index, constant in enumerate(graph.constants):
         name = f"c{index}"
-        picture.node(name, _literal(f"{shorten(constant.name)}\n{shape(constant.shape)}\nconstant: {constant.reason}"),
+        picture.node(name, _constant_label(constant),
                      **STYLES["constant"])
         for user in constant.used_by:
             picture.edge(name, f"n{user}", **STYLES["constant-edge"])
@@ -260,7 +260,7 @@ def _collapsed_dot(explanation, collapsed) -> str:
         picture.edge(producer, consumer)
     for index, constant in enumerate(graph.constants):
         name = f"c{index}"
-        picture.node(name, _literal(f"{shorten(constant.name)}\n{shape(constant.shape)}\nconstant: {constant.reason}"),
+        picture.node(name, _constant_label(constant),
                      **STYLES["constant"])
         for user in dict.fromkeys(collapsed.item_of[user] for user in constant.used_by):
             picture.edge(name, user, **STYLES["constant-edge"])
@@ -448,3 +448,9 @@ def render(explanation, path: str, format: str = "png", view: Optional[View] = N
     with open(path, "wb") as handle:
         handle.write(data)
     return path
+
+
+def _constant_label(constant) -> str:
+    """Its name, its shape where the name does not say it, and why no gradient flows to it."""
+    sized = "" if constant.shown_shape is None else f"\n{shape(constant.shown_shape)}"
+    return _literal(f"{shorten(constant.name)}{sized}\nconstant: {constant.reason}")

@@ -445,7 +445,8 @@ def fragment(explanation, view: Optional[View] = None, standalone: bool = True, 
                  f'{text(plural(len(graph.leaves), "leaf"))}, in backward order; at each node: upstream × local '
                  "gradient = downstream. Click a node of the picture to open its step.</p>\n")
     for constant in graph.constants:
-        parts.append(f'<p class="gx-note">constant <code>{text(constant.name)}</code> {text(shape(constant.shape))}: '
+        sized = "" if constant.shown_shape is None else f" {text(shape(constant.shown_shape))}"
+        parts.append(f'<p class="gx-note">constant <code>{text(constant.name)}</code>{sized}: '
                      f"{text(constant.reason)}, so no gradient flows to it</p>\n")
     parts.append(f'<p class="gx-verdict {_status_class(explanation.status)}">{text(_verdict(explanation).plain)}</p>\n')
     if first is not None:

@@ -259,7 +259,7 @@ def call_markdown(explanation, picture: Optional[str] = None, view: Optional[Vie
     if legend:
         about.append(text(legend))
     lines += [" ".join(about), ""]
-    notes = [f"constant {code(constant.name, table=False)} {text(shape(constant.shape))}: {text(constant.reason)}, "
+    notes = [f"constant {code(constant.name, table=False)}{_sized(constant)}: {text(constant.reason)}, "
              "so no gradient flows to it" for constant in graph.constants]
     notes += [f"{code(node.name, table=False)} (step {node.id + 1}) is {text(node.origin)}: the nodes below it are "
               "that call's backward ops" for node in _entering_gradients(graph)]
@@ -393,3 +393,7 @@ def to_markdown(report, pictures: Optional[Mapping[int, str]] = None, missing: O
     lines += _errors(report, 2)
     lines += _listing(report, 2)
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _sized(constant) -> str:
+    return "" if constant.shown_shape is None else f" {text(shape(constant.shown_shape))}"

@@ -365,7 +365,8 @@ def walkthrough(explanation, width: int = 80, view: Optional[View] = None) -> It
     if legend is not None:
         yield Text(legend, style="dim")
     for constant in graph.constants:
-        yield Text(f"constant {constant.name} {shape(constant.shape)}: {constant.reason}, "
+        sized = "" if constant.shown_shape is None else f" {shape(constant.shown_shape)}"
+        yield Text(f"constant {constant.name}{sized}: {constant.reason}, "
                    "so no gradient flows to it", style="dim")
     for node in _entering_gradients(graph):
         yield Text(f"{node.name} (step {node.id + 1}) is {node.origin}: the nodes below it are that call's "
