@@ -257,3 +257,20 @@ def test_a_constant_called_by_its_shape_says_the_shape_once():
     assert "constant(2, 3)\nconstant: does not require grad" in explanation.to_dot()
     from graphexplain.model import Constant
     assert Constant("mask", (2, 3), "detached", (0,)).shown_shape == (2, 3)  # a name that is not the shape keeps it
+
+
+def test_the_ops_of_one_sequential_call_are_not_all_named_after_it():
+    """Note [one name for a call that runs several ops] in capture/snapshot.py."""
+    import graphexplain
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2), torch.nn.Tanh())
+    x = torch.randn(5, 3)
+    with graphexplain.recording():
+        loss = model(x).sum()
+    explanation = graphexplain.explain(loss)
+    named = [step.node for step in explanation.steps if step.node.name == "model(x)"]
+    assert [node.op for node in named] == ["TanhBackward0"]  # the op whose output is the call's result
+    for step in explanation.steps:
+        if not step.node.is_leaf:  # (a leaf's AccumulateGrad is its variable's own name)
+            assert step.node.name not in {operand.label for operand in step.node.operands}, step.node.name
+    assert explanation.status == "verified"

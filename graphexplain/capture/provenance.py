@@ -70,6 +70,7 @@ class Provenance:
     direct: bool = True  # False for nodes made inside the call (F.linear's TBackward0)
     function: str = ""
     live: Dict[int, Any] = field(default_factory=dict)  # output nr → weakref to the tensor itself (its hooks)
+    inside: bool = False  # run by library code the user's line called (a module's forward): one op of several
 
 
 @dataclass(frozen=True)
@@ -404,14 +405,15 @@ class Recorder(TorchFunctionMode):
             self._inherit_constant_reason(args, outputs)
             return
         caller = caller if caller is not None else sys._getframe(2)
-        source, assigned = self.finder.source_and_name(self.finder.user_frame(caller))
+        user = self.finder.user_frame(caller)
+        source, assigned = self.finder.source_and_name(user)
         module = running_module(caller)
         operands = tuple(o for o in map(_operand, (*args, *kwargs.values()) if kwargs else args) if o is not None)
         name = getattr(func, "__name__", None) or str(func)  # (str(func) only when needed: it is not free)
         for tensor, node in made:
             record = node.metadata.get(KEY)
             if record is None or not record.direct:
-                record = Provenance(source, assigned, operands, {}, module, True, name)
+                record = Provenance(source, assigned, operands, {}, module, True, name, inside=user is not caller)
                 node.metadata[KEY] = record
             nr = getattr(tensor, "output_nr", 0)
             record.outputs.setdefault(nr, (tensor.detach(), tensor._version))

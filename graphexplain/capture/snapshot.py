@@ -413,14 +413,15 @@ class PendingCall:
             else:
                 names[i] = self.names.node(vertex)
         taken = set(names)
-        for i, vertex in enumerate(self.raw):
-            record = None if isinstance(vertex, Captured) else self._record(vertex)
+        records = [None if isinstance(vertex, Captured) else self._record(vertex) for vertex in self.raw]
+        results = self._expression_results(records)
+        for i, record in enumerate(records):
             if names[i] or record is None or not record.direct:
                 continue
             if record.assigned and record.assigned not in taken:
                 names[i] = record.assigned
                 taken.add(record.assigned)
-            elif record.source is not None and record.source.expr:
+            elif record.source is not None and record.source.expr and i in results:
                 names[i] = expression_name(record.source.expr)
         # Nodes made inside a call (F.linear's transpose) are named after what
         # they apply to; their producers come later in backward order.
@@ -442,6 +443,38 @@ class PendingCall:
             verb = _short_op(type(vertex).__name__)
             names[i] = composed_name(verb, inner, inner_plain, i + 1) if inner else (rule.title if rule else verb)
         return names
+
+    # Note [one name for a call that runs several ops]
+    # A line such as `out = self.layer2(out)` runs every op of the
+    # Sequential (conv, batch norm, relu, pool) inside torch's code, and each
+    # op's source is that one call. Named all by the expression, four nodes
+    # were `self.layer2(out)`, and each formula named its input after
+    # itself. The expression's name goes to the op whose output is the
+    # call's result: among the ops run inside the same call site, one that no
+    # other of them consumes. The others get the composed name (`relu#9`), as
+    # the ops F.linear makes on the way do. A loop that runs the site again
+    # with no other op between joins its calls into one group; those steps
+    # are then composed names too, never a wrong one.
+    def _expression_results(self, records) -> Set[int]:
+        """The nodes that may take their source expression's name (Note [one name for a call that runs
+        several ops]): every node but those run inside a call site whose result is another node."""
+        groups: Dict[int, List[int]] = {}
+        for i, record in enumerate(records):
+            if record is not None and record.inside and record.source is not None:
+                groups.setdefault(id(record.source), []).append(i)
+        keep = set(range(len(records)))
+        shared = [set(members) for members in groups.values() if len(members) > 1]
+        if not shared:
+            return keep
+        group_of = {i: k for k, members in enumerate(shared) for i in members}
+        for j, vertex in enumerate(self.raw):  # j consumes what its next_functions produce
+            if j not in group_of or isinstance(vertex, Captured):
+                continue
+            for producer, _ in vertex.next_functions:
+                i = self.index.get(id(producer)) if producer is not None else None
+                if i is not None and group_of.get(i) == group_of[j]:
+                    keep.discard(i)
+        return keep
 
     def _label(self, node, depth: int = 0) -> str:
         """What to call a node outside the call's graph (a cut branch, the
