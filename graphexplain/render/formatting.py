@@ -55,6 +55,22 @@ def array(data: Optional[np.ndarray], small: int = SMALL) -> str:
     return f"{tuple(data.shape)} [{head}, … {number(flat[-1])}] ‖·‖={number(l2_norm(flat))}"
 
 
+def summarised(data) -> bool:
+    """Whether `array` shows this as a summary, which begins with the shape."""
+    return isinstance(data, Digest) or data is not None and np.ndim(data) > 0 and np.size(data) > SMALL
+
+
+def sized(dims, data) -> str:
+    """A tensor's shape and its numbers, the shape said once: a summary already begins with it.
+
+    >>> sized((3,), [1.0, 2.0, 3.0])
+    '(3,) [1, 2, 3]'
+    >>> sized((100,), list(range(100)))
+    '(100,) [0, 1, 2, … 99] ‖·‖=573'
+    """
+    return array(data) if summarised(data) else f"{shape(dims)} {array(data)}"
+
+
 def norm(data) -> float:
     """The L2 norm of an array or a Digest."""
     return data.norm if isinstance(data, Digest) else l2_norm(data)
@@ -72,6 +88,54 @@ def shape(dims) -> str:
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s" if not word.endswith("f") else f"{count} {word[:-1]}ves"
+
+
+# Note [a gradient that arrives by several paths]
+# Where a tensor feeds several ops, or one op twice (y * y), its gradient is
+# the sum of what each use sends back: the chain rule's sum over paths, the
+# step a learner most often misses. The node's upstream then says so, with
+# each arrival beside the step it came from, and a local gradient whose
+# operand appears twice says which place it is for (self, other), as the
+# chain rows under it do. Every renderer shows the same arrivals
+# (`arrivals`, computed once for an explanation).
+ARRIVALS_LISTED = 6
+
+
+def arrivals(explanation) -> dict:
+    """node id → [(step number, consumer name, operand word, repeated, chain step)] for
+    each derived gradient the node's single output receives (Note [a gradient that
+    arrives by several paths]); only nodes with more than one."""
+    found: dict = {}
+    for number_of, step in enumerate(explanation.steps, start=1):
+        node = step.node
+        chains = {chain.input: chain for chain in step.derivation.steps}
+        labels = [operand.label for operand in node.operands]
+        for operand in node.operands:
+            if operand.producer is None:
+                continue
+            chain = chains.get(operand.name)
+            known = chain is not None and chain.downstream is not None and operand.producer_output == 0
+            # a use not derived, or a producer with several outputs: the sum is not shown at all
+            found.setdefault(operand.producer, []).append(
+                (number_of, node.name, operand.name, labels.count(operand.label) > 1, chain) if known else None)
+    hooked = {step.node.id for step in explanation.steps if step.node.hooks}  # a hook may change what arrives
+    return {node: uses for node, uses in found.items()
+            if len(uses) > 1 and None not in uses and node not in hooked}
+
+
+def arrivals_text(uses) -> str:
+    """The arrivals on one line (the Markdown and HTML reports' upstream cell)."""
+    parts = [f"{array(chain.downstream)} from step {number_of}, {shorten(consumer)}{f' ({word})' if repeated else ''}"
+             for number_of, consumer, word, repeated, chain in uses[:ARRIVALS_LISTED]]
+    if len(uses) > ARRIVALS_LISTED:
+        parts.append(f"what {len(uses) - ARRIVALS_LISTED} more uses send")
+    return " + ".join(parts)
+
+
+def place(derived, local, words: str = "") -> str:
+    """` (self)` for a local gradient whose operand fills two places (y * y); `words` go before the place."""
+    twice = sum(1 for other in derived.local_gradients if other.label == local.label) > 1
+    return f" ({words}{local.input})" if twice else ""
 
 
 def local_statement(node, derived, local) -> str:

@@ -33,7 +33,8 @@ import numpy as np
 from ..notation import is_number, label, shorten
 from ..results import DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .collapse import View, collapse
-from .formatting import array, local_statement as _local_formula, number, plural, shape
+from .formatting import (array, arrivals, arrivals_text, local_statement as _local_formula, number, place, plural,
+                         shape, summarised)
 from .terminal import (
     MARKS, UPDATE_HEADINGS, WORDS, _hyper_words, _mismatch_words, _named, _operand_code, _put_numbers, _verdict,
     _where, listed_positions, verdict_line,
@@ -187,7 +188,7 @@ def numbers(data) -> str:
 
 def _value(dims, data) -> str:
     """A value with its shape; a folded tensor's summary already starts with it."""
-    return numbers(data) if np.size(data) > 6 else f"{text(shape(dims))} {numbers(data)}"
+    return numbers(data) if summarised(data) else f"{text(shape(dims))} {numbers(data)}"
 
 
 def _rows(rows: List[Tuple[str, str]]) -> str:
@@ -218,7 +219,7 @@ def _code_row(source) -> Optional[Tuple[str, str]]:
     return "code", f"<code>{text(source.code.strip())}</code>" + (f" ({text(where)})" if where else "")
 
 
-def _node_panel(explanation, step, position: int, prefix: str, first: Optional[int]) -> str:
+def _node_panel(explanation, step, position: int, prefix: str, first: Optional[int], several=None) -> str:
     node, derived, verified = step.node, step.derivation, step.verification
     names = _node_names(node)
     rows: List[Tuple[str, str]] = []
@@ -242,9 +243,11 @@ def _node_panel(explanation, step, position: int, prefix: str, first: Optional[i
         rows.append(("forward", math(f"{shorten(node.name)} = {shown.forward_named}", names)))
     if shown.status == DERIVED:
         for local in shown.local_gradients:
-            rows.append(("local", math(_local_formula(node, shown, local), names)))
+            rows.append(("local", math(_local_formula(node, shown, local), names) + text(place(shown, local, "as "))))
     if derived.upstream is not None:
-        rows.append(("upstream", numbers(derived.upstream)))
+        uses = (several or {}).get(node.id)
+        summed = f", the sum of what its {len(uses)} uses send back: {text(arrivals_text(uses))}" if uses else ""
+        rows.append(("upstream", numbers(derived.upstream) + summed))
     torch_upstream = explanation.observed.upstream(node.id)
     if shown is not derived or (derived.upstream is None and torch_upstream is not None):
         rows.append(("upstream", numbers(torch_upstream) + " (torch's)" if torch_upstream is not None else "?"))
@@ -439,8 +442,9 @@ def fragment(explanation, view: Optional[View] = None, standalone: bool = True, 
         parts.append(f"<style>\n{CSS}</style>\n")
     parts.append(f"<h2>{text(_heading(explanation))}</h2>\n")
     for root in graph.roots:
-        parts.append(f'<p class="gx-note">root <code>{text(shorten(root.name))}</code> = {numbers(root.value.data)} '
-                     f"({text(shape(root.value.shape))}), gradient seeded with {numbers(root.grad_output)}</p>\n")
+        parts.append(f'<p class="gx-note">root <code>{text(shorten(root.name))}</code> = {numbers(root.value.data)}'
+                     f"{'' if summarised(root.value.data) else ' (' + text(shape(root.value.shape)) + ')'}, "
+                     f"gradient seeded with {numbers(root.grad_output)}</p>\n")
     parts.append(f'<p class="gx-note">{text(plural(len(graph.nodes), "node"))}, '
                  f'{text(plural(len(graph.leaves), "leaf"))}, in backward order; at each node: upstream × local '
                  "gradient = downstream. Click a node of the picture to open its step.</p>\n")
@@ -462,10 +466,11 @@ def fragment(explanation, view: Optional[View] = None, standalone: bool = True, 
         parts.append(f'<p class="gx-note">A big graph: the picture draws modules as boxes; the steps of '
                      f"{text(', '.join(collapsed.expanded) or 'no module')} follow (--expand MODULE opens one, "
                      "--full lists every step).</p>\n")
+    several = arrivals(explanation)
     for position, step in enumerate(explanation.steps):
         if step.node.is_leaf or (shown is not None and step.node.id not in shown and step.node.id != first):
             continue
-        parts.append(_node_panel(explanation, step, position + 1, prefix, first))
+        parts.append(_node_panel(explanation, step, position + 1, prefix, first, several))
     for position, leaf in enumerate(graph.leaves):
         if shown is not None and leaf.node not in shown:
             continue

@@ -26,7 +26,8 @@ import numpy as np
 from ..notation import is_number, label, shorten
 from ..results import DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .collapse import View, collapse
-from .formatting import array, local_statement as _local_formula, number, plural, shape
+from .formatting import (array, arrivals, arrivals_text, local_statement as _local_formula, number, place, plural,
+                         shape, summarised)
 from .terminal import (
     MARKS, UPDATE_HEADINGS, WORDS, _entering_gradients, _hyper_words, _legend, _mismatch_words, _named,
     _operand_code, _plain_text, _put_numbers, _verdict, _where, listed_positions, module_summary, verdict_line,
@@ -74,6 +75,11 @@ def numbers(data) -> str:
     return code(array(data))
 
 
+def _value(dims, data) -> str:
+    """A value with its shape; a summary already begins with it."""
+    return numbers(data) if summarised(data) else f"{text(shape(dims))} {numbers(data)}"
+
+
 def _mark(status: str) -> str:
     return f"{MARKS[status]} {WORDS[status]}"
 
@@ -110,7 +116,7 @@ def _chain(step, names) -> str:
     return "not derived"
 
 
-def _node(explanation, step, position: int, level: int) -> List[str]:
+def _node(explanation, step, position: int, level: int, several=None) -> List[str]:
     node, derived, verified = step.node, step.derivation, step.verification
     names = _node_names(node)
     where = _where(node.source)
@@ -124,7 +130,7 @@ def _node(explanation, step, position: int, level: int) -> List[str]:
     if node.origin:
         table.add("from", text(node.origin))
     if node.output is not None:
-        table.add("value", f"{text(shape(node.output.shape))} {numbers(node.output.data)}")
+        table.add("value", _value(node.output.shape, node.output.data))
     shown = derived if derived.status == DERIVED or verified.local is None else verified.local
     if verified.reason and verified.status in (UNCHECKED, HOOK_CHANGED):
         table.add("why", text(verified.reason))
@@ -144,9 +150,11 @@ def _node(explanation, step, position: int, level: int) -> List[str]:
             content = math(_local_formula(node, shown, local), names)
             if local.value is not None and array(local.value) != local.named:
                 content += f" = {numbers(local.value)}"
-            table.add("local", content)
+            table.add("local", content + text(place(shown, local, "as ")))  # after the formula: LaTeX has no words
     if derived.upstream is not None:
-        table.add("upstream", numbers(derived.upstream))
+        uses = (several or {}).get(node.id)
+        summed = f", the sum of what its {len(uses)} uses send back: {text(arrivals_text(uses))}" if uses else ""
+        table.add("upstream", numbers(derived.upstream) + summed)
     torch_upstream = explanation.observed.upstream(node.id)
     if shown is not derived or (derived.upstream is None and torch_upstream is not None):
         table.add("upstream", f"{numbers(torch_upstream)} (torch's)" if torch_upstream is not None else "?")
@@ -186,7 +194,7 @@ def _leaf(explanation, leaf, derived, verified, torch_side, level: int) -> List[
     if leaf.produced_by:
         heading += f", produced by {text(leaf.produced_by)}"
     table = _Table()
-    table.add("value", f"{text(shape(leaf.value.shape))} {numbers(leaf.value.data)}")
+    table.add("value", _value(leaf.value.shape, leaf.value.data))
     roots = ", ".join(shorten(root.name) for root in explanation.graph.roots)
     seeded = any(np.size(root.grad_output) > 1 for root in explanation.graph.roots)
     names = [n.name for n in explanation.graph.nodes] + [r.name for r in explanation.graph.roots]
@@ -250,9 +258,9 @@ def call_markdown(explanation, picture: Optional[str] = None, view: Optional[Vie
         lines += [f"![{alt}]({picture.replace(os.sep, '/').replace(' ', '%20').replace('(', '%28').replace(')', '%29')})", ""]
     elif missing_picture:
         lines += [f"*{text(missing_picture)}*", ""]
-    about = [f"Root {code(shorten(root.name), table=False)} = {code(array(root.value.data), table=False)} "
-             f"({text(shape(root.value.shape))}), gradient seeded with {code(array(root.grad_output), table=False)}."
-             for root in graph.roots]
+    about = [f"Root {code(shorten(root.name), table=False)} = {code(array(root.value.data), table=False)}"
+             f"{'' if summarised(root.value.data) else ' (' + text(shape(root.value.shape)) + ')'}, "
+             f"gradient seeded with {code(array(root.grad_output), table=False)}." for root in graph.roots]
     about.append(f"{plural(len(graph.nodes), 'node')}, {plural(len(graph.leaves), 'leaf')}, in backward order; "
                  "at each node: upstream × local gradient = downstream.")
     legend = _legend([node.name for node in graph.nodes])
@@ -272,10 +280,11 @@ def call_markdown(explanation, picture: Optional[str] = None, view: Optional[Vie
         summary = _plain_text(list(module_summary(explanation, collapsed, view.full)), 100)
         lines += ["```text", *summary.rstrip("\n").splitlines(), "```", ""]
         shown = None if view.full else collapsed.inside_expanded
+    several = arrivals(explanation)
     for position, step in enumerate(explanation.steps, 1):
         if step.node.is_leaf or (shown is not None and step.node.id not in shown):
             continue
-        lines += _node(explanation, step, position, level + 1)
+        lines += _node(explanation, step, position, level + 1, several)
     for index, (leaf, derived, verified) in enumerate(zip(graph.leaves, explanation.derivation.leaves,
                                                           explanation.verification.leaves)):
         if shown is not None and leaf.node not in shown:

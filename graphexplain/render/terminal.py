@@ -30,7 +30,7 @@ from ..results import (
 from ..results import worst
 from ..notation import LABEL_WIDTH, label, shorten, stands_in
 from .collapse import Cluster, View, collapse
-from .formatting import array, number, plural, shape
+from .formatting import ARRIVALS_LISTED, array, arrivals, number, place, plural, shape, sized, summarised
 
 LISTED_OPS = 12  # a re-run forward's ops listed one by one, up to this many; counted above it
 MARKS = {VERIFIED: "✓", MISMATCH: "✗", NO_RULE: "?", RULE_ERROR: "!", NOT_DERIVED: "?", HOOK_CHANGED: "~",
@@ -87,8 +87,9 @@ def _torch_number(explanation, node, step: ChainStep) -> Optional[str]:
     return None if value is None else array(value)
 
 
-def _node_block(explanation, step, number_of: int) -> RenderableType:
+def _node_block(explanation, step, number_of: int, arrivals=None) -> RenderableType:
     node, derived, verified = step.node, step.derivation, step.verification
+    arrivals = arrivals or {}
     title = Text()
     title.append(f"{number_of}. ", style=STYLES["heading"])
     title.append(shorten(node.name), style=STYLES["label"])
@@ -106,7 +107,7 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
     if node.origin:
         _row(grid, "from", node.origin)
     if node.output is not None:
-        _row(grid, "value", f"{shape(node.output.shape)} {array(node.output.data)}".strip())
+        _row(grid, "value", sized(node.output.shape, node.output.data))
     shown = derived if derived.status == DERIVED or verified.local is None else verified.local
     if verified.reason and verified.status in (UNCHECKED, HOOK_CHANGED):
         _row(grid, "why", Text(verified.reason, style=STYLES[verified.status]))
@@ -119,7 +120,10 @@ def _node_block(explanation, step, number_of: int) -> RenderableType:
         for local in shown.local_gradients:
             _row(grid, "local", _local_text(node, shown, local))
     if derived.upstream is not None:
-        _row(grid, "upstream", array(derived.upstream))
+        uses = arrivals.get(node.id, ())
+        summed = f", the sum of what its {len(uses)} uses send back:" if uses else ""
+        _row(grid, "upstream", array(derived.upstream) + summed)
+        _arrivals_rows(grid, uses)
     torch_upstream = explanation.observed.upstream(node.id)
     if shown is not derived or (derived.upstream is None and torch_upstream is not None):
         _row(grid, "upstream", Text(f"{array(torch_upstream)} (torch's)" if torch_upstream is not None else "?"))
@@ -197,6 +201,15 @@ def _mismatch_words(check) -> str:
         f"{check.tolerance}"
 
 
+def _arrivals_rows(grid: Table, uses) -> None:
+    for k, (number_of, consumer, word, repeated, chain) in enumerate(uses[:ARRIVALS_LISTED]):
+        place = f" ({word})" if repeated else ""
+        _row(grid, "", Text(f"{'+ ' if k else '  '}{array(chain.downstream)} from step {number_of}, "
+                            f"{shorten(consumer)}{place}", style="dim"))
+    if len(uses) > ARRIVALS_LISTED:
+        _row(grid, "", Text(f"+ what {len(uses) - ARRIVALS_LISTED} more uses send", style="dim"))
+
+
 def _local_text(node, derived, local) -> Text:
     if local.expr.startswith("∂result["):  # a whole statement in index notation: ∂y[n, o, i]/∂w[o, c, k] = x[...]
         return Text(local.named, style=STYLES["formula"])
@@ -205,7 +218,8 @@ def _local_text(node, derived, local) -> Text:
         if local.named != local.expr:
             text.append(f" = {local.named}")
         return text
-    text = Text(f"∂{label(node.name)}/∂{label(local.label)} = {local.expr}", style=STYLES["formula"])
+    text = Text(f"∂{label(node.name)}/∂{label(local.label)}{place(derived, local)} = {local.expr}",
+                style=STYLES["formula"])
     if local.named != local.expr:
         text.append(f" = {local.named}")
     if local.value is not None:
@@ -221,7 +235,7 @@ def _leaf_block(explanation, leaf, derived, verified, torch_side) -> RenderableT
     title.append(shorten(leaf.name), style=STYLES["label"])
     if leaf.produced_by:
         title.append(f", produced by {leaf.produced_by}")
-    title.append(f"  {shape(leaf.value.shape)} {array(leaf.value.data)}")
+    title.append(f"  {sized(leaf.value.shape, leaf.value.data)}")
     grid = _grid()
     roots = ", ".join(shorten(root.name) for root in explanation.graph.roots)
     seeded = any(np.size(root.grad_output) > 1 for root in explanation.graph.roots)
@@ -357,7 +371,8 @@ def walkthrough(explanation, width: int = 80, view: Optional[View] = None) -> It
     yield Rule(Text(heading, style=STYLES["heading"]), characters="━")
     for root in graph.roots:
         seed = array(root.grad_output)
-        yield Text(f"root {shorten(root.name)} = {array(root.value.data)} ({shape(root.value.shape)}), "
+        dims = "" if summarised(root.value.data) else f" ({shape(root.value.shape)})"
+        yield Text(f"root {shorten(root.name)} = {array(root.value.data)}{dims}, "
                    f"gradient seeded with {seed}")
     yield Text(f"{plural(len(graph.nodes), 'node')}, {plural(len(graph.leaves), 'leaf')}, in backward order; "
                "at each node: upstream × local gradient = downstream", style="dim")
@@ -379,10 +394,11 @@ def walkthrough(explanation, width: int = 80, view: Optional[View] = None) -> It
     if collapsed is not None:
         yield from module_summary(explanation, collapsed, (view or View()).full)
         shown = None if (view or View()).full else collapsed.inside_expanded
+    several = arrivals(explanation)
     for i, step in enumerate(explanation.steps):
         if step.node.is_leaf or (shown is not None and step.node.id not in shown):
             continue
-        yield _node_block(explanation, step, i + 1)
+        yield _node_block(explanation, step, i + 1, several)
     for position, (leaf, derived, verified) in enumerate(zip(graph.leaves, explanation.derivation.leaves,
                                                              explanation.verification.leaves)):
         if shown is not None and leaf.node not in shown:
