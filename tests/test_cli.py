@@ -357,3 +357,14 @@ def test_console_script_is_declared():
 
     [entry] = [e for e in entry_points(group="console_scripts") if e.name == "graphexplain"]
     assert entry.value == "graphexplain.cli:main"
+
+
+def test_quiet_lists_every_call_with_its_verdict(graphexplain_main):
+    """--quiet prints no walkthrough, so each explained call has a row of its own with its verdict."""
+    run = graphexplain_main("trace", "--quiet", "--format", "dot", "--call", "all", SCRIPTS / "three_calls.py")
+    assert run.returncode == 0, run.output
+    rows = [line.split() for line in run.stdout.splitlines() if line.strip()[:1] in "123"]
+    assert [row[0] for row in rows] == ["1", "2", "3"] and all(row[-2:] == ["✓", "verified"] for row in rows)
+    wrong = graphexplain_main("trace", "--quiet", "--format", "dot", SCRIPTS / "wrong_function.py", "scaled")
+    assert wrong.returncode == 1, wrong.output
+    assert "✗ MISMATCH at step" in wrong.stdout

@@ -10,6 +10,7 @@ raised again, unchanged, for the script to see.
 
 from __future__ import annotations
 
+import ast
 import bisect
 import inspect
 import sys
@@ -21,9 +22,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..model import Graph, Source
+from ..notation import shorten
 from ..observed import Observed
 from .naming import Names, names_in_frame
-from .provenance import KEY, ORIGIN, Origin, Recorder, SourceFinder, stepping_aside
+from .provenance import KEY, ORIGIN, Origin, Recorder, SourceFinder, call_text, stepping_aside
 from .snapshot import CallOptions, NothingReached, PendingCall, kept_grad
 from .subgraph import backward_order, gradient_edge
 
@@ -282,7 +284,7 @@ class Interceptor:
             self.recorder.step_off()  # Note [the recorder steps off] in provenance.py
         frame = self.finder.user_frame(sys._getframe(2))
         source = self.finder.source(frame)
-        call = (source.expr or source.code) if source is not None else f"{kind}()"
+        call = (call_text(frame, source) or source.code) if source is not None else f"{kind}()"
         pending, problem, failed = None, None, False
         self._local.busy = True
         try:
@@ -300,8 +302,9 @@ class Interceptor:
             walk = pending.everything if pending is not None else self._walk(roots)
             leaves = [node.variable for node in walk if type(node).__name__ == "AccumulateGrad"] \
                 if pending is None else None
-            if names is None:
-                names = self._names_for_listing(frame, roots, leaves)
+            if names is None:  # (autograd.grad's inputs are named as its roots are: they head its listed norms)
+                names = self._names_for_listing(frame, [*roots, *(inputs if kind == "grad" and inputs else ())],
+                                                leaves)
             try:
                 result = original(*args, **kwargs)
             except BaseException as error:
@@ -325,7 +328,9 @@ class Interceptor:
                     self._mark_origins(index, request, result, leaf_tensors, names, {id(node) for node in walk})
                 except Exception:  # a nicety for a later call; never the script's problem
                     pass
-            record = CallRecord(index, kind, call, source, self._summary(roots, leaf_tensors, names),
+            returned = (request.inputs, result) if kind == "grad" and request.inputs is not None else None
+            summary = self._summary(roots, leaf_tensors, names, call, returned)
+            record = CallRecord(index, kind, call, source, summary,
                                 graph, capture_problem=problem, capture_failed=failed, observed=observed)
             self._add(record)
             if self.watch is not None and graph is not None:
@@ -432,19 +437,53 @@ class Interceptor:
         return names
 
     @staticmethod
-    def _summary(roots, leaf_tensors, names) -> CallSummary:
+    def _summary(roots, leaf_tensors, names, call: str = "", returned=None) -> CallSummary:
+        """`returned`: autograd.grad's (inputs, gradients), whose norms stand for the
+        leaves' (it leaves .grad alone)."""
         root = roots[0] if roots and isinstance(roots[0], torch.Tensor) else None
         value = _number(root) if root is not None and root.numel() == 1 else None
         norms = []
-        for position, tensor in enumerate(leaf_tensors):
-            if kept_grad(tensor) is None:
-                continue
-            name = names.tensor(tensor) or f"leaf {position + 1}"
-            norm = _norm(tensor.grad) if _readable(tensor.grad) else None
+        if returned is not None:
+            pairs = [(names.tensor(x) or f"input {k + 1}", g) for k, (x, g) in enumerate(zip(*returned))]
+        else:
+            pairs = [(names.tensor(t) or f"leaf {k + 1}", t.grad) for k, t in enumerate(leaf_tensors)
+                     if kept_grad(t) is not None]
+        for name, gradient in pairs:
+            norm = _norm(gradient) if isinstance(gradient, torch.Tensor) and _readable(gradient) else None
             if norm is not None:
                 norms.append((name, norm))
         root_name = (names.tensor(root) or names.node(root.grad_fn)) if root is not None else ""
-        return CallSummary(root_name or "output", value, tuple(norms))
+        return CallSummary(root_name or root_words(call) or "output", value, tuple(norms))
+
+
+def root_words(call: str) -> str:
+    """What the call's text names as its root, for a root no variable names:
+    `dydx[0]` in `torch.autograd.grad(outputs=dydx[0], inputs=x)`, `out.sum()`
+    in `out.sum().backward()`; "" where the text does not say.
+
+        >>> root_words("torch.autograd.grad(outputs=dydx[0], inputs=x)")
+        'dydx[0]'
+        >>> root_words("model(x).sum().backward(retain_graph=True)")
+        'model(x).sum()'
+    """
+    try:
+        tree = ast.parse(call.strip(), mode="eval").body
+    except (SyntaxError, ValueError):
+        return ""
+    if not isinstance(tree, ast.Call):
+        return ""
+    function = tree.func
+    owner = getattr(function, "value", None)
+    module = isinstance(owner, ast.Attribute) and owner.attr == "autograd" or \
+        isinstance(owner, ast.Name) and owner.id == "autograd"  # torch.autograd.backward(loss): a function
+    if isinstance(function, ast.Attribute) and function.attr == "backward" and not module:
+        root = owner  # loss.backward(v): the tensor it is called on
+    else:
+        given = {keyword.arg: keyword.value for keyword in tree.keywords}
+        root = tree.args[0] if tree.args else given.get("outputs", given.get("tensors"))
+    if isinstance(root, (ast.Tuple, ast.List)) and root.elts:
+        root = root.elts[0]
+    return shorten(ast.unparse(root)) if root is not None else ""
 
 
 def _norm(gradient: torch.Tensor) -> Optional[float]:

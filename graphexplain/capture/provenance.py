@@ -35,6 +35,7 @@ fire, through Dynamo, inside compiled code.
 
 from __future__ import annotations
 
+import ast
 import io
 import linecache
 import os
@@ -203,6 +204,38 @@ class SourceFinder:
             return None
         # Columns are byte offsets into the UTF-8 line.
         return text.encode("utf-8")[start:end].decode("utf-8", "replace").strip() or None
+
+
+MULTI_LINE_LIMIT = 20  # lines of one call read back whole; a longer one is shown by its first line
+
+
+def call_text(frame, source: Optional[Source]) -> Optional[str]:
+    """The whole expression the frame is evaluating, on one line, where it
+    spans several (`torch.autograd.grad(outputs=y,` and the lines after it):
+    the backward call's title in the walkthrough and the JSON. None where
+    the interpreter cannot say, or the text does not parse."""
+    if source is None:
+        return None
+    if source.expr:
+        return source.expr
+    code = frame.f_code if frame is not None else None
+    if code is None or not hasattr(code, "co_positions"):
+        return None
+    positions = list(code.co_positions())
+    index = frame.f_lasti // 2
+    if index >= len(positions):
+        return None
+    start_line, end_line, start, end = positions[index]
+    if None in (start_line, end_line, start, end) or not 0 < end_line - start_line < MULTI_LINE_LIMIT:
+        return None
+    lines = [linecache.getline(code.co_filename, n).rstrip("\n").encode("utf-8")
+             for n in range(start_line, end_line + 1)]
+    lines[0], lines[-1] = lines[0][start:], lines[-1][:end]  # columns are byte offsets
+    text = b"\n".join(lines).decode("utf-8", "replace")
+    try:  # one line, without the comments and the line breaks inside the brackets
+        return ast.unparse(ast.parse(text, mode="eval"))
+    except (SyntaxError, ValueError):
+        return None
 
 
 def without_comment(line: str) -> str:

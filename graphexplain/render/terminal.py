@@ -367,7 +367,11 @@ def walkthrough(explanation, width: int = 80, view: Optional[View] = None) -> It
     elif explanation.index == 0:
         heading = f"{graph.call[len('--target '):]}: explained without a backward call (--target)"
     else:
-        heading = f"Backward call {explanation.index}: {graph.call}" + (f"  ({where})" if where else "")
+        place = f"  ({where})" if where else ""
+        start = f"Backward call {explanation.index}: "
+        room = max(LABEL_WIDTH // 2, width - len(start) - len(place) - 6)  # the rule's ends: the place stays seen
+        call = graph.call if len(graph.call) <= room else graph.call[:room - 1].rstrip() + "…"
+        heading = f"{start}{call}{place}"
     yield Rule(Text(heading, style=STYLES["heading"]), characters="━")
     for root in graph.roots:
         seed = array(root.grad_output)
@@ -488,7 +492,7 @@ def report_parts(report, width: int = 80, quiet: bool = False) -> Iterable[Rende
             yield Text("")
             yield from update_section(getattr(report, "updates", {}).get(explanation.index), explanation.index)
     yield from call_errors(report)
-    listing = call_listing(report)
+    listing = call_listing(report, quiet)
     if listing is not None:
         yield listing
 
@@ -546,18 +550,25 @@ def listed_positions(count: int) -> list:
 FOLDED_TITLE = "Calls explained and verified, with the graph of the call named (--full prints their walkthroughs)"
 
 
-def call_listing(report) -> Optional[Table]:
+QUIET_TITLE = "Backward calls (--quiet prints no walkthrough; explain another with --call N)"
+
+
+def call_listing(report, quiet: bool = False) -> Optional[Table]:
     """One line per backward call that was not explained in full (or whose
-    walkthrough was folded: Note [a loop's walkthroughs folded] in report.py);
-    for many calls, a few of them with "… N more calls …" rows between."""
+    walkthrough was folded: Note [a loop's walkthroughs folded] in report.py;
+    under --quiet, every call, since no walkthrough is printed); for many
+    calls, a few of them with "… N more calls …" rows between."""
     folded = report.folded  # call → the call whose walkthrough stands for it
     listed = [record for record in report.calls
-              if (record.index not in report.explanations or record.index in folded) and record.error is None]
+              if (quiet or record.index not in report.explanations or record.index in folded)
+              and record.error is None]
     if not listed:
         return None
     shown = listed_positions(len(listed))
     title = "Other backward calls (explain one with --call N)"
-    if folded:
+    if quiet:
+        title = QUIET_TITLE
+    elif folded:
         title = FOLDED_TITLE if all(r.index in folded for r in listed) else f"{title}; ✓: {FOLDED_TITLE.lower()}"
     table = Table(title=title, title_justify="left", box=None, padding=(0, 1), show_edge=False)
     table.add_column("call", justify="right")
@@ -576,10 +587,21 @@ def call_listing(report) -> Optional[Table]:
         value = number(record.summary.root_value) if record.summary.root_value is not None else ""
         why = f"not explained: {record.capture_problem}" if record.capture_problem else "not explained"
         status = Text(why, style="dim")
-        if record.index in folded:
+        if quiet and record.index in report.explanations:
+            status = _explained_status(report.explanations[record.index])
+        elif record.index in folded:
             status = Text(f"{MARKS[VERIFIED]} graph of call {folded[record.index]}", style=STYLES[VERIFIED])
         table.add_row(str(record.index), Text(shorten(record.summary.root)), value, Text(norms), status)
     return table
+
+
+def _explained_status(explanation) -> Text:
+    status = explanation.status
+    text = Text(f"{MARKS.get(status, '·')} {WORDS.get(status, status)}", style=STYLES.get(status, ""))
+    first = explanation.first_mismatch()
+    if status == MISMATCH and first is not None:
+        text.append(f" at step {first.id + 1}, {shorten(first.name)}")
+    return text
 
 
 def call_errors(report) -> Iterable[RenderableType]:
