@@ -396,3 +396,14 @@ def test_a_wrong_gradient_for_a_non_leaf_input_is_caught(graphexplain_main, monk
     call = json.loads(Path("result.json").read_text(encoding="utf-8"))["backward_calls"][0]
     [h] = call["leaves"]
     assert h["status"] == "mismatch" and h["produced_by"].startswith("MulBackward0")
+
+
+def test_a_call_over_several_lines_is_titled_whole_and_listed_by_what_it_passes(graphexplain_main):
+    run = graphexplain_main("trace", "--format", "dot", "--width", "140", SCRIPTS / "grad_multiline.py")
+    assert run.returncode == 0, run.output
+    heading = next(line for line in run.stdout.splitlines() if "Backward call 1:" in line)
+    # one line, the comment and line breaks gone, and the place still there
+    assert "torch.autograd.grad(outputs=y, inputs=x, grad_outputs=weight, create_graph=True)" in heading
+    assert "(grad_multiline.py:8)" in heading
+    listed = next(line.split() for line in run.stdout.splitlines() if line.split()[:2] == ["2", "dydx[0]"])
+    assert listed[2] == "‖x‖=6.928", listed  # ‖∂²y/∂x²‖ = ‖2‖ over 12 elements: what autograd.grad returned
