@@ -368,3 +368,24 @@ def test_quiet_lists_every_call_with_its_verdict(graphexplain_main):
     wrong = graphexplain_main("trace", "--quiet", "--format", "dot", SCRIPTS / "wrong_function.py", "scaled")
     assert wrong.returncode == 1, wrong.output
     assert "✗ MISMATCH at step" in wrong.stdout
+
+
+def test_output_to_a_file_has_no_padded_lines(graphexplain_main):
+    run = graphexplain_main("trace", "--format", "dot", AUTOGRAD_MEAN)
+    assert run.returncode == 0, run.output
+    assert "1. z  MeanBackward0" in run.stdout
+    assert [line for line in run.stdout.splitlines() if line.endswith(" ")] == []
+
+
+def test_unpadded_trims_whole_lines_only():
+    import io
+
+    from graphexplain.render.terminal import Unpadded
+
+    sink = io.StringIO()
+    file = Unpadded(sink)
+    file.write("a  ")  # the line's end has not come: nothing trimmed, nothing written yet
+    file.write("b   \nc   \n  d")
+    assert sink.getvalue() == "a  b\nc\n"
+    file.flush()
+    assert sink.getvalue() == "a  b\nc\n  d"

@@ -516,12 +516,53 @@ def report_text(report, width: int = 80) -> str:
     return _plain_text([*report_parts(report, width), verdict_line(report)], width)
 
 
+class Unpadded:
+    """A file or pipe that gets the console's lines without the spaces rich
+    pads them with to the full width: text sent to a file, a pager or an
+    issue should not end every line in blanks. Only whole lines are
+    trimmed; a line is held until its end arrives (rich ends every print
+    with one)."""
+
+    def __init__(self, file):
+        self.file, self._held = file, ""
+
+    def write(self, text: str) -> int:
+        lines = (self._held + text).split("\n")
+        self._held = lines.pop()
+        if lines:
+            self.file.write("".join(line.rstrip(" ") + "\n" for line in lines))
+        return len(text)
+
+    def flush(self) -> None:
+        if self._held:  # a line without its end yet: as it is
+            self.file.write(self._held)
+            self._held = ""
+        self.file.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def __getattr__(self, name):  # encoding, fileno, ...: the file's own
+        return getattr(self.file, name)
+
+
 def console(file=None, width: Optional[int] = None, color: Optional[bool] = None) -> Console:
-    """The console the CLI prints to: colour only on a terminal. A string it
-    prints is shown as it is, never read as markup: a path or a name with
-    ``[bold]`` or ``[/x]`` in it prints literally (styles come as `Text`)."""
+    """The console the CLI prints to: colour only on a terminal, and lines
+    not padded with blanks where the output is no terminal (`Unpadded`). A
+    string it prints is shown as it is, never read as markup: a path or a
+    name with ``[bold]`` or ``[/x]`` in it prints literally (styles come as
+    `Text`)."""
+    if file is not None and not color and not _is_terminal(file):
+        file = Unpadded(file)
     return Console(file=file, width=width, no_color=color is False, highlight=False,
                    force_terminal=True if color else None, emoji=False, markup=False)
+
+
+def _is_terminal(file) -> bool:
+    try:
+        return bool(file.isatty())
+    except (AttributeError, ValueError):  # a closed or odd file: treated as none
+        return False
 
 
 def to_text(explanation, width: int = 80) -> str:
