@@ -36,6 +36,7 @@ fire, through Dynamo, inside compiled code.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import linecache
 import os
@@ -218,11 +219,15 @@ def call_text(frame, source: Optional[Source]) -> Optional[str]:
         return None
     if source.expr:
         return source.expr
-    code = frame.f_code if frame is not None else None
-    if code is None or not hasattr(code, "co_positions"):
+    if frame is None or not hasattr(frame.f_code, "co_positions"):
         return None
+    return _spanning_call(frame.f_code, frame.f_lasti)
+
+
+@functools.lru_cache(maxsize=256)  # a training loop's backward call: the same instruction each step
+def _spanning_call(code, lasti: int) -> Optional[str]:
     positions = list(code.co_positions())
-    index = frame.f_lasti // 2
+    index = lasti // 2
     if index >= len(positions):
         return None
     start_line, end_line, start, end = positions[index]

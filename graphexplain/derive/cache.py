@@ -26,15 +26,15 @@ import sympy as sp
 from sympy.core.symbol import Str
 
 from . import disk_cache
-from .naming import rename, show, tidied
+from .naming import formula_text, rename, show, tidied
 
 _SIZE = 4096  # distinct formulas × names; a model has a few hundred
 
 
 @lru_cache(maxsize=_SIZE)
 def printed(expr: sp.Basic) -> str:
-    """``str(expr)``, once per formula."""
-    return str(expr)
+    """``formula_text(expr)``, once per formula."""
+    return formula_text(expr)
 
 
 def named_formula(expr: sp.Basic, names: Dict[str, Union[str, sp.Expr, None]]) -> str:
@@ -121,7 +121,7 @@ def _indices(expr: sp.Basic) -> frozenset:
 
 @lru_cache(maxsize=_SIZE)
 def _printed_with(expr: sp.Basic, names) -> str:
-    return str(rename(expr, dict(names)))
+    return formula_text(rename(expr, dict(names)))
 
 
 # --- between runs (Note [the derivation cache on disk] in derive/disk_cache.py)

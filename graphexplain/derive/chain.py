@@ -332,7 +332,7 @@ def _routing(rule: Routing, node: Node, upstream: np.ndarray, upstream_budget: n
         if not operand.requires_grad:
             continue
         expr = formula.local_gradient(rule, operand.name)
-        locals_.append(LocalGradient(operand.name, operand.label, str(expr), (
+        locals_.append(LocalGradient(operand.name, operand.label, cache.printed(expr), (
             f"w[k, j]: the share of {operand.name}[j] in result[k], else 0" if weighted else
             f"1 where result[k] was taken from {operand.name}[j], else 0")))
         steps.append(ChainStep(operand.name, operand.label, shown, None, grad.reshape(shape), "route", (
@@ -926,7 +926,7 @@ def _complex_routing(rule: Routing, node: Node, upstream: np.ndarray, upstream_b
         if operand.value is not None and not operand.value.dtype.startswith("complex"):
             grad = grad.real
         expr = formula.local_gradient(rule, operand.name) if local is None else local
-        locals_.append(LocalGradient(operand.name, operand.label, str(expr), local or
+        locals_.append(LocalGradient(operand.name, operand.label, cache.printed(expr), local or
                                      f"1 where result[k] was taken from {operand.name}[j], else 0"))
         steps.append(ChainStep(operand.name, operand.label, shown, None, grad.reshape(shape), "route",
                                how + ("; the upstreams of all outputs, one after another" if each_output is not None

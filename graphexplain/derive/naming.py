@@ -13,6 +13,9 @@ from typing import Dict, Union
 
 import numpy as np
 import sympy as sp
+from sympy.core.mul import _keep_coeff
+from sympy.printing.precedence import precedence
+from sympy.printing.str import StrPrinter
 
 from ..model import Node
 from ..rules.kinds import Rule
@@ -51,10 +54,43 @@ def display_names(rule: Rule, node: Node, count=None) -> Dict[str, Union[str, sp
     return names
 
 
+class _FormulaPrinter(StrPrinter):
+    """sympy's string printer, but a product of matrices is written with @,
+    as PyTorch writes it: `x @ w1` is a matrix product, `x*w1` reads as an
+    elementwise one. A number or a scalar in front keeps its *: alpha*mat1.T @ G."""
+
+    def _print_MatMul(self, expr):
+        coefficient, _ = expr.as_coeff_mmul()
+        sign = ""
+        if coefficient.is_number:
+            real, imaginary = coefficient.as_real_imag()
+            if imaginary.is_zero and real.is_negative or real.is_zero and imaginary.is_negative:
+                expr, sign = _keep_coeff(-coefficient, expr.as_coeff_mmul()[1]), "-"
+        text = ""
+        for k, factor in enumerate(expr.args):
+            if k:
+                text += " @ " if factor.is_Matrix and expr.args[k - 1].is_Matrix else "*"
+            text += self.parenthesize(factor, precedence(expr))
+        return sign + text
+
+
+_PRINTER = _FormulaPrinter()
+
+
+def formula_text(expr: sp.Basic) -> str:
+    """A formula as graphexplain prints it: sympy's string, matrix products with @.
+
+        >>> A, B = sp.MatrixSymbol("A", 2, 2), sp.MatrixSymbol("B", 2, 2)
+        >>> formula_text(2 * A.T * B)
+        '2*A.T @ B'
+    """
+    return _PRINTER.doprint(expr)
+
+
 def show(expr: sp.Basic) -> str:
     """sympy's string of a renamed formula, without the doubled parentheses
     of a call on a parenthesised name: mean((y * y)) → mean(y * y)."""
-    return tidied(str(expr))
+    return tidied(formula_text(expr))
 
 
 def tidied(text: str) -> str:

@@ -29,8 +29,9 @@ from .collapse import View, collapse
 from .formatting import (array, arrivals, arrivals_text, local_statement as _local_formula, number, place, plural,
                          shape, summarised)
 from .terminal import (
-    MARKS, UPDATE_HEADINGS, WORDS, _entering_gradients, _hyper_words, _legend, _mismatch_words, _named,
-    _operand_code, _plain_text, _put_numbers, _verdict, _where, listed_positions, module_summary, verdict_line,
+    MARKS, MATRIX_LEGEND, UPDATE_HEADINGS, WORDS, _entering_gradients, _has_matrix_steps, _hyper_words, _legend,
+    _mismatch_words, _named, _operand_code, _plain_text, _put_numbers, _verdict, _where, listed_positions,
+    module_summary, verdict_line,
 )
 
 # The first line of every file --markdown writes: a rerun may replace a file that starts with it.
@@ -266,6 +267,8 @@ def call_markdown(explanation, picture: Optional[str] = None, view: Optional[Vie
     legend = _legend([node.name for node in graph.nodes])
     if legend:
         about.append(text(legend))
+    if _has_matrix_steps(explanation):
+        about.append(text(MATRIX_LEGEND[0].upper() + MATRIX_LEGEND[1:]))
     lines += [" ".join(about), ""]
     notes = [f"constant {code(constant.name, table=False)}{_sized(constant)}: {text(constant.reason)}, "
              "so no gradient flows to it" for constant in graph.constants]

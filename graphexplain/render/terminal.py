@@ -347,6 +347,16 @@ def _legend(names) -> Optional[str]:
     return "; ".join(parts) + "." if parts else None
 
 
+MATRIX_LEGEND = ("in a matrix step, ∂L/∂x is the gradient of what the call differentiates (L) with respect to "
+                 "x, G is the node's upstream gradient, ∂L/∂(its result), and @ is a matrix product.")
+
+
+def _has_matrix_steps(explanation) -> bool:
+    """Whether a step writes its local gradient as ∂L/∂x in G (`_local_text`)."""
+    return any(step.derivation.steps and step.derivation.steps[0].how == "matrix"
+               and not step.node.is_leaf and step.node.inner is None for step in explanation.steps)
+
+
 def _entering_gradients(graph):
     """Nodes that are a gradient an earlier call made (create_graph=True),
     where it enters this call's graph: a root, or fed to a node of the script's own."""
@@ -383,6 +393,8 @@ def walkthrough(explanation, width: int = 80, view: Optional[View] = None) -> It
     legend = _legend([node.name for node in graph.nodes])
     if legend is not None:
         yield Text(legend, style="dim")
+    if _has_matrix_steps(explanation):
+        yield Text(MATRIX_LEGEND, style="dim")
     for constant in graph.constants:
         sized = "" if constant.shown_shape is None else f" {shape(constant.shown_shape)}"
         yield Text(f"constant {constant.name}{sized}: {constant.reason}, "
