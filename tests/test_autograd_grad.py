@@ -406,4 +406,4 @@ def test_a_call_over_several_lines_is_titled_whole_and_listed_by_what_it_passes(
     assert "torch.autograd.grad(outputs=y, inputs=x, grad_outputs=weight, create_graph=True)" in heading
     assert "(grad_multiline.py:8)" in heading
     listed = next(line.split() for line in run.stdout.splitlines() if line.split()[:2] == ["2", "dydx[0]"])
-    assert listed[2] == "‖x‖=6.928", listed  # ‖∂²y/∂x²‖ = ‖2‖ over 12 elements: what autograd.grad returned
+    assert listed[2] == "‖x‖=6.928", listed  # ‖∂²y/∂x²‖: 2 in each of 12 elements, as autograd.grad returned
