@@ -328,7 +328,7 @@ class Interceptor:
                     self._mark_origins(index, request, result, leaf_tensors, names, {id(node) for node in walk})
                 except Exception:  # a nicety for a later call; never the script's problem
                     pass
-            returned = (request.inputs, result) if kind == "grad" and request.inputs is not None else None
+            returned = (inputs, result) if kind == "grad" and inputs is not None else None
             summary = self._summary(roots, leaf_tensors, names, call, returned)
             record = CallRecord(index, kind, call, source, summary,
                                 graph, capture_problem=problem, capture_failed=failed, observed=observed)

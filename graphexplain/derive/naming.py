@@ -60,12 +60,12 @@ class _FormulaPrinter(StrPrinter):
     elementwise one. A number or a scalar in front keeps its *: alpha*mat1.T @ G."""
 
     def _print_MatMul(self, expr):
-        coefficient, _ = expr.as_coeff_mmul()
+        coefficient, matrices = expr.as_coeff_mmul()
         sign = ""
-        if coefficient.is_number:
+        if coefficient.is_number:  # a negative number in front: its minus first, as sympy prints it
             real, imaginary = coefficient.as_real_imag()
             if imaginary.is_zero and real.is_negative or real.is_zero and imaginary.is_negative:
-                expr, sign = _keep_coeff(-coefficient, expr.as_coeff_mmul()[1]), "-"
+                expr, sign = _keep_coeff(-coefficient, matrices), "-"
         text = ""
         for k, factor in enumerate(expr.args):
             if k:

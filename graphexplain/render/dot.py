@@ -21,7 +21,7 @@ import numpy as np
 from ..notation import LABEL_WIDTH, shorten, stands_in
 from ..results import HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .collapse import Cluster, View, collapse
-from .formatting import array, norm, number, plural, shape
+from .formatting import array, norm, number, plural, shape, shape_after
 
 FORMATS = ("png", "svg", "pdf", "dot")
 
@@ -452,5 +452,5 @@ def render(explanation, path: str, format: str = "png", view: Optional[View] = N
 
 def _constant_label(constant) -> str:
     """Its name, its shape where the name does not say it, and why no gradient flows to it."""
-    sized = "" if constant.shown_shape is None else f"\n{shape(constant.shown_shape)}"
+    sized = shape_after(constant, "\n")  # its own line
     return _literal(f"{shorten(constant.name)}{sized}\nconstant: {constant.reason}")

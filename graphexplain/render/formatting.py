@@ -71,6 +71,11 @@ def sized(dims, data) -> str:
     return array(data) if summarised(data) else f"{shape(dims)} {array(data)}"
 
 
+def shape_note(dims, data) -> str:
+    """` (3, 4)` after a value that `array` shows whole; "" after a summary, which begins with its shape."""
+    return "" if summarised(data) else f" ({shape(dims)})"
+
+
 def norm(data) -> float:
     """The L2 norm of an array or a Digest."""
     return data.norm if isinstance(data, Digest) else l2_norm(data)
@@ -123,13 +128,24 @@ def arrivals(explanation) -> dict:
             if len(uses) > 1 and None not in uses and node not in hooked}
 
 
-def arrivals_text(uses) -> str:
-    """The arrivals on one line (the Markdown and HTML reports' upstream cell)."""
+def arrival_parts(uses) -> list:
+    """The terms of the sum: what each use sends back and the step it came from,
+    ARRIVALS_LISTED of them, then what the rest send (every renderer's wording)."""
     parts = [f"{array(chain.downstream)} from step {number_of}, {shorten(consumer)}{f' ({word})' if repeated else ''}"
              for number_of, consumer, word, repeated, chain in uses[:ARRIVALS_LISTED]]
     if len(uses) > ARRIVALS_LISTED:
         parts.append(f"what {len(uses) - ARRIVALS_LISTED} more uses send")
-    return " + ".join(parts)
+    return parts
+
+
+def arrivals_text(uses) -> str:
+    """The arrivals on one line (the Markdown and HTML reports' upstream cell)."""
+    return " + ".join(arrival_parts(uses))
+
+
+def shape_after(constant, separator: str = " ") -> str:
+    """A constant's shape to print after its name, or "" where the name says it already (Constant.shown_shape)."""
+    return "" if constant.shown_shape is None else f"{separator}{shape(constant.shown_shape)}"
 
 
 def place(derived, local, words: str = "") -> str:

@@ -34,7 +34,7 @@ from ..notation import is_number, label, shorten
 from ..results import DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .collapse import View, collapse
 from .formatting import (array, arrivals, arrivals_text, local_statement as _local_formula, number, place, plural,
-                         shape, summarised)
+                         shape, shape_after, shape_note, summarised)
 from .terminal import (
     MARKS, UPDATE_HEADINGS, WORDS, _hyper_words, _mismatch_words, _named, _operand_code, _put_numbers, _verdict,
     _where, listed_positions, verdict_line,
@@ -443,14 +443,13 @@ def fragment(explanation, view: Optional[View] = None, standalone: bool = True, 
     parts.append(f"<h2>{text(_heading(explanation))}</h2>\n")
     for root in graph.roots:
         parts.append(f'<p class="gx-note">root <code>{text(shorten(root.name))}</code> = {numbers(root.value.data)}'
-                     f"{'' if summarised(root.value.data) else ' (' + text(shape(root.value.shape)) + ')'}, "
+                     f"{text(shape_note(root.value.shape, root.value.data))}, "
                      f"gradient seeded with {numbers(root.grad_output)}</p>\n")
     parts.append(f'<p class="gx-note">{text(plural(len(graph.nodes), "node"))}, '
                  f'{text(plural(len(graph.leaves), "leaf"))}, in backward order; at each node: upstream × local '
                  "gradient = downstream. Click a node of the picture to open its step.</p>\n")
     for constant in graph.constants:
-        sized = "" if constant.shown_shape is None else f" {text(shape(constant.shown_shape))}"
-        parts.append(f'<p class="gx-note">constant <code>{text(constant.name)}</code>{sized}: '
+        parts.append(f'<p class="gx-note">constant <code>{text(constant.name)}</code>{text(shape_after(constant))}: '
                      f"{text(constant.reason)}, so no gradient flows to it</p>\n")
     parts.append(f'<p class="gx-verdict {_status_class(explanation.status)}">{text(_verdict(explanation).plain)}</p>\n')
     if first is not None:

@@ -27,7 +27,7 @@ from ..notation import is_number, label, shorten
 from ..results import DERIVED, HOOK_CHANGED, INTENTIONAL, MISMATCH, NO_RULE, NOT_DERIVED, RULE_ERROR, UNCHECKED
 from .collapse import View, collapse
 from .formatting import (array, arrivals, arrivals_text, local_statement as _local_formula, number, place, plural,
-                         shape, summarised)
+                         shape, shape_after, shape_note, summarised)
 from .terminal import (
     MARKS, MATRIX_LEGEND, UPDATE_HEADINGS, WORDS, _entering_gradients, _has_matrix_steps, _hyper_words, _legend,
     _mismatch_words, _named, _operand_code, _plain_text, _put_numbers, _verdict, _where, listed_positions,
@@ -260,7 +260,7 @@ def call_markdown(explanation, picture: Optional[str] = None, view: Optional[Vie
     elif missing_picture:
         lines += [f"*{text(missing_picture)}*", ""]
     about = [f"Root {code(shorten(root.name), table=False)} = {code(array(root.value.data), table=False)}"
-             f"{'' if summarised(root.value.data) else ' (' + text(shape(root.value.shape)) + ')'}, "
+             f"{text(shape_note(root.value.shape, root.value.data))}, "
              f"gradient seeded with {code(array(root.grad_output), table=False)}." for root in graph.roots]
     about.append(f"{plural(len(graph.nodes), 'node')}, {plural(len(graph.leaves), 'leaf')}, in backward order; "
                  "at each node: upstream × local gradient = downstream.")
@@ -270,7 +270,7 @@ def call_markdown(explanation, picture: Optional[str] = None, view: Optional[Vie
     if _has_matrix_steps(explanation):
         about.append(text(MATRIX_LEGEND[0].upper() + MATRIX_LEGEND[1:]))
     lines += [" ".join(about), ""]
-    notes = [f"constant {code(constant.name, table=False)}{_sized(constant)}: {text(constant.reason)}, "
+    notes = [f"constant {code(constant.name, table=False)}{text(shape_after(constant))}: {text(constant.reason)}, "
              "so no gradient flows to it" for constant in graph.constants]
     notes += [f"{code(node.name, table=False)} (step {node.id + 1}) is {text(node.origin)}: the nodes below it are "
               "that call's backward ops" for node in _entering_gradients(graph)]
@@ -405,7 +405,3 @@ def to_markdown(report, pictures: Optional[Mapping[int, str]] = None, missing: O
     lines += _errors(report, 2)
     lines += _listing(report, 2)
     return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def _sized(constant) -> str:
-    return "" if constant.shown_shape is None else f" {text(shape(constant.shown_shape))}"

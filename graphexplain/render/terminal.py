@@ -30,7 +30,8 @@ from ..results import (
 from ..results import worst
 from ..notation import LABEL_WIDTH, label, shorten, stands_in
 from .collapse import Cluster, View, collapse
-from .formatting import ARRIVALS_LISTED, array, arrivals, number, place, plural, shape, sized, summarised
+from .formatting import (array, arrival_parts, arrivals, number, place, plural, shape, shape_after, shape_note,
+                         sized)
 
 LISTED_OPS = 12  # a re-run forward's ops listed one by one, up to this many; counted above it
 MARKS = {VERIFIED: "✓", MISMATCH: "✗", NO_RULE: "?", RULE_ERROR: "!", NOT_DERIVED: "?", HOOK_CHANGED: "~",
@@ -202,12 +203,8 @@ def _mismatch_words(check) -> str:
 
 
 def _arrivals_rows(grid: Table, uses) -> None:
-    for k, (number_of, consumer, word, repeated, chain) in enumerate(uses[:ARRIVALS_LISTED]):
-        place = f" ({word})" if repeated else ""
-        _row(grid, "", Text(f"{'+ ' if k else '  '}{array(chain.downstream)} from step {number_of}, "
-                            f"{shorten(consumer)}{place}", style="dim"))
-    if len(uses) > ARRIVALS_LISTED:
-        _row(grid, "", Text(f"+ what {len(uses) - ARRIVALS_LISTED} more uses send", style="dim"))
+    for k, part in enumerate(arrival_parts(uses)):  # one term a row, the sum's + in front
+        _row(grid, "", Text(f"{'+ ' if k else '  '}{part}", style="dim"))
 
 
 def _local_text(node, derived, local) -> Text:
@@ -385,9 +382,8 @@ def walkthrough(explanation, width: int = 80, view: Optional[View] = None) -> It
     yield Rule(Text(heading, style=STYLES["heading"]), characters="━")
     for root in graph.roots:
         seed = array(root.grad_output)
-        dims = "" if summarised(root.value.data) else f" ({shape(root.value.shape)})"
-        yield Text(f"root {shorten(root.name)} = {array(root.value.data)}{dims}, "
-                   f"gradient seeded with {seed}")
+        dims = shape_note(root.value.shape, root.value.data)
+        yield Text(f"root {shorten(root.name)} = {array(root.value.data)}{dims}, gradient seeded with {seed}")
     yield Text(f"{plural(len(graph.nodes), 'node')}, {plural(len(graph.leaves), 'leaf')}, in backward order; "
                "at each node: upstream × local gradient = downstream", style="dim")
     legend = _legend([node.name for node in graph.nodes])
@@ -396,8 +392,7 @@ def walkthrough(explanation, width: int = 80, view: Optional[View] = None) -> It
     if _has_matrix_steps(explanation):
         yield Text(MATRIX_LEGEND, style="dim")
     for constant in graph.constants:
-        sized = "" if constant.shown_shape is None else f" {shape(constant.shown_shape)}"
-        yield Text(f"constant {constant.name}{sized}: {constant.reason}, "
+        yield Text(f"constant {constant.name}{shape_after(constant)}: {constant.reason}, "
                    "so no gradient flows to it", style="dim")
     for node in _entering_gradients(graph):
         yield Text(f"{node.name} (step {node.id + 1}) is {node.origin}: the nodes below it are that call's "
